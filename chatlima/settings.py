@@ -1,0 +1,242 @@
+"""ChatLima settings: one file, every value read from the environment.
+
+A fresh machine needs nothing set: SQLite, the in-memory channel layer,
+inline Celery tasks and the offline model.
+"""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+def envbool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def envint(name: str, default: int | None) -> int | None:
+    """An integer, or None when the variable is set but empty (= unlimited)."""
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return int(value) if value.strip() else None
+
+
+def envdecimal(name: str, default: Decimal | None) -> Decimal | None:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return Decimal(value) if value.strip() else None
+
+
+DEBUG = envbool("DJANGO_DEBUG", True)
+_DEV_SECRET = "django-insecure-chatlima-development-only"
+SECRET_KEY = env("DJANGO_SECRET_KEY", _DEV_SECRET if DEBUG else "")
+if not SECRET_KEY:
+    raise RuntimeError("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off")
+
+ALLOWED_HOSTS = [h.strip() for h in env("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",") if h.strip()]
+CSRF_TRUSTED_ORIGINS = [o.strip() for o in env("DJANGO_CSRF_TRUSTED_ORIGINS").split(",") if o.strip()]
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "knox",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "channels",
+    "accounts",
+    "usage",
+    "chat",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "chatlima.urls"
+ASGI_APPLICATION = "chatlima.asgi.application"
+WSGI_APPLICATION = None
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        env("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+        conn_max_age=int(env("DATABASE_CONN_MAX_AGE", "0")),
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL and a busy timeout let the async server's threads share the file.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+    }
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_USER_MODEL = "accounts.User"
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 8}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = BASE_DIR / "staticfiles"
+CHATLIMA_SERVE_STATIC = envbool("CHATLIMA_SERVE_STATIC", True)
+
+# Redis, when configured, carries the channel layer and the Celery broker.
+REDIS_URL = env("REDIS_URL")
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": env("CHANNEL_LAYER_PREFIX", "chatlima")},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+CELERY_BROKER_URL = REDIS_URL or "memory://"
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_TIMEZONE = "UTC"
+CELERY_TASK_IGNORE_RESULT = True
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "accounts.authentication.BearerTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "chatlima.errors.api_exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.UserRateThrottle",
+        "rest_framework.throttling.AnonRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "user": env("CHATLIMA_USER_THROTTLE", "600/min"),
+        "anon": env("CHATLIMA_ANON_THROTTLE", "60/min"),
+        "login": env("CHATLIMA_LOGIN_THROTTLE", "10/min"),
+    },
+}
+
+REST_KNOX = {
+    "AUTH_HEADER_PREFIX": "Bearer",
+    "TOKEN_TTL": __import__("datetime").timedelta(days=envint("CHATLIMA_TOKEN_TTL_DAYS", 90) or 90),
+    "TOKEN_LIMIT_PER_USER": None,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "ChatLima API",
+    "DESCRIPTION": "Chat with LLMs and see where every token goes.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# Providers: a model's provider is available when its key is set.
+PROVIDERS = {
+    "openai": {"api_key": env("OPENAI_API_KEY"), "base_url": env("OPENAI_BASE_URL") or None},
+    "openrouter": {
+        "api_key": env("OPENROUTER_API_KEY"),
+        "base_url": env("OPENROUTER_BASE_URL", "https://openrouter.ai/api/v1"),
+    },
+    "gemini": {"api_key": env("GEMINI_API_KEY"), "base_url": env("GEMINI_BASE_URL") or None},
+}
+PROVIDER_TIMEOUT_SECONDS = float(env("CHATLIMA_PROVIDER_TIMEOUT_SECONDS", "60"))
+PROVIDER_MAX_RETRIES = int(env("CHATLIMA_PROVIDER_MAX_RETRIES", "3"))
+
+CHATLIMA_DEFAULT_MODEL = env("CHATLIMA_DEFAULT_MODEL", "offline-demo")
+CHATLIMA_DEFAULT_MONTHLY_TOKEN_LIMIT = envint("CHATLIMA_DEFAULT_MONTHLY_TOKEN_LIMIT", 1_000_000)
+CHATLIMA_DEFAULT_MONTHLY_COST_LIMIT = envdecimal("CHATLIMA_DEFAULT_MONTHLY_COST_LIMIT", None)
+CHATLIMA_DEFAULT_BUDGET_PERIOD = env("CHATLIMA_DEFAULT_BUDGET_PERIOD", "monthly")
+CHATLIMA_DEFAULT_TIMEZONE = env("CHATLIMA_DEFAULT_TIMEZONE", "UTC")
+CHATLIMA_OFFLINE_CHUNK_DELAY_MS = int(env("CHATLIMA_OFFLINE_CHUNK_DELAY_MS", "30"))
+CHATLIMA_MAX_MESSAGE_CHARS = 32_000
+CHATLIMA_DEFAULT_MAX_TOKENS = int(env("CHATLIMA_DEFAULT_MAX_TOKENS", "2048"))
+CHATLIMA_CONTEXT_TOKEN_BUDGET = int(env("CHATLIMA_CONTEXT_TOKEN_BUDGET", "8000"))
+CHATLIMA_USAGE_RETENTION_DAYS = envint("CHATLIMA_USAGE_RETENTION_DAYS", None)
+CHATLIMA_JSON_LOGS = envbool("CHATLIMA_JSON_LOGS", False)
+
+EMAIL_BACKEND = env("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = env("DJANGO_DEFAULT_FROM_EMAIL", "chatlima@localhost")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "chatlima.logging.JsonLinesFormatter"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "json" if CHATLIMA_JSON_LOGS else "plain"},
+    },
+    "root": {"handlers": ["console"], "level": env("DJANGO_LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
+
+if not DEBUG:
+    SECURE_SSL_REDIRECT = envbool("DJANGO_SECURE_SSL_REDIRECT", True)
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = int(env("DJANGO_SECURE_HSTS_SECONDS", "31536000"))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SECURE_CONTENT_TYPE_NOSNIFF = True

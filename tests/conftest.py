@@ -1,0 +1,88 @@
+"""The shared cast: an owner, a stranger who must get 404s, and their API clients."""
+
+from __future__ import annotations
+
+import os
+import socket
+from urllib.parse import urlparse
+
+import pytest
+from knox.models import AuthToken
+from rest_framework.test import APIClient
+
+from accounts.models import Budget, User
+
+
+def _reachable(url: str, default_port: int) -> bool:
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or default_port), timeout=3):
+            return True
+    except OSError:
+        return False
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """In CI the suite must run on the real PostgreSQL and Redis, never silently without them."""
+    if os.environ.get("CI", "").lower() not in ("1", "true"):
+        return
+    database_url = os.environ.get("DATABASE_URL", "")
+    redis_url = os.environ.get("REDIS_URL", "")
+    problems = []
+    if not database_url.startswith(("postgres://", "postgresql://")):
+        problems.append("DATABASE_URL must point at PostgreSQL in CI")
+    elif not _reachable(database_url, 5432):
+        problems.append(f"PostgreSQL at {database_url} is unreachable")
+    if not redis_url:
+        problems.append("REDIS_URL must be set in CI")
+    elif not _reachable(redis_url, 6379):
+        problems.append(f"Redis at {redis_url} is unreachable")
+    if problems:
+        raise pytest.UsageError("CI needs its services: " + "; ".join(problems))
+
+
+def make_user(username: str, password: str = "correct-horse-battery") -> User:
+    user = User.objects.create_user(username=username, password=password)
+    Budget.objects.for_user(user)
+    return user
+
+
+@pytest.fixture
+def owner(db) -> User:
+    return make_user("owner")
+
+
+@pytest.fixture
+def stranger(db) -> User:
+    return make_user("stranger")
+
+
+def bearer_client(user: User) -> APIClient:
+    _, token = AuthToken.objects.create(user)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    return client
+
+
+@pytest.fixture
+def owner_api(owner) -> APIClient:
+    return bearer_client(owner)
+
+
+@pytest.fixture
+def stranger_api(stranger) -> APIClient:
+    return bearer_client(stranger)
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()

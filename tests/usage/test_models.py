@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+import pytest
+from django.db import IntegrityError, transaction
+
+from usage.models import ApiUsageLog, DailyUsageRollup, ModelPrice
+
+pytestmark = pytest.mark.django_db
+
+
+def test_price_table_is_seeded_with_each_provider_and_the_free_offline_model():
+    providers = set(ModelPrice.objects.values_list("provider", flat=True))
+    assert {"offline", "openai", "openrouter", "gemini"} <= providers
+    flash = ModelPrice.objects.for_model("gemini-2.5-flash")
+    assert flash.input_per_mtok == Decimal("0.30") and flash.output_per_mtok == Decimal("2.50")
+    offline = ModelPrice.objects.for_model("offline-demo")
+    assert offline.input_per_mtok == 0 and offline.output_per_mtok == 0
+    assert ModelPrice.objects.for_model("moonshotai/kimi-k2:free").output_per_mtok == 0
+
+
+def test_a_later_price_replaces_the_earlier_one_from_its_effective_date():
+    ModelPrice.objects.create(
+        provider="openai", model_id="gpt-4o-mini", display_name="GPT-4o mini", input_per_mtok=Decimal("0.10"),
+        output_per_mtok=Decimal("0.40"), effective_date=date(2030, 1, 1),
+    )
+    assert ModelPrice.objects.for_model("gpt-4o-mini", on=date(2029, 12, 31)).input_per_mtok == Decimal("0.15")
+    assert ModelPrice.objects.for_model("gpt-4o-mini", on=date(2030, 1, 1)).input_per_mtok == Decimal("0.10")
+    current = {p.model_id: p for p in ModelPrice.objects.current(on=date(2030, 6, 1))}
+    assert current["gpt-4o-mini"].input_per_mtok == Decimal("0.10")
+
+
+def test_unknown_model_has_no_price():
+    assert ModelPrice.objects.for_model("no-such-model") is None
+
+
+def test_usage_log_keeps_fractions_of_a_cent(owner):
+    row = ApiUsageLog.objects.create(
+        user=owner, request_id="msg_1", provider="gemini", model_name="gemini-2.5-flash",
+        prompt_tokens=40, completion_tokens=19, total_tokens=59, cost_estimate=Decimal("0.0000595"),
+        status=ApiUsageLog.Status.SUCCESS, usage_source=ApiUsageLog.Source.PROVIDER,
+    )
+    row.refresh_from_db()
+    assert row.cost_estimate == Decimal("0.0000595")
+    assert ApiUsageLog._meta.db_table == "api_usage_logs"
+
+
+def test_usage_request_id_is_unique_per_user(owner, stranger):
+    ApiUsageLog.objects.create(user=owner, request_id="msg_1", provider="offline", model_name="offline-demo")
+    ApiUsageLog.objects.create(user=stranger, request_id="msg_1", provider="offline", model_name="offline-demo")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        ApiUsageLog.objects.create(user=owner, request_id="msg_1", provider="offline", model_name="offline-demo")
+
+
+def test_one_rollup_row_per_day_user_provider_model(owner):
+    key = {"day": date(2025, 7, 22), "user": owner, "provider": "gemini", "model_name": "gemini-2.5-flash"}
+    DailyUsageRollup.objects.create(**key, requests=1)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        DailyUsageRollup.objects.create(**key, requests=2)

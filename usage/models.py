@@ -1,0 +1,140 @@
+"""Usage rows (one per provider call), the price table, and daily rollups."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+MONEY = {"max_digits": 16, "decimal_places": 8}
+
+
+class ApiUsageLog(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SUCCESS = "success"
+        ERROR = "error"
+        TIMEOUT = "timeout"
+        RATE_LIMITED = "rate_limited"
+        CANCELLED = "cancelled"
+        INTERRUPTED = "interrupted"
+
+    class Source(models.TextChoices):
+        PROVIDER = "provider"
+        ESTIMATE = "estimate"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # The user message's id; like every client id it is unique per user.
+    request_id = models.CharField(max_length=64)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="usage_logs")
+    conversation = models.ForeignKey(
+        "chat.Conversation", null=True, blank=True, on_delete=models.SET_NULL, related_name="usage_logs"
+    )
+    message = models.ForeignKey(
+        "chat.Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="usage_logs"
+    )
+    provider = models.CharField(max_length=32)
+    model_name = models.CharField(max_length=128)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    total_tokens = models.PositiveIntegerField(default=0)
+    cached_tokens = models.PositiveIntegerField(default=0)
+    reasoning_tokens = models.PositiveIntegerField(default=0)
+    cost_estimate = models.DecimalField(**MONEY, null=True, blank=True)
+    actual_cost = models.DecimalField(**MONEY, null=True, blank=True)
+    response_time_ms = models.PositiveIntegerField(null=True, blank=True)
+    time_to_first_token_ms = models.PositiveIntegerField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    usage_source = models.CharField(max_length=16, choices=Source.choices, default=Source.ESTIMATE)
+    error_message = models.TextField(blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "api_usage_logs"
+        constraints = [
+            models.UniqueConstraint(fields=["user", "request_id"], name="usage_request_unique_per_user"),
+        ]
+        indexes = [
+            models.Index(fields=["user", "-created_at"], name="idx_usage_user"),
+            models.Index(fields=["conversation"], name="idx_usage_conversation"),
+            models.Index(fields=["status", "-created_at"], name="idx_usage_status"),
+            models.Index(fields=["-created_at"], name="idx_usage_date"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model_name} {self.status} {self.request_id}"
+
+
+class ModelPriceQuerySet(models.QuerySet):
+    def current(self, on: date | None = None) -> list[ModelPrice]:
+        """The price in force for each model on a day (the latest effective date not after it)."""
+        on = on or timezone.now().date()
+        latest: dict[str, ModelPrice] = {}
+        for price in self.filter(effective_date__lte=on, is_active=True).order_by("model_id", "effective_date"):
+            latest[price.model_id] = price
+        return sorted(latest.values(), key=lambda p: (p.provider, p.display_name))
+
+    def for_model(self, model_id: str, on: date | None = None) -> ModelPrice | None:
+        on = on or timezone.now().date()
+        return self.filter(model_id=model_id, effective_date__lte=on).order_by("-effective_date").first()
+
+
+class ModelPrice(models.Model):
+    """The model catalogue and its list prices per million tokens, dated."""
+
+    provider = models.CharField(max_length=32)
+    model_id = models.CharField(max_length=128)
+    display_name = models.CharField(max_length=128)
+    context_window = models.PositiveIntegerField(default=0)
+    input_per_mtok = models.DecimalField(max_digits=12, decimal_places=6)
+    output_per_mtok = models.DecimalField(max_digits=12, decimal_places=6)
+    cached_input_per_mtok = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    reasoning_per_mtok = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    currency = models.CharField(max_length=3, default="USD")
+    effective_date = models.DateField()
+    is_active = models.BooleanField(default=True, help_text="Listed in the model selector.")
+
+    objects = ModelPriceQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["model_id", "effective_date"], name="one_price_per_model_per_day"),
+        ]
+        ordering = ["provider", "model_id", "-effective_date"]
+
+    def __str__(self) -> str:
+        return f"{self.model_id} from {self.effective_date}"
+
+
+class DailyUsageRollup(models.Model):
+    """Usage summed per (user's local day, user, provider, model), recomputed from the raw rows."""
+
+    day = models.DateField()
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="daily_usage")
+    provider = models.CharField(max_length=32)
+    model_name = models.CharField(max_length=128)
+    requests = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0)
+    cancelled = models.PositiveIntegerField(default=0)
+    prompt_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    total_tokens = models.BigIntegerField(default=0)
+    cached_tokens = models.BigIntegerField(default=0)
+    reasoning_tokens = models.BigIntegerField(default=0)
+    cost = models.DecimalField(**MONEY, default=Decimal("0"))
+    actual_cost = models.DecimalField(**MONEY, null=True, blank=True)
+    computed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["day", "user", "provider", "model_name"], name="one_rollup_per_day_user_model"),
+        ]
+        indexes = [models.Index(fields=["day"]), models.Index(fields=["user", "day"])]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.user_id} {self.model_name}"
