@@ -1,0 +1,28 @@
+"""The per-user sync clock that makes pull cursors exact.
+
+Locking contract: `tick()` must run inside the writer's transaction. It takes
+the user's clock row lock and holds it to commit, so versions become visible
+in the order they were handed out: once a pull sees version v, every version
+below v is committed. Every write path (exchanges, push, admin, REST) stamps
+the rows it changes with the value `tick()` returns.
+"""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.db.models import F
+
+from chat.models import SyncClock
+
+
+def tick(user_id: int) -> int:
+    assert transaction.get_connection().in_atomic_block, "tick() must run inside the writer's transaction"
+    updated = SyncClock.objects.filter(user_id=user_id).update(version=F("version") + 1)
+    if not updated:
+        SyncClock.objects.get_or_create(user_id=user_id)
+        SyncClock.objects.filter(user_id=user_id).update(version=F("version") + 1)
+    return SyncClock.objects.values_list("version", flat=True).get(user_id=user_id)
+
+
+def current(user_id: int) -> int:
+    return SyncClock.objects.filter(user_id=user_id).values_list("version", flat=True).first() or 0

@@ -1,0 +1,9 @@
+"""Signals other parts listen to, so `usage` and `chat` need not import each other's internals."""
+
+from __future__ import annotations
+
+from django.dispatch import Signal
+
+# Sent after the settle transaction of an exchange commits (on_commit),
+# with kwargs user_id and usage_log_id.
+exchange_settled = Signal()
