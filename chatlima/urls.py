@@ -9,6 +9,7 @@ urlpatterns = [
     path("api/v1/", include("chat.api_urls")),  # the exchange doors: chat/send, chat/stream, budget
     path("api/v1/", include("chat.rest_urls")),  # conversations and sync
     path("api/v1/", include("usage.api_urls")),  # models, token-usage, usage/*
+    path("api/v1/", include("usage.budget_urls")),  # budget
     path("", include("usage.ops_urls")),  # health, stats
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/v1/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

@@ -110,6 +110,17 @@ class ModelPrice(models.Model):
     def __str__(self) -> str:
         return f"{self.model_id} from {self.effective_date}"
 
+    @property
+    def is_available(self) -> bool:
+        return provider_is_configured(self.provider)
+
+
+def provider_is_configured(provider: str) -> bool:
+    """A provider is usable when its key is set; the offline model always is."""
+    if provider == "offline":
+        return True
+    return bool(settings.PROVIDERS.get(provider, {}).get("api_key"))
+
 
 class DailyUsageRollup(models.Model):
     """Usage summed per (user's local day, user, provider, model), recomputed from the raw rows."""
