@@ -92,6 +92,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "usage.context_processors.budget_alerts",
             ],
         },
     },
@@ -155,6 +156,10 @@ CELERY_TIMEZONE = "UTC"
 CELERY_TASK_IGNORE_RESULT = True
 # Each part adds its periodic tasks: CELERY_BEAT_SCHEDULE["name"] = {...}
 CELERY_BEAT_SCHEDULE: dict = {}
+# Usage rollups: the day just ended shortly after midnight UTC, and today's every hour.
+CELERY_BEAT_SCHEDULE["usage-rollup-after-midnight"] = {"task": "usage.rollup_recent", "schedule": __import__("celery.schedules").schedules.crontab(minute=5, hour=0)}
+CELERY_BEAT_SCHEDULE["usage-rollup-hourly"] = {"task": "usage.rollup_recent", "schedule": __import__("celery.schedules").schedules.crontab(minute=20)}
+CELERY_BEAT_SCHEDULE["usage-retention"] = {"task": "usage.purge_old_usage_logs", "schedule": __import__("celery.schedules").schedules.crontab(minute=40, hour=1)}
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -242,3 +247,23 @@ if not DEBUG:
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
     SECURE_CONTENT_TYPE_NOSNIFF = True
+
+# The exchange pipeline (chat/exchange.py).
+# Stream deltas are batched into one frame per interval so a slow client cannot pile up frames; 0 = every delta.
+CHATLIMA_STREAM_BATCH_MS = int(env("CHATLIMA_STREAM_BATCH_MS", "50"))
+# A streaming answer's partial text is saved this often, so a restart keeps it; each save is also the
+# exchange's heartbeat that pushes its budget hold's expiry forward.
+CHATLIMA_PARTIAL_SAVE_SECONDS = float(env("CHATLIMA_PARTIAL_SAVE_SECONDS", "3"))
+CHATLIMA_RESERVATION_TTL_SECONDS = int(env("CHATLIMA_RESERVATION_TTL_SECONDS", str(max(300, int(2 * PROVIDER_TIMEOUT_SECONDS)))))
+# SQLite takes one writer at a time: its database work runs on one thread; PostgreSQL gets a thread pool.
+CHATLIMA_DB_THREAD_SENSITIVE = envbool("CHATLIMA_DB_THREAD_SENSITIVE", DATABASES["default"]["ENGINE"].endswith("sqlite3"))
+CELERY_BEAT_SCHEDULE["expire-reservations"] = {"task": "chat.tasks.expire_reservations", "schedule": 60.0}
+CELERY_BEAT_SCHEDULE["settle-stale-exchanges"] = {"task": "chat.tasks.settle_stale_exchanges", "schedule": 120.0}
+
+# Mobile sync and the REST API (chat/sync.py). A push body holds at most this many items; bigger
+# histories are pushed in several bodies. The body size limit leaves room for a full push.
+CHATLIMA_SYNC_MAX_CONVERSATIONS = int(env("CHATLIMA_SYNC_MAX_CONVERSATIONS", "1000"))
+CHATLIMA_SYNC_MAX_MESSAGES = int(env("CHATLIMA_SYNC_MAX_MESSAGES", "20000"))
+CHATLIMA_SYNC_MAX_DELETED = int(env("CHATLIMA_SYNC_MAX_DELETED", "1000"))
+DATA_UPLOAD_MAX_MEMORY_SIZE = int(env("CHATLIMA_MAX_BODY_BYTES", str(32 * 1024 * 1024)))
+REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["sync"] = env("CHATLIMA_SYNC_THROTTLE", "120/min")

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from usage.models import ApiUsageLog, DailyUsageRollup, ModelPrice
+from usage.models import ApiUsageLog, BudgetAlert, DailyUsageRollup, ModelPrice
 
 
 @admin.register(ApiUsageLog)
@@ -31,3 +31,15 @@ class DailyUsageRollupAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in DailyUsageRollup._meta.fields]
+
+
+@admin.register(BudgetAlert)
+class BudgetAlertAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "user", "threshold", "period_start", "tokens_used", "token_limit", "cost_used", "cost_limit", "emailed_at", "dismissed_at")
+    list_filter = ("threshold",)
+    search_fields = ("user__username", "message")
+    date_hierarchy = "created_at"
+    raw_id_fields = ("user",)
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in BudgetAlert._meta.fields if f.name != "dismissed_at"]

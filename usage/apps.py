@@ -1,6 +1,61 @@
+from __future__ import annotations
+
+import logging
+
 from django.apps import AppConfig
+
+logger = logging.getLogger(__name__)
 
 
 class UsageConfig(AppConfig):
     name = "usage"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from django.contrib.auth import get_user_model
+        from django.db.models.signals import post_save, pre_save
+
+        from usage.signals import exchange_settled
+
+        exchange_settled.connect(_on_exchange_settled, dispatch_uid="usage.on_exchange_settled")
+        user_model = get_user_model()
+        pre_save.connect(_remember_timezone, sender=user_model, dispatch_uid="usage.remember_timezone")
+        post_save.connect(_rebuild_on_timezone_change, sender=user_model, dispatch_uid="usage.timezone_change")
+
+
+def _on_exchange_settled(sender, user_id: int, usage_log_id, **kwargs) -> None:
+    """Log the exchange and send any budget alert; neither may break the exchange that was settled."""
+    from usage.alerts import check_budget_alerts
+    from usage.exchange_log import log_exchange
+    from usage.models import ApiUsageLog
+
+    try:
+        usage_log = ApiUsageLog.objects.filter(pk=usage_log_id).first()
+        if usage_log is not None:
+            log_exchange(usage_log)
+    except Exception:
+        logger.exception("logging exchange %s failed", usage_log_id)
+    try:
+        check_budget_alerts(user_id)
+    except Exception:
+        logger.exception("budget alerts for user %s failed", user_id)
+
+
+def _remember_timezone(sender, instance, raw: bool = False, update_fields=None, **kwargs) -> None:
+    if raw or instance.pk is None or (update_fields is not None and "timezone" not in update_fields):
+        instance._usage_old_timezone = None
+        return
+    instance._usage_old_timezone = sender.objects.filter(pk=instance.pk).values_list("timezone", flat=True).first()
+
+
+def _rebuild_on_timezone_change(sender, instance, created: bool, raw: bool = False, **kwargs) -> None:
+    """A user's days move with their time zone: recompute their rollups so no row counts on two days."""
+    old = getattr(instance, "_usage_old_timezone", None)
+    if created or raw or old is None or old == instance.timezone:
+        return
+    from django.db import transaction
+
+    from usage.rollups import rebuild_user
+
+    user_id = instance.pk
+    transaction.on_commit(lambda: rebuild_user(user_id))

@@ -149,3 +149,35 @@ class DailyUsageRollup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day} {self.user_id} {self.model_name}"
+
+
+class BudgetAlert(models.Model):
+    """A notice that a user's usage crossed 80% or 100% of a budget limit: at most one per threshold per period."""
+
+    class Threshold(models.IntegerChoices):
+        WARNING = 80
+        REACHED = 100
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="budget_alerts")
+    threshold = models.PositiveSmallIntegerField(choices=Threshold.choices)
+    period_start = models.DateTimeField()
+    message = models.CharField(max_length=255)
+    tokens_used = models.BigIntegerField(default=0)
+    token_limit = models.BigIntegerField(null=True, blank=True)
+    cost_used = models.DecimalField(**MONEY, default=Decimal("0"))
+    cost_limit = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    emailed_at = models.DateTimeField(null=True, blank=True)
+    dismissed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "threshold", "period_start"], name="one_budget_alert_per_threshold_per_period"
+            ),
+        ]
+        indexes = [models.Index(fields=["user", "dismissed_at"])]
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.threshold}% alert for {self.user_id} ({self.period_start:%Y-%m-%d})"

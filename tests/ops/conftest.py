@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import itertools
+from datetime import datetime
+from decimal import Decimal
+
+import pytest
+
+from accounts.models import User
+from tests.conftest import make_user
+from usage.models import ApiUsageLog
+
+_ids = itertools.count(1)
+
+
+def make_log(user: User, created_at: datetime, **fields) -> ApiUsageLog:
+    prompt = fields.pop("prompt_tokens", 10)
+    completion = fields.pop("completion_tokens", 20)
+    defaults = {
+        "request_id": f"msg_{next(_ids)}_testrow00",
+        "provider": "openai",
+        "model_name": "gpt-4o-mini",
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "cost_estimate": Decimal("0.00012345"),
+        "status": ApiUsageLog.Status.SUCCESS,
+        "usage_source": ApiUsageLog.Source.PROVIDER,
+    }
+    defaults.update(fields)
+    return ApiUsageLog.objects.create(user=user, created_at=created_at, **defaults)
+
+
+def user_in(username: str, tz: str) -> User:
+    user = make_user(username)
+    User.objects.filter(pk=user.pk).update(timezone=tz)
+    user.refresh_from_db()
+    return user
+
+
+@pytest.fixture
+def staff(db) -> User:
+    user = make_user("staffer")
+    user.is_staff = True
+    user.is_superuser = True
+    user.save()
+    return user

@@ -1,0 +1,181 @@
+from __future__ import annotations
+
+import zoneinfo
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from django.core.management import call_command
+from django.db.models import Count, Q, Sum
+
+from tests.ops.conftest import make_log, user_in
+from usage import tasks
+from usage.models import ApiUsageLog, DailyUsageRollup
+from usage.rollups import ERROR_STATUSES, local_day_bounds, rollup_day, rollup_range
+
+pytestmark = pytest.mark.django_db
+
+DAY = date(2026, 3, 10)
+S = ApiUsageLog.Status
+
+
+def expected_rollups() -> dict[tuple, dict]:
+    """The figures straight from the raw rows, grouped by each user's local day in Python."""
+    out: dict[tuple, dict] = {}
+    for log in ApiUsageLog.objects.select_related("user"):
+        day = log.created_at.astimezone(zoneinfo.ZoneInfo(log.user.timezone)).date()
+        key = (day, log.user_id, log.provider, log.model_name)
+        row = out.setdefault(key, {
+            "requests": 0, "errors": 0, "cancelled": 0, "prompt_tokens": 0, "completion_tokens": 0,
+            "total_tokens": 0, "cached_tokens": 0, "reasoning_tokens": 0, "cost": Decimal("0"), "actual_cost": None,
+        })
+        row["requests"] += 1
+        row["errors"] += log.status in ERROR_STATUSES
+        row["cancelled"] += log.status == S.CANCELLED
+        for f in ("prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "reasoning_tokens"):
+            row[f] += getattr(log, f)
+        row["cost"] += log.cost_estimate or 0
+        if log.actual_cost is not None:
+            row["actual_cost"] = (row["actual_cost"] or Decimal("0")) + log.actual_cost
+    return out
+
+
+def stored_rollups() -> dict[tuple, dict]:
+    return {
+        (r.day, r.user_id, r.provider, r.model_name): {
+            "requests": r.requests, "errors": r.errors, "cancelled": r.cancelled,
+            "prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
+            "total_tokens": r.total_tokens, "cached_tokens": r.cached_tokens,
+            "reasoning_tokens": r.reasoning_tokens, "cost": r.cost, "actual_cost": r.actual_cost,
+        }
+        for r in DailyUsageRollup.objects.all()
+    }
+
+
+@pytest.fixture
+def cast(db):
+    """Three users in three time zones, rows of several models and outcomes, some a minute either side of local midnight."""
+    utc = user_in("utc_user", "UTC")
+    tokyo = user_in("tokyo_user", "Asia/Tokyo")  # UTC+9
+    la = user_in("la_user", "America/Los_Angeles")  # UTC-7 in March (DST from March 8)
+    for user in (utc, tokyo, la):
+        start, end = local_day_bounds(DAY, user.timezone)
+        make_log(user, start, prompt_tokens=100, completion_tokens=50, cached_tokens=30, reasoning_tokens=5)
+        make_log(user, start - timedelta(minutes=1), prompt_tokens=7, completion_tokens=3)  # the day before
+        make_log(user, end - timedelta(minutes=1), model_name="gpt-4o", cost_estimate=Decimal("0.25"),
+                 actual_cost=Decimal("0.30"))
+        make_log(user, end, prompt_tokens=1, completion_tokens=1)  # the day after
+        make_log(user, start + timedelta(hours=5), provider="gemini", model_name="gemini-2.5-flash",
+                 status=S.ERROR, prompt_tokens=40, completion_tokens=0, cost_estimate=None)
+        make_log(user, start + timedelta(hours=6), provider="gemini", model_name="gemini-2.5-flash",
+                 status=S.CANCELLED, prompt_tokens=40, completion_tokens=12, usage_source="estimate")
+        make_log(user, start + timedelta(hours=7), status=S.TIMEOUT, completion_tokens=0)
+    return utc, tokyo, la
+
+
+def test_task_rollup_matches_a_direct_aggregate_of_the_rows(cast):
+    # apply() runs the real task body here whatever the broker; the worker test covers the broker.
+    tasks.rollup_days.apply(args=[(DAY - timedelta(days=1)).isoformat(), (DAY + timedelta(days=1)).isoformat()])
+
+    stored = stored_rollups()
+    assert stored == expected_rollups()
+    utc, tokyo, la = cast
+    # The rows one minute either side of local midnight went to the neighbouring days.
+    for user in cast:
+        assert stored[(DAY, user.pk, "openai", "gpt-4o-mini")]["requests"] == 2  # midnight row + timeout row
+        assert stored[(DAY - timedelta(days=1), user.pk, "openai", "gpt-4o-mini")]["prompt_tokens"] == 7
+        assert stored[(DAY + timedelta(days=1), user.pk, "openai", "gpt-4o-mini")]["prompt_tokens"] == 1
+        gemini = stored[(DAY, user.pk, "gemini", "gemini-2.5-flash")]
+        assert (gemini["requests"], gemini["errors"], gemini["cancelled"]) == (2, 1, 1)
+        assert stored[(DAY, user.pk, "openai", "gpt-4o")]["actual_cost"] == Decimal("0.30")
+    assert stored[(DAY, utc.pk, "openai", "gpt-4o-mini")]["errors"] == 1
+
+
+def test_rollup_totals_per_local_day_match_sql_over_each_users_window(cast):
+    rollup_range(DAY - timedelta(days=1), DAY + timedelta(days=1))
+    for user in cast:
+        start, end = local_day_bounds(DAY, user.timezone)
+        raw = ApiUsageLog.objects.filter(user=user, created_at__gte=start, created_at__lt=end).aggregate(
+            n=Count("id"), tokens=Sum("total_tokens"), cost=Sum("cost_estimate"),
+            errors=Count("id", filter=Q(status__in=ERROR_STATUSES)),
+        )
+        rolled = DailyUsageRollup.objects.filter(user=user, day=DAY).aggregate(
+            n=Sum("requests"), tokens=Sum("total_tokens"), cost=Sum("cost"), errors=Sum("errors")
+        )
+        assert rolled == raw
+
+
+def test_running_twice_gives_the_same_rollups(cast):
+    rollup_range(DAY - timedelta(days=1), DAY + timedelta(days=1))
+    first = stored_rollups()
+    rollup_range(DAY - timedelta(days=1), DAY + timedelta(days=1))
+    assert stored_rollups() == first
+    assert DailyUsageRollup.objects.count() == len(first)
+
+
+def test_a_late_row_is_counted_once_when_the_day_is_recomputed(cast):
+    utc = cast[0]
+    rollup_day(DAY)
+    before = DailyUsageRollup.objects.get(day=DAY, user=utc, model_name="gpt-4o-mini")
+    make_log(utc, datetime(2026, 3, 10, 12, 0, tzinfo=UTC), prompt_tokens=1000, completion_tokens=1)
+    rollup_day(DAY)
+    rollup_day(DAY)
+    after = DailyUsageRollup.objects.get(day=DAY, user=utc, model_name="gpt-4o-mini")
+    assert after.requests == before.requests + 1
+    assert after.prompt_tokens == before.prompt_tokens + 1000
+    assert stored_rollups() == {k: v for k, v in expected_rollups().items() if k[0] == DAY} | {
+        k: v for k, v in stored_rollups().items() if k[0] != DAY
+    }
+
+
+def test_rollups_of_rows_that_are_gone_are_removed(cast):
+    utc = cast[0]
+    rollup_day(DAY)
+    assert DailyUsageRollup.objects.filter(day=DAY, user=utc, model_name="gpt-4o").exists()
+    ApiUsageLog.objects.filter(user=utc, model_name="gpt-4o").delete()
+    rollup_day(DAY)
+    assert not DailyUsageRollup.objects.filter(day=DAY, user=utc, model_name="gpt-4o").exists()
+    assert DailyUsageRollup.objects.filter(day=DAY, user=utc, model_name="gpt-4o-mini").exists()
+
+
+def test_a_timezone_change_moves_rows_between_days_without_double_counting(django_capture_on_commit_callbacks):
+    user = user_in("traveller", "UTC")
+    # 20:00 UTC on the 10th is 05:00 on the 11th in Tokyo.
+    make_log(user, datetime(2026, 3, 10, 20, 0, tzinfo=UTC), prompt_tokens=500, completion_tokens=500)
+    make_log(user, datetime(2026, 3, 10, 10, 0, tzinfo=UTC), prompt_tokens=5, completion_tokens=5)
+    rollup_range(date(2026, 3, 9), date(2026, 3, 12))
+    assert DailyUsageRollup.objects.get(user=user, day=date(2026, 3, 10)).total_tokens == 1010
+
+    with django_capture_on_commit_callbacks(execute=True):
+        user.timezone = "Asia/Tokyo"
+        user.save()
+
+    by_day = dict(DailyUsageRollup.objects.filter(user=user).values_list("day", "total_tokens"))
+    assert by_day == {date(2026, 3, 10): 10, date(2026, 3, 11): 1000}
+    # A later scheduled run agrees with the rebuild.
+    rollup_range(date(2026, 3, 9), date(2026, 3, 12))
+    assert dict(DailyUsageRollup.objects.filter(user=user).values_list("day", "total_tokens")) == by_day
+    assert stored_rollups() == expected_rollups()
+
+
+def test_rollup_recent_covers_yesterday_today_and_tomorrow(db):
+    user = user_in("now_user", "Pacific/Kiritimati")  # UTC+14: its today is usually UTC's tomorrow
+    now = datetime.now(UTC)
+    make_log(user, now - timedelta(minutes=1))
+    tasks.rollup_recent.apply()
+    local_day = (now - timedelta(minutes=1)).astimezone(zoneinfo.ZoneInfo("Pacific/Kiritimati")).date()
+    assert DailyUsageRollup.objects.get(user=user).day == local_day
+
+
+def test_rollup_usage_command_backfills_a_range(cast, capsys):
+    call_command("rollup_usage", "--from", "2026-03-08", "--to", "2026-03-12")
+    out = capsys.readouterr()
+    assert "Rolled up 5 day(s) from 2026-03-08 to 2026-03-12" in out.out
+    assert "day" in out.err  # the progress bar
+    assert stored_rollups() == expected_rollups()
+
+
+def test_rollup_usage_command_defaults_to_yesterday_and_today(db, capsys):
+    call_command("rollup_usage", "--no-progress")
+    today = datetime.now(UTC).date()
+    assert f"from {today - timedelta(days=1)} to {today}" in capsys.readouterr().out
