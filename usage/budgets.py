@@ -1,0 +1,235 @@
+"""Per-user budgets: periods in the user's time zone, reservations, settling, and the budget payload.
+
+Locking contract: `reserve`, `settle_reservation` and `release_reservation` must run inside the
+caller's transaction. Each takes the Budget row lock with a conditional UPDATE (so concurrent
+checks are decided one at a time by the database, never by a read-then-write in Python) and holds
+it to commit. Take it before `chat.sync_clock.tick()` so every writer locks in the same order.
+
+Budgets count usage log rows only: `tokens_used`/`cost_used` grow by what a settled usage row
+recorded, and a period rollover recomputes them from the rows of the new period.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q, Sum
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from accounts.models import Budget, BudgetReservation, User
+from chatlima.errors import ClientError
+from usage.models import ApiUsageLog
+
+RATE_WINDOW_DAYS = 7
+
+
+def _as_aware(value: datetime) -> datetime:
+    return value if timezone.is_aware(value) else timezone.make_aware(value, UTC)
+
+
+def period_bounds(period: str, tz, now: datetime | None = None) -> tuple[datetime, datetime]:
+    """The [start, end) of the budget period containing `now`, as local midnights of the user's zone."""
+    local = _as_aware(now or timezone.now()).astimezone(tz)
+    day = local.date()
+    if period == Budget.Period.DAILY:
+        start_day = day
+        end_day = day + timedelta(days=1)
+    elif period == Budget.Period.WEEKLY:
+        start_day = day - timedelta(days=day.weekday())
+        end_day = start_day + timedelta(days=7)
+    else:
+        start_day = day.replace(day=1)
+        end_day = (start_day + timedelta(days=32)).replace(day=1)
+    start = datetime(start_day.year, start_day.month, start_day.day, tzinfo=tz)
+    end = datetime(end_day.year, end_day.month, end_day.day, tzinfo=tz)
+    return start, end
+
+
+def used_in(user_id: int, start: datetime, end: datetime | None = None) -> tuple[int, Decimal]:
+    """Tokens and cost of the user's usage rows in [start, end) (settled rows only)."""
+    rows = ApiUsageLog.objects.filter(user_id=user_id, created_at__gte=start).exclude(
+        status=ApiUsageLog.Status.PENDING
+    )
+    if end is not None:
+        rows = rows.filter(created_at__lt=end)
+    sums = rows.aggregate(t=Coalesce(Sum("total_tokens"), 0), c=Coalesce(Sum("cost_estimate"), Decimal("0")))
+    return int(sums["t"]), Decimal(sums["c"])
+
+
+def current_budget(user: User, now: datetime | None = None) -> Budget:
+    """The user's budget, rolled over to the period containing `now` when a boundary has passed.
+
+    The rollover is a compare-and-set on `period_start`, so two requests crossing the boundary
+    together reset it once.
+    """
+    budget = Budget.objects.for_user(user)
+    start, _ = period_bounds(budget.period, user.tzinfo, now)
+    if budget.period_start < start:
+        tokens, cost = used_in(user.pk, start)
+        Budget.objects.filter(pk=budget.pk, period_start=budget.period_start).update(
+            period_start=start, last_reset_at=timezone.now(), tokens_used=tokens, cost_used=cost,
+            alert_80_sent_at=None, alert_100_sent_at=None,
+        )
+        budget.refresh_from_db()
+    elif budget.period_start != start:
+        # A budget created mid-period belongs to the period it was created in.
+        Budget.objects.filter(pk=budget.pk, period_start=budget.period_start).update(period_start=start)
+        budget.refresh_from_db()
+    return budget
+
+
+@dataclass(frozen=True)
+class Hold:
+    reservation_id: int
+    tokens: int
+    cost: Decimal
+
+
+def _limit_details(budget: Budget, tokens: int, cost: Decimal, period_end: datetime) -> dict[str, Any]:
+    return {
+        "token_limit": budget.token_limit,
+        "tokens_used": budget.tokens_used,
+        "tokens_held": budget.tokens_held,
+        "tokens_requested": tokens,
+        "cost_limit": None if budget.cost_limit is None else str(budget.cost_limit),
+        "cost_used": str(budget.cost_used),
+        "cost_requested": str(cost),
+        "period": budget.period,
+        "period_end": period_end.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "reset_at": period_end.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+    }
+
+
+def reserve(user: User, request_id: str, tokens: int, cost: Decimal | Callable[[], Decimal] = Decimal("0"),
+            ttl_seconds: int | None = None) -> Hold:
+    """Hold `tokens` (and `cost`) on the user's budget for one exchange, or raise TOKEN_LIMIT_EXCEEDED.
+
+    The check and the hold are one conditional UPDATE: `used + held + asked <= limit` decided by
+    the database under the row lock, so parallel requests can never all pass a check only some of
+    them can afford. `cost` may be a callable, priced only when the budget has a cost limit.
+    """
+    assert transaction.get_connection().in_atomic_block, "reserve() must run inside the caller's transaction"
+    budget = current_budget(user)
+    if callable(cost):
+        cost = cost() if budget.cost_limit is not None else Decimal("0")
+    fits = Q(token_limit__isnull=True) | Q(token_limit__gte=F("tokens_used") + F("tokens_held") + tokens)
+    fits &= Q(cost_limit__isnull=True) | Q(cost_limit__gte=F("cost_used") + F("cost_held") + cost)
+    updated = Budget.objects.filter(fits, pk=budget.pk).update(
+        tokens_held=F("tokens_held") + tokens, cost_held=F("cost_held") + cost
+    )
+    if not updated:
+        budget.refresh_from_db()
+        _, end = period_bounds(budget.period, user.tzinfo)
+        raise ClientError(
+            "TOKEN_LIMIT_EXCEEDED",
+            "This request would go over your budget for this period.",
+            _limit_details(budget, tokens, cost, end),
+        )
+    now = timezone.now()
+    ttl = ttl_seconds if ttl_seconds is not None else settings.CHATLIMA_RESERVATION_TTL_SECONDS
+    reservation = BudgetReservation.objects.create(
+        user=user, request_id=request_id, tokens=tokens, cost=cost, created_at=now,
+        expires_at=now + timedelta(seconds=ttl),
+    )
+    return Hold(reservation.pk, tokens, cost)
+
+
+def _close(reservation_id: int, state: str) -> BudgetReservation | None:
+    """Move a held reservation to `state` and take its hold off the budget, exactly once."""
+    closed = BudgetReservation.objects.filter(pk=reservation_id, state=BudgetReservation.State.HELD).update(
+        state=state, closed_at=timezone.now()
+    )
+    if not closed:
+        return None
+    reservation = BudgetReservation.objects.get(pk=reservation_id)
+    Budget.objects.filter(user_id=reservation.user_id).update(
+        tokens_held=F("tokens_held") - reservation.tokens, cost_held=F("cost_held") - reservation.cost
+    )
+    return reservation
+
+
+def settle_reservation(user_id: int, reservation_id: int | None, tokens: int, cost: Decimal | None,
+                       *, state: str = BudgetReservation.State.SETTLED) -> None:
+    """Count what a usage row recorded against the budget and close the hold (if still held).
+
+    The figures are counted even when the hold already expired: budgets count usage rows, and a
+    usage row is only written once.
+    """
+    assert transaction.get_connection().in_atomic_block, "settle_reservation() must run inside a transaction"
+    if reservation_id is not None:
+        _close(reservation_id, state)
+    Budget.objects.filter(user_id=user_id).update(
+        tokens_used=F("tokens_used") + tokens, cost_used=F("cost_used") + (cost or Decimal("0"))
+    )
+
+
+def release_reservation(reservation_id: int, state: str = BudgetReservation.State.RELEASED) -> bool:
+    with transaction.atomic():
+        return _close(reservation_id, state) is not None
+
+
+def touch_reservation(reservation_id: int, ttl_seconds: int | None = None) -> None:
+    """Push a live exchange's hold expiry forward (its heartbeat)."""
+    ttl = ttl_seconds if ttl_seconds is not None else settings.CHATLIMA_RESERVATION_TTL_SECONDS
+    BudgetReservation.objects.filter(pk=reservation_id, state=BudgetReservation.State.HELD).update(
+        expires_at=timezone.now() + timedelta(seconds=ttl)
+    )
+
+
+def expire_stale_reservations(now: datetime | None = None) -> int:
+    """Expire holds past their expiry whose exchange never closed them; returns how many."""
+    now = now or timezone.now()
+    count = 0
+    stale = BudgetReservation.objects.filter(state=BudgetReservation.State.HELD, expires_at__lt=now)
+    for reservation_id in stale.values_list("pk", flat=True):
+        if release_reservation(reservation_id, BudgetReservation.State.EXPIRED):
+            count += 1
+    return count
+
+
+def _days_until_limit(budget: Budget, user_id: int, now: datetime) -> float | None:
+    if budget.token_limit is None and budget.cost_limit is None:
+        return None
+    tokens, cost = used_in(user_id, now - timedelta(days=RATE_WINDOW_DAYS), None)
+    estimates: list[float] = []
+    if budget.token_limit is not None and tokens > 0:
+        per_day = tokens / RATE_WINDOW_DAYS
+        estimates.append(max(budget.token_limit - budget.tokens_used, 0) / per_day)
+    if budget.cost_limit is not None and cost > 0:
+        per_day_cost = cost / RATE_WINDOW_DAYS
+        estimates.append(float(max(budget.cost_limit - budget.cost_used, Decimal("0")) / per_day_cost))
+    return round(min(estimates), 1) if estimates else None
+
+
+def budget_payload(user: User, now: datetime | None = None) -> dict[str, Any]:
+    """GET /api/v1/budget (API.md), plus what the open holds take and when the period ends."""
+    now = _as_aware(now or timezone.now())
+    budget = current_budget(user, now)
+    _, end = period_bounds(budget.period, user.tzinfo, now)
+
+    def iso(value: datetime | None) -> str | None:
+        if value is None:
+            return None
+        return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    return {
+        "period": budget.period,
+        "period_start": iso(budget.period_start),
+        "period_end": iso(end),
+        "last_reset_at": iso(budget.last_reset_at),
+        "token_limit": budget.token_limit,
+        "total_tokens_used": budget.tokens_used,
+        "remaining_tokens": budget.remaining_tokens,
+        "tokens_held": budget.tokens_held,
+        "cost_limit": None if budget.cost_limit is None else str(budget.cost_limit),
+        "cost_used": str(budget.cost_used),
+        "currency": "USD",
+        "estimated_days_until_limit": _days_until_limit(budget, user.pk, now),
+    }
