@@ -44,3 +44,62 @@ def message_payload(message: Message, *, with_html: bool = False) -> dict[str, A
     if with_html:
         data["content_html"] = render_markdown(message.content)
     return data
+
+
+def sync_message_payload(message: Message) -> dict[str, Any]:
+    """A message in the mobile client's sync format (seed 000) with every token field.
+
+    Reads `user_message_public_id` when the queryset annotated it, so a page of
+    messages costs no query per answer.
+    """
+    if hasattr(message, "user_message_public_id"):
+        user_message_id = message.user_message_public_id
+    else:
+        user_message_id = message.user_message.public_id if message.user_message_id else None
+    data: dict[str, Any] = {
+        "id": message.public_id,
+        "role": message.role,
+        "content": message.content,
+        "timestamp": iso(message.timestamp),
+        "contentType": message.content_type,
+        "status": message.status,
+        "prompt_tokens": message.prompt_tokens,
+        "completion_tokens": message.completion_tokens,
+        "total_tokens": message.total_tokens,
+        "reasoning_tokens": message.reasoning_tokens,
+        "cached_tokens": message.cached_tokens,
+        "figures_source": message.figures_source,
+    }
+    if message.role == Message.Role.USER:
+        data["originalModel"] = message.model
+    else:
+        data.update(
+            {
+                "model": message.model,
+                "elapsed_time": message.elapsed_time,
+                "user_message_id": user_message_id,
+                "completion_id": message.completion_id,
+                "cost": decimal_str(message.cost),
+            }
+        )
+    return data
+
+
+def conversation_payload(conversation) -> dict[str, Any]:
+    """A conversation in the REST API's list (API.md "Conversations")."""
+    return {
+        "id": conversation.public_id,
+        "title": conversation.title,
+        "model": conversation.model,
+        "system_prompt": conversation.system_prompt,
+        "created_at": iso(conversation.created_at),
+        "updated_at": iso(conversation.updated_at),
+        "last_message_at": iso(conversation.last_message_at),
+        "last_message_preview": conversation.last_message_preview,
+        "conversation_usage": {**conversation.usage_dict(), "cost": decimal_str(conversation.estimated_cost)},
+    }
+
+
+def decimal_str(value) -> str | None:
+    """A Decimal as plain digits: databases hand zero back as 0E-8, which clients cannot read."""
+    return None if value is None else f"{value:f}"

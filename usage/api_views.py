@@ -1,0 +1,154 @@
+"""The usage API: models and prices, token totals, stats, history, daily series and CSV export.
+
+Thin doors onto usage.queries; every answer is limited to the caller's own data.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+
+from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import renderers, serializers
+from rest_framework.decorators import api_view, renderer_classes
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from chat.models import Conversation
+from chatlima.errors import ClientError
+from usage import queries
+from usage.serializers import (
+    DailySerializer,
+    HistorySerializer,
+    ModelListSerializer,
+    StatsSerializer,
+    TokenUsageSerializer,
+)
+
+ErrorSchema = inline_serializer(
+    "UsageError",
+    {"error": inline_serializer("UsageErrorDetail", {"code": serializers.CharField(), "message": serializers.CharField(), "details": serializers.DictField()})},
+)
+ERRORS = {
+    400: OpenApiResponse(ErrorSchema, description="INVALID_MESSAGE: a bad date or paging value"),
+    401: OpenApiResponse(ErrorSchema, description="UNAUTHENTICATED"),
+    429: OpenApiResponse(ErrorSchema, description="RATE_LIMITED"),
+}
+DATE_PARAMS = [
+    OpenApiParameter("start_date", OpenApiTypes.STR, description="ISO 8601 date or timestamp (UTC), inclusive."),
+    OpenApiParameter("end_date", OpenApiTypes.STR, description="ISO 8601 date or timestamp (UTC), inclusive."),
+]
+
+
+def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ClientError("INVALID_MESSAGE", f"`{name}` must be a whole number.", {name: "not an integer"}) from exc
+    if not low <= value <= high:
+        raise ClientError("INVALID_MESSAGE", f"`{name}` is between {low} and {high}.", {name: "out of range"})
+    return value
+
+
+def _moments(request: Request):
+    return queries.moment_range(request.query_params.get("start_date"), request.query_params.get("end_date"))
+
+
+@extend_schema(operation_id="models_list", responses={200: ModelListSerializer, **ERRORS})
+@api_view(["GET"])
+def models_list(request: Request) -> Response:
+    return Response(queries.model_catalogue())
+
+
+@extend_schema(
+    operation_id="token_usage",
+    parameters=[OpenApiParameter("conversation_id", OpenApiTypes.STR, description="One conversation; absent: the whole account.")],
+    responses={200: TokenUsageSerializer, **ERRORS, 404: OpenApiResponse(ErrorSchema, description="CONVERSATION_NOT_FOUND")},
+)
+@api_view(["GET"])
+def token_usage(request: Request) -> Response:
+    conversation = None
+    conversation_id = request.query_params.get("conversation_id")
+    if conversation_id is not None:
+        conversation = Conversation.objects.for_user(request.user).filter(public_id=conversation_id).first()
+        if conversation is None:
+            raise ClientError("CONVERSATION_NOT_FOUND", "No such conversation.")
+    return Response(queries.token_usage(request.user, conversation))
+
+
+@extend_schema(operation_id="usage_stats", parameters=DATE_PARAMS, responses={200: StatsSerializer, **ERRORS})
+@api_view(["GET"])
+def usage_stats(request: Request) -> Response:
+    since, until = _moments(request)
+    return Response({"stats": queries.stats_by_model(request.user, since, until)})
+
+
+@extend_schema(
+    operation_id="usage_history",
+    parameters=[
+        *DATE_PARAMS,
+        OpenApiParameter("limit", OpenApiTypes.INT, description=f"1 to {queries.HISTORY_MAX_LIMIT}, default {queries.HISTORY_DEFAULT_LIMIT}."),
+        OpenApiParameter("offset", OpenApiTypes.INT, description="Rows to skip."),
+    ],
+    responses={200: HistorySerializer, **ERRORS},
+)
+@api_view(["GET"])
+def usage_history(request: Request) -> Response:
+    since, until = _moments(request)
+    limit = _int_param(request, "limit", queries.HISTORY_DEFAULT_LIMIT, 1, queries.HISTORY_MAX_LIMIT)
+    offset = _int_param(request, "offset", 0, 0, 10_000_000)
+    return Response(queries.history(request.user, since, until, limit, offset))
+
+
+@extend_schema(
+    operation_id="usage_daily",
+    parameters=[
+        OpenApiParameter("start_date", OpenApiTypes.STR, description="First day (the user's days); default 29 days before end_date."),
+        OpenApiParameter("end_date", OpenApiTypes.STR, description=f"Last day, default today; at most {queries.DAILY_MAX_DAYS} days."),
+    ],
+    responses={200: DailySerializer, **ERRORS},
+)
+@api_view(["GET"])
+def usage_daily(request: Request) -> Response:
+    first, last = queries.day_range(request.user, request.query_params.get("start_date"), request.query_params.get("end_date"))
+    return Response({"days": queries.daily(request.user, first, last)})
+
+
+class CSVRenderer(renderers.BaseRenderer):
+    """Lets a client ask for text/csv; errors still come as the contract's JSON body."""
+
+    media_type = "text/csv"
+    format = "csv"
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        if renderer_context and renderer_context.get("response") is not None:
+            renderer_context["response"]["Content-Type"] = "application/json"
+        return json.dumps(data).encode()
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+@extend_schema(
+    operation_id="usage_export_csv",
+    parameters=DATE_PARAMS,
+    responses={(200, "text/csv"): OpenApiTypes.STR, **ERRORS},
+    description="The caller's usage log rows, newest first, streamed as CSV.",
+)
+@api_view(["GET"])
+@renderer_classes([renderers.JSONRenderer, CSVRenderer])
+def usage_export(request: Request) -> StreamingHttpResponse:
+    since, until = _moments(request)
+    writer = csv.writer(_Echo())
+    rows = (writer.writerow(row) for row in queries.csv_rows(request.user, since, until))
+    response = StreamingHttpResponse(rows, content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = 'attachment; filename="chatlima-usage.csv"'
+    return response

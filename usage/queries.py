@@ -1,0 +1,263 @@
+"""Read-side rules of the usage API: every query is scoped to one user, costs stay Decimal."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Count, F, Q, QuerySet, Sum
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
+
+from chat.models import Conversation
+from chatlima.errors import ClientError
+from usage.models import ApiUsageLog, DailyUsageRollup, ModelPrice
+
+ERROR_STATUSES = (ApiUsageLog.Status.ERROR, ApiUsageLog.Status.TIMEOUT, ApiUsageLog.Status.RATE_LIMITED)
+HISTORY_DEFAULT_LIMIT = 50
+HISTORY_MAX_LIMIT = 500
+DAILY_DEFAULT_DAYS = 30
+DAILY_MAX_DAYS = 366
+
+USAGE_ROW_FIELDS = [
+    "id", "request_id", "conversation_id", "message_id", "provider", "model_name", "prompt_tokens",
+    "completion_tokens", "total_tokens", "cached_tokens", "reasoning_tokens", "cost_estimate", "actual_cost",
+    "response_time_ms", "time_to_first_token_ms", "status", "usage_source", "error_message", "metadata", "created_at",
+]
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def price_str(value: Decimal | None) -> str | None:
+    """A price as a short decimal string: 0.300000 -> "0.30", 0.075 -> "0.075"."""
+    if value is None:
+        return None
+    normal = value.normalize()
+    if normal.as_tuple().exponent > -2:
+        normal = normal.quantize(Decimal("0.01"))
+    return f"{normal:f}"
+
+
+def money_str(value: Decimal | None) -> str | None:
+    """Plain digits: databases hand zero back as 0E-8."""
+    return None if value is None else f"{value:f}"
+
+
+# --------------------------------------------------------------------------- dates
+
+
+def _parse_moment(value: str, name: str) -> date | datetime:
+    value = value.strip()
+    parsed: date | datetime | None = None
+    try:
+        parsed = parse_datetime(value) if "T" in value or " " in value else parse_date(value)
+    except ValueError:
+        parsed = None
+    if parsed is None:
+        raise ClientError("INVALID_MESSAGE", f"`{name}` must be an ISO 8601 date or timestamp.", {name: "invalid date"})
+    if isinstance(parsed, datetime) and timezone.is_naive(parsed):
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed
+
+
+def moment_range(start: str | None, end: str | None) -> tuple[datetime | None, datetime | None]:
+    """[from, until) in UTC; a date alone covers that whole UTC day."""
+    since = until = None
+    if start:
+        parsed = _parse_moment(start, "start_date")
+        since = parsed if isinstance(parsed, datetime) else datetime.combine(parsed, time.min, UTC)
+    if end:
+        parsed = _parse_moment(end, "end_date")
+        if isinstance(parsed, datetime):
+            until = parsed + timedelta(microseconds=1)
+        else:
+            until = datetime.combine(parsed + timedelta(days=1), time.min, UTC)
+    if since and until and since >= until:
+        raise ClientError("INVALID_MESSAGE", "`start_date` must be before `end_date`.", {"start_date": "after end_date"})
+    return since, until
+
+
+def day_range(user, start: str | None, end: str | None) -> tuple[date, date]:
+    """Inclusive days in the user's time zone; the rollups are kept per user day."""
+
+    def as_day(value: str, name: str) -> date:
+        parsed = _parse_moment(value, name)
+        return parsed.astimezone(user.tzinfo).date() if isinstance(parsed, datetime) else parsed
+
+    last = as_day(end, "end_date") if end else timezone.now().astimezone(user.tzinfo).date()
+    first = as_day(start, "start_date") if start else last - timedelta(days=DAILY_DEFAULT_DAYS - 1)
+    if first > last:
+        raise ClientError("INVALID_MESSAGE", "`start_date` must not be after `end_date`.", {"start_date": "after end_date"})
+    if (last - first).days + 1 > DAILY_MAX_DAYS:
+        raise ClientError("INVALID_MESSAGE", f"At most {DAILY_MAX_DAYS} days per request.", {"end_date": "range too long"})
+    return first, last
+
+
+# --------------------------------------------------------------------------- queries
+
+
+def usage_logs(user, since: datetime | None = None, until: datetime | None = None) -> QuerySet[ApiUsageLog]:
+    rows = ApiUsageLog.objects.filter(user=user)
+    if since:
+        rows = rows.filter(created_at__gte=since)
+    if until:
+        rows = rows.filter(created_at__lt=until)
+    return rows
+
+
+def settled_logs(user, since: datetime | None = None, until: datetime | None = None) -> QuerySet[ApiUsageLog]:
+    """Rows of exchanges that have finished; a pending one is still in flight."""
+    return usage_logs(user, since, until).exclude(status=ApiUsageLog.Status.PENDING)
+
+
+def token_usage(user, conversation: Conversation | None = None) -> dict[str, Any]:
+    """Totals from the conversations' running figures; account-wide includes deleted conversations,
+    since what they used was still used."""
+    if conversation is not None:
+        sums = {
+            "i": conversation.input_tokens, "o": conversation.output_tokens, "t": conversation.total_tokens,
+            "r": conversation.reasoning_tokens, "c": conversation.cached_tokens, "cost": conversation.estimated_cost,
+            "actual": conversation.actual_cost, "n": conversation.message_count,
+        }
+    else:
+        sums = Conversation.objects.filter(owner=user).aggregate(
+            i=Coalesce(Sum("input_tokens"), 0), o=Coalesce(Sum("output_tokens"), 0), t=Coalesce(Sum("total_tokens"), 0),
+            r=Coalesce(Sum("reasoning_tokens"), 0), c=Coalesce(Sum("cached_tokens"), 0),
+            cost=Sum("estimated_cost"), actual=Sum("actual_cost"), n=Coalesce(Sum("message_count"), 0),
+        )
+    return {
+        "total_input_tokens": sums["i"],
+        "total_output_tokens": sums["o"],
+        "total_tokens": sums["t"],
+        "total_reasoning_tokens": sums["r"],
+        "total_cached_tokens": sums["c"],
+        "total_estimated_cost": money_str(sums["cost"] if sums["cost"] is not None else Decimal("0")),
+        "total_actual_cost": money_str(sums["actual"]),
+        "currency": "USD",
+        "message_count": sums["n"],
+    }
+
+
+def stats_by_model(user, since: datetime | None, until: datetime | None) -> list[dict[str, Any]]:
+    rows = (
+        settled_logs(user, since, until)
+        .values("provider", "model_name")
+        .annotate(
+            total_requests=Count("id"),
+            error_count=Count("id", filter=Q(status__in=ERROR_STATUSES)),
+            total_prompt_tokens=Coalesce(Sum("prompt_tokens"), 0),
+            total_completion_tokens=Coalesce(Sum("completion_tokens"), 0),
+            total_tokens=Coalesce(Sum("total_tokens"), 0),
+            total_cost=Sum("cost_estimate"),
+        )
+        .order_by("provider", "model_name")
+    )
+    stats = []
+    for row in rows:
+        requests = row["total_requests"]
+        stats.append(
+            {
+                **row,
+                "total_cost": money_str(row["total_cost"] if row["total_cost"] is not None else Decimal("0")),
+                "avg_tokens_per_request": round(row["total_tokens"] / requests, 2) if requests else 0,
+            }
+        )
+    return stats
+
+
+def _with_public_ids(rows: QuerySet[ApiUsageLog]) -> QuerySet[ApiUsageLog]:
+    return rows.annotate(
+        conversation_public_id=F("conversation__public_id"), message_public_id=F("message__public_id")
+    ).order_by("-created_at", "-pk")
+
+
+def usage_row(log: ApiUsageLog) -> dict[str, Any]:
+    """A usage log row as the contract names it; ids are the client-visible ones."""
+    return {
+        "id": str(log.id),
+        "request_id": log.request_id,
+        "conversation_id": getattr(log, "conversation_public_id", None),
+        "message_id": getattr(log, "message_public_id", None),
+        "provider": log.provider,
+        "model_name": log.model_name,
+        "prompt_tokens": log.prompt_tokens,
+        "completion_tokens": log.completion_tokens,
+        "total_tokens": log.total_tokens,
+        "cached_tokens": log.cached_tokens,
+        "reasoning_tokens": log.reasoning_tokens,
+        "cost_estimate": money_str(log.cost_estimate),
+        "actual_cost": money_str(log.actual_cost),
+        "response_time_ms": log.response_time_ms,
+        "time_to_first_token_ms": log.time_to_first_token_ms,
+        "status": log.status,
+        "usage_source": log.usage_source,
+        "error_message": log.error_message,
+        "metadata": log.metadata,
+        "created_at": _iso(log.created_at),
+    }
+
+
+def history(user, since, until, limit: int, offset: int) -> dict[str, Any]:
+    rows = usage_logs(user, since, until)
+    page = _with_public_ids(rows)[offset : offset + limit]
+    return {"history": [usage_row(log) for log in page], "count": rows.count()}
+
+
+def csv_rows(user, since, until) -> Iterator[list[Any]]:
+    yield USAGE_ROW_FIELDS
+    for log in _with_public_ids(usage_logs(user, since, until)).iterator(chunk_size=1000):
+        row = usage_row(log)
+        row["metadata"] = json.dumps(row["metadata"], sort_keys=True)
+        yield ["" if row[name] is None else row[name] for name in USAGE_ROW_FIELDS]
+
+
+def daily(user, first: date, last: date) -> list[dict[str, Any]]:
+    rollups = DailyUsageRollup.objects.filter(user=user, day__gte=first, day__lte=last).order_by("day", "provider", "model_name")
+    return [
+        {
+            "date": r.day.isoformat(),
+            "provider": r.provider,
+            "model_name": r.model_name,
+            "requests": r.requests,
+            "errors": r.errors,
+            "prompt_tokens": r.prompt_tokens,
+            "completion_tokens": r.completion_tokens,
+            "total_tokens": r.total_tokens,
+            "cached_tokens": r.cached_tokens,
+            "reasoning_tokens": r.reasoning_tokens,
+            "cost": money_str(r.cost),
+        }
+        for r in rollups
+    ]
+
+
+def model_catalogue() -> dict[str, Any]:
+    models = []
+    for price in ModelPrice.objects.current():
+        models.append(
+            {
+                "id": price.model_id,
+                "provider": price.provider,
+                "display_name": price.display_name,
+                "available": price.is_available,
+                "context_window": price.context_window,
+                "pricing": {
+                    "currency": price.currency,
+                    "input_per_mtok": price_str(price.input_per_mtok),
+                    "output_per_mtok": price_str(price.output_per_mtok),
+                    "cached_input_per_mtok": price_str(price.cached_input_per_mtok),
+                    "reasoning_per_mtok": price_str(price.reasoning_per_mtok),
+                    "effective_date": price.effective_date.isoformat(),
+                },
+            }
+        )
+    return {"models": models, "default": settings.CHATLIMA_DEFAULT_MODEL}

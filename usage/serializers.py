@@ -1,0 +1,102 @@
+"""Response shapes of the usage API, for the OpenAPI schema."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+
+class PricingSerializer(serializers.Serializer):
+    currency = serializers.CharField()
+    input_per_mtok = serializers.CharField(help_text="USD per million tokens, a decimal string.")
+    output_per_mtok = serializers.CharField()
+    cached_input_per_mtok = serializers.CharField(allow_null=True)
+    reasoning_per_mtok = serializers.CharField(allow_null=True)
+    effective_date = serializers.DateField()
+
+
+class ModelSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    provider = serializers.CharField()
+    display_name = serializers.CharField()
+    available = serializers.BooleanField(help_text="False when the provider's key is not configured.")
+    context_window = serializers.IntegerField()
+    pricing = PricingSerializer()
+
+
+class ModelListSerializer(serializers.Serializer):
+    models = ModelSerializer(many=True)
+    default = serializers.CharField()
+
+
+class TokenUsageSerializer(serializers.Serializer):
+    total_input_tokens = serializers.IntegerField()
+    total_output_tokens = serializers.IntegerField()
+    total_tokens = serializers.IntegerField()
+    total_reasoning_tokens = serializers.IntegerField()
+    total_cached_tokens = serializers.IntegerField()
+    total_estimated_cost = serializers.CharField()
+    total_actual_cost = serializers.CharField(allow_null=True)
+    currency = serializers.CharField()
+    message_count = serializers.IntegerField()
+
+
+class ModelStatsSerializer(serializers.Serializer):
+    provider = serializers.CharField()
+    model_name = serializers.CharField()
+    total_requests = serializers.IntegerField()
+    error_count = serializers.IntegerField()
+    total_prompt_tokens = serializers.IntegerField()
+    total_completion_tokens = serializers.IntegerField()
+    total_tokens = serializers.IntegerField()
+    total_cost = serializers.CharField()
+    avg_tokens_per_request = serializers.FloatField()
+
+
+class StatsSerializer(serializers.Serializer):
+    stats = ModelStatsSerializer(many=True)
+
+
+class UsageRowSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    request_id = serializers.CharField()
+    conversation_id = serializers.CharField(allow_null=True)
+    message_id = serializers.CharField(allow_null=True)
+    provider = serializers.CharField()
+    model_name = serializers.CharField()
+    prompt_tokens = serializers.IntegerField()
+    completion_tokens = serializers.IntegerField()
+    total_tokens = serializers.IntegerField()
+    cached_tokens = serializers.IntegerField()
+    reasoning_tokens = serializers.IntegerField()
+    cost_estimate = serializers.CharField(allow_null=True)
+    actual_cost = serializers.CharField(allow_null=True)
+    response_time_ms = serializers.IntegerField(allow_null=True)
+    time_to_first_token_ms = serializers.IntegerField(allow_null=True)
+    status = serializers.CharField()
+    usage_source = serializers.CharField()
+    error_message = serializers.CharField(allow_blank=True)
+    metadata = serializers.JSONField()
+    created_at = serializers.DateTimeField()
+
+
+class HistorySerializer(serializers.Serializer):
+    history = UsageRowSerializer(many=True)
+    count = serializers.IntegerField()
+
+
+class DaySerializer(serializers.Serializer):
+    date = serializers.DateField(help_text="The user's local day.")
+    provider = serializers.CharField()
+    model_name = serializers.CharField()
+    requests = serializers.IntegerField()
+    errors = serializers.IntegerField()
+    prompt_tokens = serializers.IntegerField()
+    completion_tokens = serializers.IntegerField()
+    total_tokens = serializers.IntegerField()
+    cached_tokens = serializers.IntegerField()
+    reasoning_tokens = serializers.IntegerField()
+    cost = serializers.CharField()
+
+
+class DailySerializer(serializers.Serializer):
+    days = DaySerializer(many=True)
