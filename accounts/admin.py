@@ -16,6 +16,18 @@ class BudgetAdmin(admin.ModelAdmin):
     list_filter = ("period",)
     search_fields = ("user__username",)
     readonly_fields = ("tokens_used", "tokens_held", "cost_used", "cost_held", "updated_at")
+    actions = ["reset_budget_period"]
+
+    @admin.action(description="Reset the current period's usage (and re-arm its alerts)")
+    def reset_budget_period(self, request, queryset):
+        from django.utils import timezone
+
+        # The period boundaries stay (budgets.py keeps them on the user's local calendar);
+        # the figures restart from zero and the 80%/100% alerts can fire again.
+        count = queryset.update(
+            tokens_used=0, cost_used=0, last_reset_at=timezone.now(), alert_80_sent_at=None, alert_100_sent_at=None
+        )
+        self.message_user(request, f"Reset {count} budget(s).")
 
 
 @admin.register(BudgetReservation)

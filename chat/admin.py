@@ -8,7 +8,8 @@ TOKEN_FIGURES = ("prompt_tokens", "completion_tokens", "total_tokens", "reasonin
 @admin.register(Conversation)
 class ConversationAdmin(admin.ModelAdmin):
     list_display = ("public_id", "title", "owner", "model", "message_count", "total_tokens", "estimated_cost", "updated_at")
-    list_filter = ("model", "is_active")
+    list_filter = ("model", "is_active", ("owner", admin.RelatedOnlyFieldListFilter))
+    list_select_related = ("owner",)
     search_fields = ("public_id", "title", "owner__username")
     date_hierarchy = "created_at"
     readonly_fields = (
@@ -22,7 +23,8 @@ class ConversationAdmin(admin.ModelAdmin):
 @admin.register(Message)
 class MessageAdmin(admin.ModelAdmin):
     list_display = ("public_id", "role", "owner", "model", "status", "prompt_tokens", "completion_tokens", "cost", "timestamp")
-    list_filter = ("role", "status", "model", "figures_source")
+    list_filter = ("role", "status", "model", "figures_source", ("owner", admin.RelatedOnlyFieldListFilter))
+    list_select_related = ("owner",)
     search_fields = ("public_id", "owner__username", "conversation__public_id")
     date_hierarchy = "timestamp"
     readonly_fields = TOKEN_FIGURES + ("figures_source", "completion_id", "elapsed_ms", "version")

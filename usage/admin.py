@@ -1,13 +1,24 @@
-from django.contrib import admin
+from __future__ import annotations
 
+from urllib.parse import urlencode
+
+from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import path
+
+from usage.admin_reports import ReportForm, build_report, report_csv
 from usage.models import ApiUsageLog, BudgetAlert, DailyUsageRollup, ModelPrice
 
 
 @admin.register(ApiUsageLog)
 class ApiUsageLogAdmin(admin.ModelAdmin):
     list_display = ("created_at", "user", "provider", "model_name", "status", "prompt_tokens", "completion_tokens", "total_tokens", "cost_estimate", "usage_source")
-    list_filter = ("status", "provider", "model_name", "usage_source")
+    list_filter = ("status", "provider", "model_name", "usage_source", ("user", admin.RelatedOnlyFieldListFilter))
     search_fields = ("request_id", "user__username", "model_name")
+    list_select_related = ("user",)
+    show_full_result_count = False  # no second COUNT(*) over millions of rows
     date_hierarchy = "created_at"
     raw_id_fields = ("user", "conversation", "message")
 
@@ -24,13 +35,42 @@ class ModelPriceAdmin(admin.ModelAdmin):
 
 @admin.register(DailyUsageRollup)
 class DailyUsageRollupAdmin(admin.ModelAdmin):
-    list_display = ("day", "user", "provider", "model_name", "requests", "errors", "total_tokens", "cost")
+    list_display = ("day", "user", "provider", "model_name", "requests", "errors", "cancelled", "total_tokens", "cost", "computed_at")
     list_filter = ("provider", "model_name")
     search_fields = ("user__username", "model_name")
     date_hierarchy = "day"
+    list_select_related = ("user",)
+    change_list_template = "admin/usage/dailyusagerollup/change_list.html"
 
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in DailyUsageRollup._meta.fields]
+
+    def has_add_permission(self, request):
+        return False  # rollups are computed from the usage rows, never typed in
+
+    def get_urls(self):
+        report = self.admin_site.admin_view(self.report_view)
+        return [path("report/", report, name="usage_report"), *super().get_urls()]
+
+    def report_view(self, request: HttpRequest) -> HttpResponse:
+        """Usage over a date range from the rollups (staff only, via admin_view), as a page or CSV."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        form = ReportForm(request.GET or ReportForm.default_range())
+        report = build_report(**form.cleaned_data) if form.is_valid() else None
+        if report is not None and request.GET.get("format") == "csv":
+            response = HttpResponse(report_csv(report), content_type="text/csv; charset=utf-8")
+            response["Content-Disposition"] = f'attachment; filename="usage-{report.start}-{report.end}.csv"'
+            return response
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Usage report",
+            "opts": self.model._meta,
+            "form": form,
+            "report": report,
+            "csv_query": urlencode({**request.GET.dict(), "format": "csv"}) if report else "",
+        }
+        return TemplateResponse(request, "admin/usage/report.html", context)
 
 
 @admin.register(BudgetAlert)

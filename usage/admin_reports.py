@@ -1,0 +1,179 @@
+"""The admin's usage report: figures over a date range, read from the daily rollups only.
+
+Every breakdown is one GROUP BY over `DailyUsageRollup` (a few rows per user per
+day), never over the raw usage rows, so the page stays fast however many rows
+the log holds. The chart is inline SVG drawn here: no script, no CDN.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, date, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django import forms
+from django.db.models import DecimalField, QuerySet, Sum, Value
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from usage.models import DailyUsageRollup
+
+MAX_DAYS = 366
+TOP_USERS = 20
+MONEY = DecimalField(max_digits=20, decimal_places=8)
+SUMS = {
+    "requests": Coalesce(Sum("requests"), 0),
+    "errors": Coalesce(Sum("errors"), 0),
+    "cancelled": Coalesce(Sum("cancelled"), 0),
+    "prompt_tokens": Coalesce(Sum("prompt_tokens"), 0),
+    "completion_tokens": Coalesce(Sum("completion_tokens"), 0),
+    "total_tokens": Coalesce(Sum("total_tokens"), 0),
+    "cached_tokens": Coalesce(Sum("cached_tokens"), 0),
+    "reasoning_tokens": Coalesce(Sum("reasoning_tokens"), 0),
+    "cost": Coalesce(Sum("cost"), Value(Decimal("0")), output_field=MONEY),
+    "actual_cost": Sum("actual_cost"),
+}
+CSV_FIGURES = [
+    "requests", "errors", "cancelled", "error_rate", "cancel_rate", "prompt_tokens", "completion_tokens",
+    "total_tokens", "cached_tokens", "reasoning_tokens", "cost", "actual_cost",
+]
+
+
+class ReportForm(forms.Form):
+    start = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}))
+    end = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}))
+
+    @staticmethod
+    def default_range() -> dict[str, date]:
+        today = timezone.now().astimezone(UTC).date()
+        return {"start": today - timedelta(days=29), "end": today}
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        start, end = data.get("start"), data.get("end")
+        if start and end:
+            if start > end:
+                raise forms.ValidationError("The start must not be after the end.")
+            if (end - start).days >= MAX_DAYS:
+                raise forms.ValidationError(f"Pick at most {MAX_DAYS} days.")
+        return data
+
+
+def _with_rates(row: dict[str, Any]) -> dict[str, Any]:
+    requests = row.get("requests") or 0
+    row["error_rate"] = (Decimal(row["errors"]) / requests * 100).quantize(Decimal("0.1")) if requests else Decimal("0")
+    row["cancel_rate"] = (
+        (Decimal(row["cancelled"]) / requests * 100).quantize(Decimal("0.1")) if requests else Decimal("0")
+    )
+    return row
+
+
+@dataclass
+class Report:
+    start: date
+    end: date
+    totals: dict[str, Any]
+    days: list[dict[str, Any]]
+    by_model: list[dict[str, Any]]
+    by_provider: list[dict[str, Any]]
+    by_user: list[dict[str, Any]]
+    chart: dict[str, Any] = field(default_factory=dict)
+
+
+def build_report(start: date, end: date) -> Report:
+    rollups: QuerySet = DailyUsageRollup.objects.filter(day__gte=start, day__lte=end)
+    totals = _with_rates(rollups.aggregate(**SUMS))
+    per_day = {row["day"]: row for row in rollups.values("day").annotate(**SUMS).order_by("day")}
+    empty = {name: 0 for name in SUMS} | {"cost": Decimal("0"), "actual_cost": None}
+    days = [
+        _with_rates({**empty, **per_day.get(day, {}), "day": day})
+        for day in (start + timedelta(days=n) for n in range((end - start).days + 1))
+    ]
+    by_model = [
+        _with_rates(row)
+        for row in rollups.values("provider", "model_name").annotate(**SUMS).order_by("-cost", "-total_tokens", "model_name")
+    ]
+    by_provider = [
+        _with_rates(row) for row in rollups.values("provider").annotate(**SUMS).order_by("-cost", "-total_tokens", "provider")
+    ]
+    by_user = [
+        _with_rates(row)
+        for row in rollups.values("user_id", "user__username")
+        .annotate(**SUMS)
+        .order_by("-cost", "-total_tokens", "user_id")[:TOP_USERS]
+    ]
+    report = Report(start, end, totals, days, by_model, by_provider, by_user)
+    report.chart = daily_chart(days)
+    return report
+
+
+def _nice_max(value: float) -> float:
+    """A round axis maximum at or above `value` (1, 2, 5 x 10^n)."""
+    if value <= 0:
+        return 1.0
+    magnitude = 10 ** math.floor(math.log10(value))
+    for step in (1, 2, 5, 10):
+        if value <= step * magnitude:
+            return float(step * magnitude)
+    return float(10 * magnitude)
+
+
+def daily_chart(days: list[dict[str, Any]], width: int = 900, height: int = 240) -> dict[str, Any]:
+    """Geometry for the SVG: token bars on the left axis, the cost line on the right axis."""
+    pad_left, pad_right, pad_top, pad_bottom = 70, 80, 16, 36
+    plot_w, plot_h = width - pad_left - pad_right, height - pad_top - pad_bottom
+    n = max(len(days), 1)
+    slot = plot_w / n
+    token_max = _nice_max(max((d["total_tokens"] for d in days), default=0))
+    cost_max = _nice_max(float(max((d["cost"] for d in days), default=Decimal("0"))))
+    bars, points, labels = [], [], []
+    every = max(1, n // 10)
+    for i, d in enumerate(days):
+        h = plot_h * d["total_tokens"] / token_max
+        x = pad_left + i * slot
+        bars.append({
+            "x": round(x + slot * 0.15, 1), "y": round(pad_top + plot_h - h, 1),
+            "w": round(max(slot * 0.7, 1), 1), "h": round(h, 1),
+            "title": f"{d['day']}: {d['total_tokens']:,} tokens, ${d['cost']}",
+        })
+        points.append(f"{x + slot / 2:.1f},{pad_top + plot_h - plot_h * float(d['cost']) / cost_max:.1f}")
+        if i % every == 0:
+            labels.append({"x": round(x + slot / 2, 1), "text": d["day"].strftime("%m-%d")})
+    ticks = [
+        {
+            "y": round(pad_top + plot_h - plot_h * k / 4, 1),
+            "tokens": f"{int(token_max * k / 4):,}",
+            "cost": f"${cost_max * k / 4:.4g}",
+        }
+        for k in range(5)
+    ]
+    return {
+        "width": width, "height": height, "bars": bars, "cost_points": " ".join(points), "labels": labels,
+        "ticks": ticks, "left": pad_left, "right": width - pad_right, "bottom": pad_top + plot_h,
+        "label_y": pad_top + plot_h + 18,
+    }
+
+
+def report_csv(report: Report) -> str:
+    """The figures the page shows, one section per table."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["section", "key", *CSV_FIGURES])
+
+    def write(section: str, key: str, row: dict[str, Any]) -> None:
+        writer.writerow([section, key, *("" if row.get(f) is None else row[f] for f in CSV_FIGURES)])
+
+    write("total", f"{report.start}..{report.end}", report.totals)
+    for row in report.days:
+        write("day", row["day"].isoformat(), row)
+    for row in report.by_provider:
+        write("provider", row["provider"], row)
+    for row in report.by_model:
+        write("model", f"{row['provider']}/{row['model_name']}", row)
+    for row in report.by_user:
+        write("user", row["user__username"], row)
+    return out.getvalue()
