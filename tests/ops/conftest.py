@@ -45,3 +45,17 @@ def staff(db) -> User:
     user.is_superuser = True
     user.save()
     return user
+
+
+def expected_day_figures() -> dict[tuple, tuple]:
+    """(local day, user, model) -> (requests, prompt, completion, total) straight from the raw rows."""
+    import zoneinfo
+
+    from usage.models import ApiUsageLog
+
+    out: dict[tuple, tuple] = {}
+    for log in ApiUsageLog.objects.select_related("user"):
+        key = (log.created_at.astimezone(zoneinfo.ZoneInfo(log.user.timezone)).date(), log.user_id, log.model_name)
+        n, p, c, t = out.get(key, (0, 0, 0, 0))
+        out[key] = (n + 1, p + log.prompt_tokens, c + log.completion_tokens, t + log.total_tokens)
+    return out
