@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from chat.markdown import render_markdown
@@ -102,4 +103,4 @@ def conversation_payload(conversation) -> dict[str, Any]:
 
 def decimal_str(value) -> str | None:
     """A Decimal as plain digits: databases hand zero back as 0E-8, which clients cannot read."""
-    return None if value is None else f"{value:f}"
+    return None if value is None else f"{Decimal(value).quantize(Decimal('0.00000001')):f}"

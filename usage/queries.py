@@ -18,6 +18,7 @@ from chat.models import Conversation
 from chatlima.errors import ClientError
 from usage.models import ApiUsageLog, DailyUsageRollup, ModelPrice
 
+MONEY_PLACES = Decimal("0.00000001")  # the money columns' precision
 ERROR_STATUSES = (ApiUsageLog.Status.ERROR, ApiUsageLog.Status.TIMEOUT, ApiUsageLog.Status.RATE_LIMITED)
 HISTORY_DEFAULT_LIMIT = 50
 HISTORY_MAX_LIMIT = 500
@@ -49,7 +50,7 @@ def price_str(value: Decimal | None) -> str | None:
 
 def money_str(value: Decimal | None) -> str | None:
     """Plain digits: databases hand zero back as 0E-8."""
-    return None if value is None else f"{value:f}"
+    return None if value is None else f"{Decimal(value).quantize(MONEY_PLACES):f}"
 
 
 # --------------------------------------------------------------------------- dates
