@@ -217,3 +217,46 @@ class BearerTokenScheme(OpenApiAuthenticationExtension):
 
     def get_security_definition(self, auto_schema):
         return {"type": "http", "scheme": "bearer", "description": "`Authorization: Bearer <token>` from /api/v1/auth/token"}
+
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "error": {
+            "type": "object",
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "details": {"type": "object", "additionalProperties": {}},
+            },
+            "required": ["code", "message", "details"],
+        }
+    },
+    "required": ["error"],
+}
+COMMON_ERRORS = {
+    "400": "INVALID_MESSAGE: a bad field, parameter or body",
+    "401": "UNAUTHENTICATED: no or bad credentials",
+    "429": "RATE_LIMITED: our own throttle",
+}
+HTTP_METHODS = {"get", "post", "put", "patch", "delete"}
+
+
+def add_error_responses(result, generator, request, public):
+    """drf-spectacular hook: every operation may answer with the contract's error body.
+
+    Any DRF view can refuse a body (400), credentials (401) or a burst (429), and a
+    path naming an object can answer 404; views rarely list these themselves.
+    """
+    result.setdefault("components", {}).setdefault("schemas", {}).setdefault("ErrorBody", ERROR_SCHEMA)
+    ref = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+    for path, operations in result.get("paths", {}).items():
+        for method, operation in operations.items():
+            if method not in HTTP_METHODS:
+                continue
+            responses = operation.setdefault("responses", {})
+            for code, description in COMMON_ERRORS.items():
+                responses.setdefault(code, {"content": ref, "description": description})
+            if "{" in path:
+                responses.setdefault("404", {"content": ref, "description": "Not found, or someone else's"})
+    return result

@@ -267,3 +267,8 @@ CHATLIMA_SYNC_MAX_MESSAGES = int(env("CHATLIMA_SYNC_MAX_MESSAGES", "20000"))
 CHATLIMA_SYNC_MAX_DELETED = int(env("CHATLIMA_SYNC_MAX_DELETED", "1000"))
 DATA_UPLOAD_MAX_MEMORY_SIZE = int(env("CHATLIMA_MAX_BODY_BYTES", str(32 * 1024 * 1024)))
 REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["sync"] = env("CHATLIMA_SYNC_THROTTLE", "120/min")
+# Every operation in the OpenAPI schema lists the contract's error answers (chat/serializers.py).
+SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [
+    "drf_spectacular.hooks.postprocess_schema_enums",
+    "chat.serializers.add_error_responses",
+]

@@ -6,15 +6,16 @@ Thin doors onto usage.queries; every answer is limited to the caller's own data.
 from __future__ import annotations
 
 import csv
-import json
 
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
-from rest_framework import renderers, serializers
-from rest_framework.decorators import api_view, renderer_classes
+from rest_framework import serializers
+from rest_framework.decorators import api_view
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from chat.models import Conversation
 from chatlima.errors import ClientError
@@ -119,17 +120,14 @@ def usage_daily(request: Request) -> Response:
     return Response({"days": queries.daily(request.user, first, last)})
 
 
-class CSVRenderer(renderers.BaseRenderer):
-    """Lets a client ask for text/csv; errors still come as the contract's JSON body."""
+class CSVContentNegotiation(BaseContentNegotiation):
+    """The export answers CSV whatever the client asks for; its errors are the contract's JSON."""
 
-    media_type = "text/csv"
-    format = "csv"
-    charset = "utf-8"
+    def select_parser(self, request, parsers):
+        return parsers[0] if parsers else None
 
-    def render(self, data, accepted_media_type=None, renderer_context=None):
-        if renderer_context and renderer_context.get("response") is not None:
-            renderer_context["response"]["Content-Type"] = "application/json"
-        return json.dumps(data).encode()
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
 
 
 class _Echo:
@@ -137,18 +135,22 @@ class _Echo:
         return value
 
 
-@extend_schema(
-    operation_id="usage_export_csv",
-    parameters=DATE_PARAMS,
-    responses={(200, "text/csv"): OpenApiTypes.STR, **ERRORS},
-    description="The caller's usage log rows, newest first, streamed as CSV.",
-)
-@api_view(["GET"])
-@renderer_classes([renderers.JSONRenderer, CSVRenderer])
-def usage_export(request: Request) -> StreamingHttpResponse:
-    since, until = _moments(request)
-    writer = csv.writer(_Echo())
-    rows = (writer.writerow(row) for row in queries.csv_rows(request.user, since, until))
-    response = StreamingHttpResponse(rows, content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = 'attachment; filename="chatlima-usage.csv"'
-    return response
+class UsageExportView(APIView):
+    content_negotiation_class = CSVContentNegotiation
+
+    @extend_schema(
+        operation_id="usage_export_csv",
+        parameters=DATE_PARAMS,
+        responses={(200, "text/csv"): OpenApiTypes.STR, **ERRORS},
+        description="The caller's usage log rows, newest first, streamed as CSV.",
+    )
+    def get(self, request: Request) -> StreamingHttpResponse:
+        since, until = _moments(request)
+        writer = csv.writer(_Echo())
+        rows = (writer.writerow(row) for row in queries.csv_rows(request.user, since, until))
+        response = StreamingHttpResponse(rows, content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = 'attachment; filename="chatlima-usage.csv"'
+        return response
+
+
+usage_export = UsageExportView.as_view()
