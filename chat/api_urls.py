@@ -1,1 +1,10 @@
-urlpatterns: list = []
+from __future__ import annotations
+
+from django.urls import path
+
+from chat import stream_views
+
+urlpatterns: list = [
+    path("chat/stream", stream_views.chat_stream, name="chat-stream"),
+    path("chat/send", stream_views.chat_send, name="chat-send"),
+]

@@ -160,3 +160,30 @@ def test_budget_endpoint_needs_credentials(client, db):
     response = client.get("/api/v1/budget")
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "UNAUTHENTICATED"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_parallel_holds_on_postgresql_never_exceed_the_limit():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection, connections
+
+    if connection.vendor != "postgresql":
+        pytest.skip("real parallel writers need PostgreSQL (SQLite takes one writer at a time)")
+    user = make_user("racer")
+    _limit(user, tokens=1000)
+
+    def attempt(i: int) -> str:
+        try:
+            _reserve(user, f"msg_{i}", 300)
+            return "held"
+        except ClientError as err:
+            return err.code
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        results = list(pool.map(attempt, range(24)))
+    assert results.count("held") == 3
+    assert results.count("TOKEN_LIMIT_EXCEEDED") == 21
+    assert Budget.objects.get(user=user).tokens_held == 900

@@ -1,0 +1,244 @@
+"""WebSocket load benchmark: N concurrent clients streaming from the offline model through /ws/chat/.
+
+One command:
+
+    .venv/bin/python bench/ws_load.py --clients 500 --messages 2
+
+By default it migrates a PostgreSQL database of its own (``--database-url``), starts daphne on a
+random free loopback port with the offline model paced at ``--pace-ms`` per word, runs the clients,
+prints the figures and stops the server. ``--url ws://127.0.0.1:PORT/ws/chat/ --token T`` targets a
+server that is already running instead (then the server's pace must match ``--pace-ms``).
+
+Figures:
+  * completed exchanges per second (wall clock of the whole run);
+  * overhead to first chunk: time from sending to the first ``stream_chunk`` minus the model's own
+    first-word delay (p50/p99);
+  * stream duration / the model's own pace: (first chunk -> ``stream_end``) over the time the model
+    itself takes to produce the words after the first (p50/p99);
+  * errors, and the server's peak RSS (VmHWM of the daphne process, when it was started here).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
+    return ordered[k]
+
+
+def server_env(args: argparse.Namespace) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "DATABASE_URL": args.database_url,
+        "DATABASE_CONN_MAX_AGE": "600",
+        "CHATLIMA_OFFLINE_CHUNK_DELAY_MS": str(args.pace_ms),
+        "DJANGO_DEBUG": "1",
+        "DJANGO_LOG_LEVEL": "WARNING",
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "CHATLIMA_USER_THROTTLE": "1000000/min",
+        "CHATLIMA_DEFAULT_MONTHLY_TOKEN_LIMIT": "",
+    })
+    if args.redis_url:
+        env["REDIS_URL"] = args.redis_url
+        env["CHANNEL_LAYER_PREFIX"] = "chatlima-h4-bench"
+    else:
+        env.pop("REDIS_URL", None)
+    return env
+
+
+def ensure_database(url: str) -> None:
+    if not url.startswith(("postgres://", "postgresql://")):
+        return
+    import psycopg
+
+    base, _, name = url.rpartition("/")
+    with psycopg.connect(base + "/postgres", autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def prepare_user(env: dict[str, str]) -> str:
+    """Migrate, then make (or reuse) the bench user with an unlimited budget; prints its token."""
+    subprocess.run([PY, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
+    code = (
+        "from knox.models import AuthToken\n"
+        "from accounts.models import Budget, User\n"
+        "u, _ = User.objects.get_or_create(username='bench-ws')\n"
+        "Budget.objects.for_user(u); Budget.objects.filter(user=u).update(token_limit=None, cost_limit=None)\n"
+        "print(AuthToken.objects.create(u)[1])\n"
+    )
+    out = subprocess.run([PY, "manage.py", "shell", "-c", code], cwd=ROOT, env=env, check=True,
+                         capture_output=True, text=True)
+    return out.stdout.strip().splitlines()[-1]
+
+
+def peak_rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+async def wait_for_port(port: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            return
+        except OSError:
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"daphne did not listen on {port} within {timeout}s")
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.first_chunk: list[float] = []  # seconds from send to the first chunk
+        self.stream: list[float] = []  # seconds from the first chunk to stream_end
+        self.words: list[int] = []  # words in the answer
+        self.completed = 0
+        self.errors: list[str] = []
+
+
+async def client(url: str, origin: str, messages: int, text: str, stats: Stats, start: asyncio.Event,
+                 timeout: float) -> None:
+    from websockets.asyncio.client import connect
+
+    try:
+        async with connect(url, origin=origin, open_timeout=60, max_size=None, ping_interval=None) as ws:
+            await start.wait()
+            conversation_id = None
+            for _ in range(messages):
+                body = {"type": "send_message", "message": text}
+                if conversation_id:
+                    body["conversation_id"] = conversation_id
+                first = None
+                async with asyncio.timeout(timeout):
+                    sent_at = time.perf_counter()
+                    await ws.send(json.dumps(body))
+                    while True:
+                        event = json.loads(await ws.recv())
+                        kind = event["type"]
+                        if kind == "stream_start":
+                            conversation_id = event["conversation_id"]
+                        elif kind == "stream_chunk" and first is None:
+                            first = time.perf_counter()
+                            stats.first_chunk.append(first - sent_at)
+                        elif kind == "stream_end":
+                            end = time.perf_counter()
+                            if first is not None:
+                                stats.stream.append(end - first)
+                        elif kind == "message_complete":
+                            stats.words.append(len(event["message"]["content"].split()))
+                            stats.completed += 1
+                            break
+                        elif kind == "error":
+                            stats.errors.append(f"{event.get('code')}: {event.get('message')}")
+                            break
+    except Exception as exc:  # noqa: BLE001 - every failure is counted, none stops the run
+        stats.errors.append(f"{type(exc).__name__}: {exc}")
+
+
+async def run(args: argparse.Namespace) -> int:
+    server = None
+    port = None
+    if args.url:
+        url, token = args.url, args.token
+        origin = args.origin or url.replace("ws://", "http://").split("/ws/")[0]
+    else:
+        env = server_env(args)
+        ensure_database(args.database_url)
+        token = prepare_user(env)
+        port = free_port()
+        server = subprocess.Popen(
+            [str(Path(PY).with_name("daphne")), "-b", "127.0.0.1", "-p", str(port), "chatlima.asgi:application"],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE if args.quiet else None,
+        )
+        await wait_for_port(port, 30)
+        url = f"ws://127.0.0.1:{port}/ws/chat/"
+        origin = f"http://127.0.0.1:{port}"
+    try:
+        stats = Stats()
+        start = asyncio.Event()
+        full_url = f"{url}?token={token}"
+        tasks = [asyncio.ensure_future(client(full_url, origin, args.messages, args.text, stats, start,
+                                              args.timeout)) for _ in range(args.clients)]
+        await asyncio.sleep(args.connect_seconds)  # let every socket open before the streams start together
+        began = time.perf_counter()
+        start.set()
+        await asyncio.gather(*tasks)
+        wall = time.perf_counter() - began
+        pace = args.pace_ms / 1000
+        overhead = [(t - pace) * 1000 for t in stats.first_chunk]
+        # The model takes one pace per word; the first word is already out when the clock starts.
+        ratios = [d / (max(w - 1, 1) * pace) for d, w in zip(stats.stream, stats.words, strict=False)] if pace else []
+        rss = peak_rss_mb(server.pid) if server else None
+        print(f"clients={args.clients} messages/client={args.messages} pace={args.pace_ms} ms/word "
+              f"words/answer~{statistics.median(stats.words) if stats.words else 0:.0f} "
+              f"channel layer={'redis' if args.redis_url else 'in-memory'}")
+        print(f"completed exchanges: {stats.completed} in {wall:.2f} s = {stats.completed / wall:.1f}/s")
+        print(f"overhead to first chunk (ms): p50 {percentile(overhead, 50):.1f}  p99 {percentile(overhead, 99):.1f}")
+        print(f"stream duration / model pace: p50 {percentile(ratios, 50):.2f}  p99 {percentile(ratios, 99):.2f}")
+        print(f"errors: {len(stats.errors)}" + (f" (first: {stats.errors[0]})" if stats.errors else ""))
+        print(f"server peak RSS: {rss:.0f} MB" if rss is not None else "server peak RSS: n/a (external server)")
+        return 1 if stats.errors else 0
+    finally:
+        if server is not None:
+            server.terminate()
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, default=500)
+    parser.add_argument("--messages", type=int, default=2, help="messages each client sends, one after another")
+    parser.add_argument("--pace-ms", type=int, default=30, help="the offline model's delay per word")
+    parser.add_argument("--text", default="Tell me about the benchmark.")
+    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL",
+                                                                 "postgres://root@127.0.0.1:5432/chatlima_h4_bench"))
+    parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", ""),
+                        help="use channels-redis (default: the in-memory layer)")
+    parser.add_argument("--url", help="target a running server instead of starting one")
+    parser.add_argument("--token", help="API token for --url")
+    parser.add_argument("--origin")
+    parser.add_argument("--connect-seconds", type=float, default=5.0)
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds allowed per exchange")
+    parser.add_argument("--quiet", action="store_true", help="hide the server's log")
+    args = parser.parse_args()
+    if args.url and not args.token:
+        parser.error("--url needs --token")
+    return asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""The WebSocket door: `/ws/chat/`, one task per exchange so a socket can cancel and multiplex."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import aclosing
+from typing import Any
+
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from chat.exchange import Replay, parse_send_body, start_exchange
+from chatlima.errors import ClientError
+
+logger = logging.getLogger(__name__)
+
+UNAUTHENTICATED_CLOSE = 4401
+
+
+class ChatConsumer(AsyncJsonWebsocketConsumer):
+    """Frames: `send_message` (the send body) and `cancel` in; API.md's events out.
+
+    Channels hands a consumer its frames one at a time, so every exchange runs in its own task:
+    a `cancel` or a disconnect cancels that task and the pipeline settles it as `cancelled`.
+    """
+
+    async def connect(self) -> None:
+        self.user = self.scope.get("user")
+        self.tasks: dict[str, asyncio.Task] = {}  # request_id -> task
+        self.busy: dict[str, str] = {}  # conversation id -> request_id
+        if self.user is None or not self.user.is_authenticated:
+            await self.close(code=UNAUTHENTICATED_CLOSE)
+            return
+        await self.accept()
+
+    async def disconnect(self, code: int) -> None:
+        tasks = list(getattr(self, "tasks", {}).values())
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            # Wait for the settles so nothing is lost when the socket goes.
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        kind = content.get("type") if isinstance(content, dict) else None
+        if kind == "send_message":
+            await self._send_message(content)
+        elif kind == "cancel":
+            request_id = content.get("request_id")
+            task = self.tasks.get(request_id) if isinstance(request_id, str) else None
+            if task is None:
+                await self._error("INVALID_MESSAGE", "No exchange in progress with this request_id.",
+                                  request_id if isinstance(request_id, str) else None)
+            else:
+                task.cancel()
+        elif kind == "ping":
+            await self.send_json({"type": "pong"})
+        else:
+            await self._error("INVALID_MESSAGE", "Unknown frame type; send send_message or cancel.")
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
+        try:
+            content = await self.decode_json(text_data) if text_data is not None else None
+        except ValueError:
+            await self._error("INVALID_MESSAGE", "Frames must be JSON objects.")
+            return
+        if content is None:
+            await self._error("INVALID_MESSAGE", "Frames must be JSON text.")
+            return
+        await self.receive_json(content, **kwargs)
+
+    async def _error(self, code: str, message: str, request_id: str | None = None,
+                     details: dict | None = None) -> None:
+        event: dict[str, Any] = {"type": "error", "code": code, "message": message}
+        if request_id:
+            event["request_id"] = request_id
+        if details:
+            event["details"] = details
+        await self.send_json(event)
+
+    async def _send_message(self, content: dict) -> None:
+        body = {k: v for k, v in content.items() if k != "type"}
+        try:
+            req = parse_send_body(body)
+        except ClientError as err:
+            await self._error(err.code, err.message, body.get("client_message_id"), err.details)
+            return
+        busy_key = req.conversation_id
+        if busy_key and busy_key in self.busy:
+            await self._error("RATE_LIMITED", "This conversation is already answering a message.",
+                              req.client_message_id,
+                              {"reason": "conversation_busy", "busy_request_id": self.busy[busy_key]})
+            return
+        if req.client_message_id and req.client_message_id in self.tasks:
+            await self._error("RATE_LIMITED", "This message is already being answered.", req.client_message_id,
+                              {"reason": "in_progress"})
+            return
+        # Claim the conversation before the first await, so a second frame sees it busy.
+        token = req.client_message_id or f"pending-{id(req)}"
+        if busy_key:
+            self.busy[busy_key] = token
+        task = asyncio.ensure_future(self._run(req, busy_key, token))
+        self.tasks[token] = task
+
+    async def _run(self, req, busy_key: str | None, token: str) -> None:
+        request_id: str | None = req.client_message_id
+        try:
+            try:
+                exchange = await start_exchange(self.user, req)
+            except ClientError as err:
+                await self._error(err.code, err.message, request_id, err.details)
+                return
+            if not isinstance(exchange, Replay):
+                request_id = exchange.request_id
+                if request_id != token:
+                    self.tasks[request_id] = self.tasks.pop(token)
+                    token = request_id
+                    if busy_key:
+                        self.busy[busy_key] = request_id
+            async with aclosing(exchange.events()) as events:
+                async for event in events:
+                    if event["type"] == "stream_start" and not busy_key:
+                        busy_key = event["conversation_id"]
+                        self.busy.setdefault(busy_key, token)
+                    await self.send_json(event)
+        except asyncio.CancelledError:
+            # The pipeline has settled the exchange as cancelled; tell the client, if it is still there.
+            try:
+                await self._error("CANCELLED", "The exchange was cancelled.", request_id)
+            except Exception:  # noqa: BLE001 - the socket may be gone
+                pass
+        except Exception:
+            logger.exception("websocket exchange %s failed", request_id)
+            try:
+                await self._error("PROVIDER_ERROR", "The exchange failed.", request_id)
+            except Exception:  # noqa: BLE001
+                pass
+        finally:
+            self.tasks.pop(token, None)
+            if busy_key and self.busy.get(busy_key) == token:
+                del self.busy[busy_key]

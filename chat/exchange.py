@@ -1,0 +1,723 @@
+"""One exchange with a model, behind all three doors (WebSocket, SSE, /send).
+
+`start_exchange(user, body)` does everything that can refuse the request before a stream starts
+(validation, conversation lookup, idempotency, model availability, the budget hold) and stores the
+user message, a `streaming` assistant message and a `pending` usage row in one transaction. It
+raises `ClientError` or returns an object whose `events()` async generator yields API.md's events
+in order. Whatever ends the stream (success, provider error, cancel, disconnect, CancelledError),
+`events()` settles it in ONE transaction: usage row, both messages, conversation totals, budget and
+hold. A stream that never got to settle (server restart) is settled as `interrupted` by
+`settle_interrupted_exchanges()`.
+
+Database work runs in short sync functions through `run_db` (a thread pool on PostgreSQL, one
+thread on SQLite), never while holding a row lock across an await.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from accounts.models import BudgetReservation, User
+from chat import sync_clock
+from chat.ids import is_valid_id, new_conversation_id
+from chat.models import TOTAL_FIELDS, Conversation, Message
+from chat.payloads import message_payload
+from chat.providers.base import ChatRequest, ProviderError, Turn, Usage
+from chatlima.errors import ClientError
+from usage import budgets
+from usage.models import ApiUsageLog
+from usage.signals import exchange_settled
+from usage.tokens import count_tokens
+
+logger = logging.getLogger(__name__)
+
+S = ApiUsageLog.Status
+STATUS_FOR_CODE = {"RATE_LIMITED": S.RATE_LIMITED, "TIMEOUT": S.TIMEOUT, "PROVIDER_ERROR": S.ERROR}
+CODE_FOR_STATUS = {
+    S.ERROR: "PROVIDER_ERROR", S.TIMEOUT: "TIMEOUT", S.RATE_LIMITED: "RATE_LIMITED",
+    S.CANCELLED: "CANCELLED", S.INTERRUPTED: "PROVIDER_ERROR",
+}
+MESSAGE_STATUS_FOR = {
+    S.SUCCESS: Message.Status.COMPLETE, S.ERROR: Message.Status.ERROR, S.TIMEOUT: Message.Status.ERROR,
+    S.RATE_LIMITED: Message.Status.ERROR, S.CANCELLED: Message.Status.CANCELLED,
+    S.INTERRUPTED: Message.Status.INTERRUPTED,
+}
+TITLE_CHARS = 60
+MONEY_PLACES = Decimal("0.00000001")
+
+
+async def run_db(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run a short sync database function off the event loop (closing stale connections around it)."""
+    sensitive = settings.CHATLIMA_DB_THREAD_SENSITIVE
+    return await database_sync_to_async(fn, thread_sensitive=sensitive)(*args, **kwargs)
+
+
+# --- the request body --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SendRequest:
+    message: str
+    conversation_id: str | None = None
+    model: str | None = None
+    client_message_id: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    system_prompt: str | None = None
+
+
+def _invalid(message: str, field_name: str) -> ClientError:
+    return ClientError("INVALID_MESSAGE", message, {"field": field_name})
+
+
+def parse_send_body(body: Any) -> SendRequest:
+    """The contract's send body, or the seed-000 one (`message`, `messages`, `model`)."""
+    if not isinstance(body, dict):
+        raise _invalid("The body must be a JSON object.", "body")
+    message = body.get("message")
+    client_message_id = body.get("client_message_id")
+    messages = body.get("messages")
+    if messages is not None:
+        if not isinstance(messages, list):
+            raise _invalid("messages must be a list.", "messages")
+        users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+        if users:
+            last = users[-1]
+            if client_message_id is None and last.get("id") is not None:
+                client_message_id = last.get("id")
+            if message is None:
+                message = last.get("content")
+    if not isinstance(message, str) or not message.strip():
+        raise _invalid("The message is empty.", "message")
+    if len(message) > settings.CHATLIMA_MAX_MESSAGE_CHARS:
+        raise ClientError(
+            "INVALID_MESSAGE", f"The message is over {settings.CHATLIMA_MAX_MESSAGE_CHARS:,} characters.",
+            {"field": "message", "max_chars": settings.CHATLIMA_MAX_MESSAGE_CHARS},
+        )
+    for name, value in (("conversation_id", body.get("conversation_id")), ("client_message_id", client_message_id)):
+        if value is not None and not is_valid_id(value):
+            raise _invalid(f"{name} must be 1 to 64 letters, digits, '_' or '-'.", name)
+    model = body.get("model")
+    if model is not None and (not isinstance(model, str) or not model.strip()):
+        raise _invalid("model must be a model id.", "model")
+    temperature = body.get("temperature")
+    if temperature is not None:
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 <= temperature <= 2:
+            raise _invalid("temperature must be a number from 0 to 2.", "temperature")
+        temperature = float(temperature)
+    max_tokens = body.get("max_tokens")
+    if max_tokens is not None and (
+        isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or not 1 <= max_tokens <= 1_000_000
+    ):
+        raise _invalid("max_tokens must be a whole number from 1 to 1000000.", "max_tokens")
+    system_prompt = body.get("system_prompt")
+    if system_prompt is not None and not isinstance(system_prompt, str):
+        raise _invalid("system_prompt must be text.", "system_prompt")
+    return SendRequest(
+        message=message, conversation_id=body.get("conversation_id"), model=model,
+        client_message_id=client_message_id, temperature=temperature, max_tokens=max_tokens,
+        system_prompt=system_prompt,
+    )
+
+
+# --- shapes ------------------------------------------------------------------------------------
+
+
+def usage_dict(row: ApiUsageLog) -> dict[str, int]:
+    return {
+        "prompt_tokens": row.prompt_tokens, "completion_tokens": row.completion_tokens,
+        "total_tokens": row.total_tokens, "cached_tokens": row.cached_tokens,
+        "reasoning_tokens": row.reasoning_tokens,
+    }
+
+
+def cost_dict(row: ApiUsageLog) -> dict[str, Any]:
+    return {
+        "estimated": None if row.cost_estimate is None else str(row.cost_estimate),
+        "actual": None if row.actual_cost is None else str(row.actual_cost),
+        "currency": "USD",
+    }
+
+
+# --- preparing ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Prepared:
+    """What a started exchange needs; plain data so it crosses threads safely."""
+
+    user_id: int
+    request_id: str
+    conversation_id: str
+    conversation_pk: int
+    user_message_pk: int
+    assistant_pk: int
+    usage_log_id: Any
+    reservation_id: int
+    provider: str
+    model: str
+    chat_request: ChatRequest
+    estimated_prompt_tokens: int
+    saved_event: dict
+    start_event: dict
+
+
+@dataclass
+class Replay:
+    """A `client_message_id` already answered: the stored result, no provider call."""
+
+    events_list: list[dict]
+
+    async def events(self) -> AsyncIterator[dict]:
+        for event in self.events_list:
+            yield event
+
+
+def _provider_layer():
+    # Imported late: the provider registry reads the price table and settings.
+    from chat import providers
+
+    return providers
+
+
+def _check_model(model: str) -> str:
+    providers = _provider_layer()
+    name = providers.provider_name_for_model(model)
+    if name is None:
+        raise ClientError("MODEL_UNAVAILABLE", f"Unknown model {model!r}.", {"model": model})
+    if not providers.provider_is_configured(name):
+        raise ClientError(
+            "MODEL_UNAVAILABLE", f"The model {model!r} is not available: its provider has no key.",
+            {"model": model, "provider": name},
+        )
+    return name
+
+
+def build_context(conversation: Conversation | None, exclude_pk: int | None, model: str) -> tuple[Turn, ...]:
+    """Recent history, newest first until the context token budget is spent, returned oldest first."""
+    if conversation is None:
+        return ()
+    budget = settings.CHATLIMA_CONTEXT_TOKEN_BUDGET
+    turns: list[Turn] = []
+    spent = 0
+    recent = (
+        conversation.messages.filter(role__in=[Message.Role.USER, Message.Role.ASSISTANT])
+        .exclude(status=Message.Status.STREAMING).exclude(content="")
+        .order_by("-timestamp", "-pk").values_list("pk", "role", "content")
+    )
+    for pk, role, content in recent.iterator(chunk_size=50):
+        if pk == exclude_pk:
+            continue
+        cost = count_tokens(content, model)
+        if spent + cost > budget:
+            break
+        spent += cost
+        turns.append(Turn(role=role, content=content))
+    turns.reverse()
+    return tuple(turns)
+
+
+def _replay_events(user: User, user_message: Message) -> Replay:
+    conversation = user_message.conversation
+    row = ApiUsageLog.objects.filter(user=user, request_id=user_message.public_id).first()
+    answer = user_message.answers.order_by("-pk").first()
+    request_id = user_message.public_id
+    if row is not None and row.status == S.PENDING:
+        raise ClientError(
+            "RATE_LIMITED", "This message is still being answered.",
+            {"reason": "in_progress", "request_id": request_id},
+        )
+    events: list[dict] = [
+        {"type": "message_saved", "request_id": request_id, "conversation_id": conversation.public_id,
+         "message": message_payload(user_message)},
+    ]
+    if row is not None and row.status != S.SUCCESS:
+        code = CODE_FOR_STATUS.get(row.status, "PROVIDER_ERROR")
+        events.append({"type": "error", "request_id": request_id, "code": code,
+                       "message": row.error_message or f"This message ended as {row.status}.",
+                       "details": {"replayed": True, "status": row.status}})
+        return Replay(events)
+    usage = usage_dict(row) if row is not None else {
+        "prompt_tokens": user_message.prompt_tokens or 0,
+        "completion_tokens": (answer.completion_tokens or 0) if answer else 0,
+        "total_tokens": (answer.total_tokens or 0) if answer else 0,
+        "cached_tokens": (answer.cached_tokens or 0) if answer else 0,
+        "reasoning_tokens": (answer.reasoning_tokens or 0) if answer else 0,
+    }
+    cost = cost_dict(row) if row is not None else {
+        "estimated": None if answer is None or answer.cost is None else str(answer.cost),
+        "actual": None, "currency": "USD",
+    }
+    events += [
+        {"type": "stream_start", "request_id": request_id, "conversation_id": conversation.public_id,
+         "model": (answer.model if answer else "") or conversation.model,
+         "estimated_prompt_tokens": user_message.prompt_tokens or 0,
+         "conversation_usage": conversation.usage_dict(), "replayed": True},
+    ]
+    if answer is not None and answer.content:
+        events.append({"type": "stream_chunk", "request_id": request_id, "chunk": answer.content,
+                       "estimated_completion_tokens": usage["completion_tokens"]})
+    events += [
+        {"type": "stream_end", "request_id": request_id, "usage": usage},
+        {"type": "message_complete", "request_id": request_id,
+         "user_message": {"id": request_id, "prompt_tokens": user_message.prompt_tokens},
+         "message": message_payload(answer, with_html=True) if answer else None,
+         "usage": usage, "cost": cost, "conversation_usage": conversation.usage_dict(),
+         "budget": budgets.budget_payload(user), "replayed": True},
+    ]
+    return Replay(events)
+
+
+def _existing_user_message(user: User, req: SendRequest) -> Message | None:
+    if not req.client_message_id:
+        return None
+    existing = (
+        Message.objects.select_related("conversation")
+        .filter(owner=user, public_id=req.client_message_id).first()
+    )
+    if existing is None:
+        return None
+    if existing.conversation.deleted_at is not None or existing.role != Message.Role.USER or (
+        req.conversation_id and existing.conversation.public_id != req.conversation_id
+    ):
+        raise ClientError(
+            "INVALID_MESSAGE", "client_message_id is already used by another message.",
+            {"field": "client_message_id"},
+        )
+    return existing
+
+
+def prepare_exchange(user: User, req: SendRequest) -> Prepared | Replay:
+    """Everything before the provider call; raises ClientError before anything is written."""
+    conversation: Conversation | None = None
+    if req.conversation_id:
+        conversation = Conversation.objects.for_user(user).filter(public_id=req.conversation_id).first()
+        if conversation is None:
+            raise ClientError("CONVERSATION_NOT_FOUND", "No such conversation.", {"conversation_id": req.conversation_id})
+
+    existing = _existing_user_message(user, req)
+    reuse: Message | None = None
+    if existing is not None:
+        has_row = ApiUsageLog.objects.filter(user=user, request_id=existing.public_id).exists()
+        if has_row or existing.answers.exists():
+            return _replay_events(user, existing)
+        # A user message that arrived by sync and was never answered: answer it now.
+        reuse = existing
+        conversation = existing.conversation
+
+    model = (req.model or (conversation.model if conversation else "") or settings.CHATLIMA_DEFAULT_MODEL).strip()
+    provider = _check_model(model)
+    base = _provider_layer_base()
+    max_tokens = req.max_tokens or settings.CHATLIMA_DEFAULT_MAX_TOKENS
+    system_prompt = conversation.system_prompt if conversation else (req.system_prompt or "")
+    chat_request = ChatRequest(
+        model=model, message=req.message, system_prompt=system_prompt,
+        history=build_context(conversation, reuse.pk if reuse else None, model),
+        temperature=req.temperature, max_tokens=max_tokens,
+    )
+    estimate = base.estimate_prompt_tokens(chat_request)
+
+    def hold_cost() -> Decimal:
+        from usage.pricing import cost_of
+
+        cost = cost_of(model, Usage(prompt_tokens=estimate, completion_tokens=max_tokens,
+                                    total_tokens=estimate + max_tokens, source="estimate"))
+        return cost or Decimal("0")
+
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            if conversation is None:
+                title = req.message.strip().splitlines()[0][:TITLE_CHARS]
+                conversation = Conversation.objects.create(
+                    owner=user, public_id=new_conversation_id(), title=title, model=model,
+                    system_prompt=req.system_prompt or "", created_at=now, updated_at=now,
+                )
+            before = conversation.usage_dict()
+            user_message_id = reuse.public_id if reuse else (req.client_message_id or None)
+            # The hold is keyed by the user message id, so take it once the id is known.
+            if reuse is None:
+                kwargs = {"public_id": user_message_id} if user_message_id else {}
+                user_message = Message.objects.create(
+                    owner=user, conversation=conversation, role=Message.Role.USER, content=req.message,
+                    model=model, timestamp=now, **kwargs,
+                )
+            else:
+                user_message = reuse
+            request_id = user_message.public_id
+            hold = budgets.reserve(user, request_id, estimate + max_tokens, hold_cost)
+            assistant = Message.objects.create(
+                owner=user, conversation=conversation, role=Message.Role.ASSISTANT, content="", model=model,
+                timestamp=now + timedelta(microseconds=1), status=Message.Status.STREAMING, user_message=user_message,
+            )
+            row = ApiUsageLog.objects.create(
+                request_id=request_id, user=user, conversation=conversation, message=assistant,
+                provider=provider, model_name=model, status=S.PENDING, created_at=now,
+                metadata={"estimated_prompt_tokens": estimate, "max_tokens": max_tokens,
+                          "reservation_id": hold.reservation_id},
+            )
+            version = sync_clock.tick(user.pk)
+            Message.objects.filter(pk__in=[user_message.pk, assistant.pk]).update(version=version)
+            Conversation.objects.filter(pk=conversation.pk).update(updated_at=now, version=version, model=model)
+            user_message.version = version
+    except IntegrityError:
+        # Another request stored this client_message_id first: answer as a retry of it.
+        existing = _existing_user_message(user, req)
+        if existing is None:
+            raise
+        return _replay_events(user, existing)
+
+    saved = {"type": "message_saved", "request_id": request_id, "conversation_id": conversation.public_id,
+             "message": message_payload(user_message)}
+    start = {"type": "stream_start", "request_id": request_id, "conversation_id": conversation.public_id,
+             "model": model, "estimated_prompt_tokens": estimate, "conversation_usage": before,
+             "message_id": assistant.public_id}
+    return Prepared(
+        user_id=user.pk, request_id=request_id, conversation_id=conversation.public_id,
+        conversation_pk=conversation.pk, user_message_pk=user_message.pk, assistant_pk=assistant.pk,
+        usage_log_id=row.pk, reservation_id=hold.reservation_id, provider=provider, model=model,
+        chat_request=chat_request, estimated_prompt_tokens=estimate, saved_event=saved, start_event=start,
+    )
+
+
+def _provider_layer_base():
+    from chat.providers import base
+
+    return base
+
+
+# --- settling ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    status: str
+    text: str
+    usage: Usage
+    response_time_ms: int | None = None
+    time_to_first_token_ms: int | None = None
+    error_code: str = ""
+    error_message: str = ""
+    retries: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def settle_exchange(usage_log_id: Any, outcome: Outcome) -> dict | None:
+    """Finish one exchange in ONE transaction; returns the settled figures, or None if already settled.
+
+    The usage row's move out of `pending` is a compare-and-set, so a live settle and a restart's
+    `interrupted` settle can never both count the same exchange.
+    """
+    from usage.pricing import cost_of
+
+    usage = outcome.usage
+    with transaction.atomic():
+        row = ApiUsageLog.objects.select_for_update().filter(pk=usage_log_id, status=S.PENDING).first()
+        if row is None:
+            return None
+        cost = _money(cost_of(row.model_name, usage))
+        usage.actual_cost = _money(usage.actual_cost)
+        metadata = dict(row.metadata or {})
+        metadata.update({"retries": outcome.retries, "finish_reason": usage.finish_reason, **outcome.extra})
+        if outcome.error_code:
+            metadata["error_code"] = outcome.error_code
+        row.status = outcome.status
+        row.prompt_tokens = usage.prompt_tokens
+        row.completion_tokens = usage.completion_tokens
+        row.total_tokens = usage.total_tokens
+        row.cached_tokens = usage.cached_tokens
+        row.reasoning_tokens = usage.reasoning_tokens
+        row.cost_estimate = cost
+        row.actual_cost = usage.actual_cost
+        row.response_time_ms = outcome.response_time_ms
+        row.time_to_first_token_ms = outcome.time_to_first_token_ms
+        row.usage_source = ApiUsageLog.Source.ESTIMATE if usage.is_estimate else ApiUsageLog.Source.PROVIDER
+        row.error_message = outcome.error_message[:2000]
+        row.metadata = metadata
+        row.save()
+
+        budget_cost = usage.actual_cost if usage.actual_cost is not None else cost
+        budgets.settle_reservation(
+            row.user_id, metadata.get("reservation_id"), usage.total_tokens, budget_cost,
+            state=BudgetReservation.State.SETTLED if outcome.status == S.SUCCESS else BudgetReservation.State.RELEASED,
+        )
+        version = sync_clock.tick(row.user_id)
+        figures = Message.FiguresSource.ESTIMATE if usage.is_estimate else Message.FiguresSource.PROVIDER
+        assistant = Message.objects.select_related("user_message").get(pk=row.message_id)
+        if assistant.user_message_id:
+            Message.objects.filter(pk=assistant.user_message_id).update(
+                prompt_tokens=usage.prompt_tokens, figures_source=figures, version=version
+            )
+        assistant.content = outcome.text
+        assistant.status = MESSAGE_STATUS_FOR[outcome.status]
+        assistant.completion_tokens = usage.completion_tokens
+        assistant.total_tokens = usage.total_tokens
+        assistant.reasoning_tokens = usage.reasoning_tokens
+        assistant.cached_tokens = usage.cached_tokens
+        assistant.completion_id = usage.completion_id[:255]
+        assistant.elapsed_ms = outcome.response_time_ms
+        assistant.cost = cost
+        assistant.actual_cost = usage.actual_cost
+        assistant.figures_source = figures
+        assistant.version = version
+        assistant.save()
+        conversation = Conversation.objects.get(pk=row.conversation_id)
+        conversation.recompute_totals(save=False)
+        conversation.estimated_cost = _money(conversation.estimated_cost)
+        conversation.actual_cost = _money(conversation.actual_cost)
+        conversation.version = version
+        conversation.updated_at = timezone.now()
+        conversation.save(update_fields=["version", "updated_at", *TOTAL_FIELDS])
+        user_id, log_id = row.user_id, row.pk
+        transaction.on_commit(lambda: exchange_settled.send(sender=ApiUsageLog, user_id=user_id, usage_log_id=log_id))
+
+    user_message = assistant.user_message
+    if user_message is not None:
+        user_message.prompt_tokens = usage.prompt_tokens
+    return {
+        "row": row, "assistant": assistant, "user_message": user_message, "conversation": conversation,
+    }
+
+
+def _money(value: Decimal | None) -> Decimal | None:
+    """Money as the columns store it (8 places), so an event shows exactly what a later read returns."""
+    return None if value is None else Decimal(value).quantize(MONEY_PLACES)
+
+
+def settled_events(request_id: str, user: User, settled: dict, outcome: Outcome) -> list[dict]:
+    row = settled["row"]
+    usage = usage_dict(row)
+    if outcome.status != S.SUCCESS:
+        code = outcome.error_code or CODE_FOR_STATUS.get(outcome.status, "PROVIDER_ERROR")
+        return [{"type": "error", "request_id": request_id, "code": code,
+                 "message": outcome.error_message or "The exchange did not complete.",
+                 "details": {"status": row.status, "message_id": settled["assistant"].public_id, "usage": usage}}]
+    user_message = settled["user_message"]
+    return [
+        {"type": "stream_end", "request_id": request_id, "usage": usage},
+        {"type": "message_complete", "request_id": request_id,
+         "user_message": {"id": request_id, "prompt_tokens": user_message.prompt_tokens if user_message else None},
+         "message": message_payload(settled["assistant"], with_html=True),
+         "usage": usage, "cost": cost_dict(row),
+         "conversation_usage": settled["conversation"].usage_dict(),
+         "budget": budgets.budget_payload(user)},
+    ]
+
+
+def _settle_and_describe(prepared: Prepared, outcome: Outcome) -> list[dict]:
+    settled = settle_exchange(prepared.usage_log_id, outcome)
+    if settled is None:
+        return [{"type": "error", "request_id": prepared.request_id, "code": "PROVIDER_ERROR",
+                 "message": "This exchange was already settled elsewhere."}]
+    user = User.objects.get(pk=prepared.user_id)
+    return settled_events(prepared.request_id, user, settled, outcome)
+
+
+def save_partial(prepared: Prepared, text: str) -> None:
+    """Keep the answer so far (a restart keeps it) and push the hold's expiry forward."""
+    Message.objects.filter(pk=prepared.assistant_pk, status=Message.Status.STREAMING).update(content=text)
+    budgets.touch_reservation(prepared.reservation_id)
+
+
+# --- streaming ---------------------------------------------------------------------------------
+
+
+class Exchange:
+    """A started exchange; `events()` streams it and settles it exactly once."""
+
+    def __init__(self, user: User, prepared: Prepared) -> None:
+        self.user = user
+        self.prepared = prepared
+        self.settled = False
+
+    @property
+    def request_id(self) -> str:
+        return self.prepared.request_id
+
+    def _estimate(self, text: str) -> Usage:
+        return _provider_layer_base().estimate_usage(self.prepared.chat_request, text)
+
+    async def events(self) -> AsyncIterator[dict]:
+        p = self.prepared
+        loop = asyncio.get_running_loop()
+        interval = settings.CHATLIMA_STREAM_BATCH_MS / 1000
+        save_every = settings.CHATLIMA_PARTIAL_SAVE_SECONDS
+        parts: list[str] = []
+        pending: list[str] = []
+        running = 0
+        usage: Usage | None = None
+        status = S.SUCCESS
+        error_code = error_message = ""
+        retries = 0
+        started = first_token = ended = None
+        stream = None
+        try:
+            yield p.saved_event
+            yield p.start_event
+            provider = _provider_layer().get_provider(p.provider)
+            started = time.perf_counter()
+            last_flush = last_save = loop.time()
+            stream = provider.stream(p.chat_request)
+            async for item in stream:
+                if isinstance(item, Usage):
+                    usage = item
+                    continue
+                if not item:
+                    continue
+                if first_token is None:
+                    first_token = time.perf_counter()
+                parts.append(item)
+                pending.append(item)
+                now = loop.time()
+                # The first delta goes out at once (time to first token); later ones are batched.
+                if len(parts) == 1 or now - last_flush >= interval:
+                    batch = "".join(pending)
+                    pending.clear()
+                    running += count_tokens(batch, p.model)
+                    last_flush = now
+                    yield {"type": "stream_chunk", "request_id": p.request_id, "chunk": batch,
+                           "estimated_completion_tokens": running}
+                if save_every and now - last_save >= save_every:
+                    last_save = now
+                    await run_db(save_partial, p, "".join(parts))
+            ended = time.perf_counter()
+            if pending:
+                batch = "".join(pending)
+                pending.clear()
+                running += count_tokens(batch, p.model)
+                yield {"type": "stream_chunk", "request_id": p.request_id, "chunk": batch,
+                       "estimated_completion_tokens": running}
+        except ProviderError as exc:
+            status = STATUS_FOR_CODE.get(exc.code, S.ERROR)
+            error_code = exc.code if exc.code in STATUS_FOR_CODE else "PROVIDER_ERROR"
+            error_message = exc.message
+            retries = exc.retries
+        except (asyncio.CancelledError, GeneratorExit):
+            status = S.CANCELLED
+            error_code, error_message = "CANCELLED", "The exchange was cancelled."
+            raise
+        except Exception as exc:
+            logger.exception("exchange %s failed", p.request_id)
+            status = S.ERROR
+            error_code, error_message = "PROVIDER_ERROR", f"The provider failed: {type(exc).__name__}."
+        finally:
+            ended = ended or time.perf_counter()
+            result = await _shielded(self._finish(
+                stream, parts, usage, status, error_code, error_message, retries, started, first_token, ended
+            ))
+        for event in result or []:
+            yield event
+
+    async def abandon(self) -> None:
+        """Settle as cancelled an exchange whose stream never started (no provider call)."""
+        if not self.settled:
+            await _shielded(self._finish(None, [], None, S.CANCELLED, "CANCELLED", "The exchange was cancelled.",
+                                         0, None, None, None))
+
+    async def _finish(self, stream, parts, usage, status, error_code, error_message, retries,
+                      started, first_token, ended) -> list[dict]:
+        if stream is not None:
+            try:
+                # Closing the provider's generator closes its HTTP stream.
+                await stream.aclose()
+            except Exception:  # noqa: BLE001 - a failing close must not stop the settle
+                logger.warning("closing the provider stream of %s failed", self.request_id, exc_info=True)
+        text = "".join(parts)
+        if usage is None:
+            usage = self._estimate(text)
+        retries = max(retries, getattr(usage, "retries", 0) or 0)
+        outcome = Outcome(
+            status=status, text=text, usage=usage,
+            response_time_ms=None if started is None else int((ended - started) * 1000),
+            time_to_first_token_ms=None if started is None or first_token is None else int((first_token - started) * 1000),
+            error_code=error_code, error_message=error_message, retries=retries,
+        )
+        events = await run_db(_settle_and_describe, self.prepared, outcome)
+        self.settled = True
+        return events
+
+
+async def _shielded(coro) -> Any:
+    """Await `coro` to the end even if the caller is cancelled meanwhile (settling must not be lost)."""
+    task = asyncio.ensure_future(coro)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        # Cancelled while settling: let the settle finish, then pass the cancellation on.
+        await asyncio.wait({task})
+        raise
+
+
+async def start_exchange(user: User, body: Any) -> Exchange | Replay:
+    """Parse, check and prepare; raises ClientError for anything refused before the stream.
+
+    Cancel-safe: if the caller is cancelled while the preparing transaction runs, the prepared
+    exchange is settled as `cancelled` at once rather than left pending.
+    """
+    req = body if isinstance(body, SendRequest) else parse_send_body(body)
+    task = asyncio.ensure_future(run_db(prepare_exchange, user, req))
+    try:
+        prepared = await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait({task})
+        if not task.cancelled() and task.exception() is None and isinstance(task.result(), Prepared):
+            await Exchange(user, task.result()).abandon()
+        raise
+    if isinstance(prepared, Replay):
+        return prepared
+    return Exchange(user, prepared)
+
+
+# --- exchanges a restart left behind -----------------------------------------------------------
+
+
+def _interrupted_usage(row: ApiUsageLog, text: str) -> Usage:
+    prompt = int((row.metadata or {}).get("estimated_prompt_tokens") or 0)
+    completion = count_tokens(text, row.model_name)
+    return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion,
+                 source="estimate", finish_reason="interrupted")
+
+
+def settle_interrupted_exchanges(older_than: datetime | None = None) -> int:
+    """Settle pending exchanges as `interrupted`, keeping their partial answers; returns how many.
+
+    Without `older_than`: every pending exchange (at start-up nothing can still be streaming).
+    With it: those whose hold's heartbeat stopped before it (a periodic task's stale sweep).
+    """
+    pending = ApiUsageLog.objects.filter(status=S.PENDING)
+    if older_than is not None:
+        pending = pending.filter(created_at__lt=older_than)
+    count = 0
+    for row in pending.select_related("message").iterator():
+        if older_than is not None:
+            reservation_id = (row.metadata or {}).get("reservation_id")
+            alive = BudgetReservation.objects.filter(
+                pk=reservation_id, state=BudgetReservation.State.HELD, expires_at__gte=older_than
+            ).exists()
+            if alive:
+                continue
+        text = row.message.content if row.message else ""
+        outcome = Outcome(status=S.INTERRUPTED, text=text, usage=_interrupted_usage(row, text),
+                          error_code="INTERRUPTED", error_message="The server stopped during this exchange.")
+        if row.message_id is None:
+            continue
+        if settle_exchange(row.pk, outcome) is not None:
+            count += 1
+    return count
+
+
+def settle_stale_exchanges(now: datetime | None = None) -> int:
+    """Interrupted-settle exchanges whose heartbeat (hold expiry) has passed."""
+    return settle_interrupted_exchanges(older_than=now or timezone.now())

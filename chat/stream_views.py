@@ -1,0 +1,133 @@
+"""The HTTP doors: `POST /api/v1/chat/stream` (SSE) and `POST /api/v1/chat/send` (one JSON answer).
+
+Plain async Django views (DRF's views are sync): Bearer token or session + CSRF, checked here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.middleware.csrf import CsrfViewMiddleware
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+from rest_framework import exceptions
+
+from accounts.authentication import BearerTokenAuthentication
+from chat.exchange import Exchange, Replay, start_exchange
+from chat.payloads import iso
+from chatlima.errors import HTTP_STATUS, ClientError, error_response
+
+
+def _bearer_user(request: HttpRequest):
+    """The Bearer token's user, None when there is no Bearer header; raises on a bad token."""
+    result = BearerTokenAuthentication().authenticate(request)
+    return None if result is None else result[0]
+
+
+def _session_user(request: HttpRequest):
+    from django.contrib.auth import get_user
+
+    return get_user(request)
+
+
+def _csrf_refusal(request: HttpRequest) -> HttpResponse | None:
+    check = CsrfViewMiddleware(lambda _request: None)
+    check.process_request(request)
+    return check.process_view(request, None, (), {})
+
+
+async def authenticate(request: HttpRequest):
+    """Bearer first (API and mobile), else the browser session with its CSRF token."""
+    try:
+        user = await database_sync_to_async(_bearer_user)(request)
+    except exceptions.AuthenticationFailed as exc:
+        raise ClientError("UNAUTHENTICATED", str(exc.detail)) from exc
+    if user is not None:
+        return user
+    user = await database_sync_to_async(_session_user)(request)
+    if not user.is_authenticated:
+        raise ClientError("UNAUTHENTICATED", "Authentication credentials were not provided.")
+    if _csrf_refusal(request) is not None:
+        raise ClientError("PERMISSION_DENIED", "CSRF check failed for this session request.", {"reason": "csrf"})
+    return user
+
+
+async def _open(request: HttpRequest) -> Exchange | Replay:
+    user = await authenticate(request)
+    try:
+        body = json.loads(request.body or b"null")
+    except ValueError as exc:
+        raise ClientError("INVALID_MESSAGE", "The body must be JSON.", {"field": "body"}) from exc
+    return await start_exchange(user, body)
+
+
+def sse_frame(event: dict[str, Any]) -> bytes:
+    return f"event: {event['type']}\ndata: {json.dumps(event, separators=(',', ':'))}\n\n".encode()
+
+
+async def _sse(exchange: Exchange | Replay) -> AsyncIterator[bytes]:
+    # A client that goes away cancels this generator; closing the pipeline's generator settles as cancelled.
+    async with aclosing(exchange.events()) as events:
+        async for event in events:
+            yield sse_frame(event)
+
+
+@csrf_exempt
+@require_POST
+async def chat_stream(request: HttpRequest) -> HttpResponse:
+    try:
+        exchange = await _open(request)
+    except ClientError as err:
+        return error_response(err)
+    response = StreamingHttpResponse(_sse(exchange), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response
+
+
+@csrf_exempt
+@require_POST
+async def chat_send(request: HttpRequest) -> HttpResponse:
+    try:
+        exchange = await _open(request)
+    except ClientError as err:
+        return error_response(err)
+    saved = complete = error = None
+    async with aclosing(exchange.events()) as events:
+        async for event in events:
+            if event["type"] == "message_saved":
+                saved = event
+            elif event["type"] == "message_complete":
+                complete = event
+            elif event["type"] == "error":
+                error = event
+    if complete is None:
+        code = (error or {}).get("code", "PROVIDER_ERROR")
+        body = {"error": {"code": code, "message": (error or {}).get("message", "The exchange failed."),
+                          "details": (error or {}).get("details", {})}}
+        return JsonResponse(body, status=HTTP_STATUS.get(code, 502))
+    message = complete["message"] or {}
+    now = iso(timezone.now())
+    data = {
+        "response": message.get("content", ""),
+        "usage": complete["usage"],
+        "cost": complete["cost"],
+        "timestamp": message.get("timestamp") or now,
+        "elapsed_time": message.get("elapsed_time"),
+        "contentType": message.get("contentType", "markdown"),
+        "id": message.get("completion_id", ""),
+        "request_id": complete["request_id"],
+        "message_id": message.get("id"),
+        "conversation_id": saved["conversation_id"] if saved else None,
+        "model": message.get("model"),
+        "user_message": complete["user_message"],
+        "conversation_usage": complete["conversation_usage"],
+        "budget": complete["budget"],
+    }
+    return JsonResponse({"data": data, "timestamp": now})
