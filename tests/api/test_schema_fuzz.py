@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import pytest
 import schemathesis
+from django.core import signals
 from django.core.wsgi import get_wsgi_application
+from django.db import close_old_connections
 from hypothesis import HealthCheck, Phase
 from hypothesis import settings as hypothesis_settings
 from knox.models import AuthToken
@@ -40,7 +42,18 @@ def fuzz_user(db):
 
 
 @pytest.fixture
-def bearer(fuzz_user) -> dict[str, str]:
+def keep_test_connection():
+    """Like Django's test client: the real WSGI handler would close the connection after each
+    request, which on PostgreSQL ends the test's transaction."""
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    yield
+    signals.request_started.connect(close_old_connections)
+    signals.request_finished.connect(close_old_connections)
+
+
+@pytest.fixture
+def bearer(fuzz_user, keep_test_connection) -> dict[str, str]:
     _, token = AuthToken.objects.create(fuzz_user)
     return {"Authorization": f"Bearer {token}"}
 
