@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from django import forms
+from django.contrib.auth import get_user_model
 from django.db.models import DecimalField, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -84,29 +85,53 @@ class Report:
     chart: dict[str, Any] = field(default_factory=dict)
 
 
+def _add(into: dict[str, Any], row: dict[str, Any]) -> None:
+    for name in SUMS:
+        value = row[name]
+        if name == "actual_cost":
+            if value is not None:
+                into[name] = (into.get(name) or Decimal("0")) + value
+        else:
+            into[name] = into.get(name, 0) + value
+
+
+def _zero(**keys: Any) -> dict[str, Any]:
+    return {**{name: 0 for name in SUMS}, "cost": Decimal("0"), "actual_cost": None, **keys}
+
+
 def build_report(start: date, end: date) -> Report:
+    """Two GROUP BY queries over the rollups: (day, provider, model), which every figure but the
+    per-user one is summed from, and the top users."""
     rollups: QuerySet = DailyUsageRollup.objects.filter(day__gte=start, day__lte=end)
-    totals = _with_rates(rollups.aggregate(**SUMS))
-    per_day = {row["day"]: row for row in rollups.values("day").annotate(**SUMS).order_by("day")}
-    empty = {name: 0 for name in SUMS} | {"cost": Decimal("0"), "actual_cost": None}
+    totals = _zero()
+    per_day: dict[date, dict[str, Any]] = {}
+    per_model: dict[tuple[str, str], dict[str, Any]] = {}
+    per_provider: dict[str, dict[str, Any]] = {}
+    for row in rollups.values("day", "provider", "model_name").annotate(**SUMS).order_by():
+        _add(totals, row)
+        _add(per_day.setdefault(row["day"], _zero(day=row["day"])), row)
+        key = (row["provider"], row["model_name"])
+        _add(per_model.setdefault(key, _zero(provider=key[0], model_name=key[1])), row)
+        _add(per_provider.setdefault(row["provider"], _zero(provider=row["provider"])), row)
     days = [
-        _with_rates({**empty, **per_day.get(day, {}), "day": day})
+        _with_rates(per_day.get(day) or _zero(day=day))
         for day in (start + timedelta(days=n) for n in range((end - start).days + 1))
     ]
-    by_model = [
-        _with_rates(row)
-        for row in rollups.values("provider", "model_name").annotate(**SUMS).order_by("-cost", "-total_tokens", "model_name")
-    ]
-    by_provider = [
-        _with_rates(row) for row in rollups.values("provider").annotate(**SUMS).order_by("-cost", "-total_tokens", "provider")
-    ]
-    by_user = [
-        _with_rates(row)
-        for row in rollups.values("user_id", "user__username")
-        .annotate(**SUMS)
-        .order_by("-cost", "-total_tokens", "user_id")[:TOP_USERS]
-    ]
-    report = Report(start, end, totals, days, by_model, by_provider, by_user)
+
+    def biggest_first(rows, *names: str) -> list[dict[str, Any]]:
+        ordered = sorted(rows, key=lambda r: tuple(r[n] for n in names))
+        return [_with_rates(r) for r in sorted(ordered, key=lambda r: (r["cost"], r["total_tokens"]), reverse=True)]
+
+    by_model = biggest_first(per_model.values(), "provider", "model_name")
+    by_provider = biggest_first(per_provider.values(), "provider")
+    top = list(
+        rollups.values("user_id").annotate(**SUMS).order_by("-cost", "-total_tokens", "user_id")[:TOP_USERS]
+    )
+    names = dict(
+        get_user_model().objects.filter(pk__in=[r["user_id"] for r in top]).values_list("pk", "username")
+    )
+    by_user = [_with_rates({**row, "user__username": names.get(row["user_id"], "")}) for row in top]
+    report = Report(start, end, _with_rates(totals), days, by_model, by_provider, by_user)
     report.chart = daily_chart(days)
     return report
 
