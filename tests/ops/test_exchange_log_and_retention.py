@@ -100,3 +100,27 @@ def test_recent_days_are_not_frozen(settings, owner):
     assert purge_horizon() == today - timedelta(days=1)
     assert rollup_day(today - timedelta(days=1)) == 0
     assert rollup_day(date(2000, 1, 1)) is None
+
+
+def test_json_logs_option_writes_one_json_object_per_line():
+    """CHATLIMA_JSON_LOGS=1 switches the console handler to JSON lines, extra fields as keys."""
+    import os
+    import subprocess
+    import sys
+
+    from django.conf import settings as django_settings
+
+    script = (
+        "import django, logging; django.setup(); "
+        "logging.getLogger('chatlima.exchange').info('exchange done', extra={'request_id': 'msg_1', 'total_tokens': 152})"
+    )
+    env = {**os.environ, "CHATLIMA_JSON_LOGS": "1", "DJANGO_SETTINGS_MODULE": "chatlima.settings"}
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=django_settings.BASE_DIR, env=env, capture_output=True, text=True, timeout=30
+    )
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    record = json.loads(lines[0])
+    assert record["message"] == "exchange done"
+    assert (record["logger"], record["level"]) == ("chatlima.exchange", "INFO")
+    assert (record["request_id"], record["total_tokens"]) == ("msg_1", 152)

@@ -179,3 +179,18 @@ def test_rollup_usage_command_defaults_to_yesterday_and_today(db, capsys):
     call_command("rollup_usage", "--no-progress")
     today = datetime.now(UTC).date()
     assert f"from {today - timedelta(days=1)} to {today}" in capsys.readouterr().out
+
+
+def test_beat_schedules_the_rollup_after_midnight_and_hourly_and_the_retention(settings):
+    from chatlima.celery import app
+
+    app.loader.import_default_modules()
+    schedule = settings.CELERY_BEAT_SCHEDULE
+    after_midnight = schedule["usage-rollup-after-midnight"]
+    hourly = schedule["usage-rollup-hourly"]
+    assert after_midnight["task"] == hourly["task"] == "usage.rollup_recent"
+    assert after_midnight["schedule"].hour == {0} and len(after_midnight["schedule"].minute) == 1
+    assert len(hourly["schedule"].hour) == 24
+    assert schedule["usage-retention"]["task"] == "usage.purge_old_usage_logs"
+    for name in ("usage-rollup-after-midnight", "usage-rollup-hourly", "usage-retention"):
+        assert schedule[name]["task"] in app.tasks
