@@ -495,10 +495,14 @@ def _push_locked(user, conversations: list[PushedConversation], deleted: list[st
             conv.version = version
             if conv.last_message_at and conv.last_message_at > conv.updated_at:
                 conv.updated_at = conv.last_message_at
-        Conversation.objects.bulk_update(
+        # An upsert on the primary key writes every touched row in one statement per batch;
+        # bulk_update's CASE per field is many times slower for a thousand rows.
+        Conversation.objects.bulk_create(
             list(touched.values()),
-            sorted(set(TOTAL_FIELDS) | fields_changed | {"version", "updated_at"}),
-            batch_size=INSERT_BATCH // 2,
+            batch_size=INSERT_BATCH,
+            update_conflicts=True,
+            unique_fields=["id"],
+            update_fields=sorted(set(TOTAL_FIELDS) | fields_changed | {"version", "updated_at"}),
         )
     cursor_version = version if version is not None else sync_clock.current(user.pk)
     return {
