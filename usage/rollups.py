@@ -126,7 +126,6 @@ def rollup_day(day: date, user_ids: Iterable[int] | None = None, allow_frozen: b
     ids = None if user_ids is None else sorted(set(user_ids))
     with transaction.atomic():
         _lock(day, ids)
-        # Stamped after the lock, so a later run always carries the later stamp.
         stamp = timezone.now()
         rollups = [
             DailyUsageRollup(day=day, computed_at=stamp, **row) for row in aggregate_rows(day, ids)
@@ -138,7 +137,8 @@ def rollup_day(day: date, user_ids: Iterable[int] | None = None, allow_frozen: b
                 unique_fields=UNIQUE_FIELDS,
                 update_fields=[*FIGURES, "computed_at"],
             )
-        stale = DailyUsageRollup.objects.filter(day=day, computed_at__lt=stamp)
+        # What this run did not write is stale (the lock makes this run the only writer of these rows).
+        stale = DailyUsageRollup.objects.filter(day=day).exclude(computed_at=stamp)
         if ids is not None:
             stale = stale.filter(user_id__in=ids)
         stale.delete()

@@ -194,3 +194,37 @@ def test_beat_schedules_the_rollup_after_midnight_and_hourly_and_the_retention(s
     assert schedule["usage-retention"]["task"] == "usage.purge_old_usage_logs"
     for name in ("usage-rollup-after-midnight", "usage-rollup-hourly", "usage-retention"):
         assert schedule[name]["task"] in app.tasks
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_runs_of_the_same_day_leave_exact_rollups():
+    import threading
+
+    from django.db import connection, connections
+
+    if connection.vendor != "postgresql":
+        pytest.skip("threads cannot share the in-memory SQLite test database")
+    users = [user_in(f"concurrent_{n}", tz) for n, tz in enumerate(["UTC", "Asia/Tokyo", "America/Los_Angeles"])]
+    for user in users:
+        start, _ = local_day_bounds(DAY, user.timezone)
+        for hour in range(0, 24, 3):
+            make_log(user, start + timedelta(hours=hour), model_name=f"m{hour % 2}")
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(4)
+
+    def run(user_ids):
+        try:
+            barrier.wait()
+            rollup_day(DAY, user_ids=user_ids)
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run, args=(ids,)) for ids in (None, None, [users[0].pk], [users[1].pk, users[0].pk])]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=20)
+    assert errors == []
+    assert stored_rollups() == {k: v for k, v in expected_rollups().items() if k[0] == DAY}
