@@ -81,19 +81,22 @@ def ensure_database(url: str) -> None:
             conn.execute(f'CREATE DATABASE "{name}"')
 
 
-def prepare_user(env: dict[str, str]) -> str:
-    """Migrate, then make (or reuse) the bench user with an unlimited budget; prints its token."""
+def prepare_users(env: dict[str, str], count: int) -> list[str]:
+    """Migrate, then make (or reuse) `count` bench users with unlimited budgets; returns their tokens."""
     subprocess.run([PY, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
     code = (
+        "import json\n"
         "from knox.models import AuthToken\n"
         "from accounts.models import Budget, User\n"
-        "u, _ = User.objects.get_or_create(username='bench-ws')\n"
-        "Budget.objects.for_user(u); Budget.objects.filter(user=u).update(token_limit=None, cost_limit=None)\n"
-        "print(AuthToken.objects.create(u)[1])\n"
+        f"for i in range({count}):\n"
+        "    u, _ = User.objects.get_or_create(username=f'bench-ws-{i}')\n"
+        "    Budget.objects.for_user(u)\n"
+        "    Budget.objects.filter(user=u).update(token_limit=None, cost_limit=None)\n"
+        "    print('TOKEN', AuthToken.objects.create(u)[1])\n"
     )
     out = subprocess.run([PY, "manage.py", "shell", "-c", code], cwd=ROOT, env=env, check=True,
                          capture_output=True, text=True)
-    return out.stdout.strip().splitlines()[-1]
+    return [line.split()[1] for line in out.stdout.splitlines() if line.startswith("TOKEN ")]
 
 
 def peak_rss_mb(pid: int) -> float | None:
@@ -170,15 +173,15 @@ async def run(args: argparse.Namespace) -> int:
     server = None
     port = None
     if args.url:
-        url, token = args.url, args.token
+        url, tokens = args.url, [args.token]
         origin = args.origin or url.replace("ws://", "http://").split("/ws/")[0]
     else:
         env = server_env(args)
         ensure_database(args.database_url)
-        token = prepare_user(env)
+        tokens = prepare_users(env, args.users or args.clients)
         port = free_port()
         server = subprocess.Popen(
-            [str(Path(PY).with_name("daphne")), "-b", "127.0.0.1", "-p", str(port), "chatlima.asgi:application"],
+            [str(Path(PY).with_name("daphne")), "-b", "127.0.0.1", "-p", str(port), args.asgi_app],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE if args.quiet else None,
         )
         await wait_for_port(port, 30)
@@ -187,9 +190,8 @@ async def run(args: argparse.Namespace) -> int:
     try:
         stats = Stats()
         start = asyncio.Event()
-        full_url = f"{url}?token={token}"
-        tasks = [asyncio.ensure_future(client(full_url, origin, args.messages, args.text, stats, start,
-                                              args.timeout)) for _ in range(args.clients)]
+        tasks = [asyncio.ensure_future(client(f"{url}?token={tokens[i % len(tokens)]}", origin, args.messages, args.text, stats, start,
+                                              args.timeout)) for i in range(args.clients)]
         await asyncio.sleep(args.connect_seconds)  # let every socket open before the streams start together
         began = time.perf_counter()
         start.set()
@@ -200,7 +202,7 @@ async def run(args: argparse.Namespace) -> int:
         # The model takes one pace per word; the first word is already out when the clock starts.
         ratios = [d / (max(w - 1, 1) * pace) for d, w in zip(stats.stream, stats.words, strict=False)] if pace else []
         rss = peak_rss_mb(server.pid) if server else None
-        print(f"clients={args.clients} messages/client={args.messages} pace={args.pace_ms} ms/word "
+        print(f"clients={args.clients} users={len(tokens)} messages/client={args.messages} pace={args.pace_ms} ms/word "
               f"words/answer~{statistics.median(stats.words) if stats.words else 0:.0f} "
               f"channel layer={'redis' if args.redis_url else 'in-memory'}")
         print(f"completed exchanges: {stats.completed} in {wall:.2f} s = {stats.completed / wall:.1f}/s")
@@ -221,6 +223,7 @@ async def run(args: argparse.Namespace) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=500)
+    parser.add_argument("--users", type=int, default=0, help="distinct users (default: one per client)")
     parser.add_argument("--messages", type=int, default=2, help="messages each client sends, one after another")
     parser.add_argument("--pace-ms", type=int, default=30, help="the offline model's delay per word")
     parser.add_argument("--text", default="Tell me about the benchmark.")
@@ -233,6 +236,7 @@ def main() -> int:
     parser.add_argument("--origin")
     parser.add_argument("--connect-seconds", type=float, default=5.0)
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds allowed per exchange")
+    parser.add_argument("--asgi-app", default="chatlima.asgi:application", help="what daphne serves")
     parser.add_argument("--quiet", action="store_true", help="hide the server's log")
     args = parser.parse_args()
     if args.url and not args.token:

@@ -27,12 +27,14 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts.models import BudgetReservation, User
 from chat import sync_clock
-from chat.ids import is_valid_id, new_conversation_id
-from chat.models import TOTAL_FIELDS, Conversation, Message
+from chat.ids import is_valid_id, new_conversation_id, new_message_id
+from chat.models import Conversation, Message, preview_of
 from chat.payloads import message_payload
 from chat.providers.base import ChatRequest, ProviderError, Turn, Usage
 from chatlima.errors import ClientError
@@ -172,6 +174,7 @@ class Prepared:
     estimated_prompt_tokens: int
     saved_event: dict
     start_event: dict
+    target: SettleTarget
 
 
 @dataclass
@@ -337,30 +340,41 @@ def prepare_exchange(user: User, req: SendRequest) -> Prepared | Replay:
         return cost or Decimal("0")
 
     now = timezone.now()
+    request_id = reuse.public_id if reuse else (req.client_message_id or new_message_id())
+    tokens_held = estimate + max_tokens
     try:
         with transaction.atomic():
+            # Lock order for every writer: the budget row (reserve), then the sync clock (tick).
+            hold = budgets.reserve(user, request_id, tokens_held, hold_cost)
+            version = sync_clock.tick(user.pk)
+            added = 1 if reuse else 2
             if conversation is None:
                 title = req.message.strip().splitlines()[0][:TITLE_CHARS]
                 conversation = Conversation.objects.create(
                     owner=user, public_id=new_conversation_id(), title=title, model=model,
-                    system_prompt=req.system_prompt or "", created_at=now, updated_at=now,
+                    system_prompt=req.system_prompt or "", created_at=now, updated_at=now, version=version,
+                    message_count=added, last_message_preview=preview_of(req.message), last_message_at=now,
+                    last_model=model,
                 )
-            before = conversation.usage_dict()
-            user_message_id = reuse.public_id if reuse else (req.client_message_id or None)
-            # The hold is keyed by the user message id, so take it once the id is known.
+                before = Conversation(owner=user).usage_dict()
+            else:
+                before = conversation.usage_dict()
+                Conversation.objects.filter(pk=conversation.pk).update(
+                    updated_at=now, version=version, model=model, message_count=F("message_count") + added,
+                    last_message_preview=preview_of(req.message), last_message_at=now, last_model=model,
+                )
             if reuse is None:
-                kwargs = {"public_id": user_message_id} if user_message_id else {}
                 user_message = Message.objects.create(
-                    owner=user, conversation=conversation, role=Message.Role.USER, content=req.message,
-                    model=model, timestamp=now, **kwargs,
+                    owner=user, conversation=conversation, public_id=request_id, role=Message.Role.USER,
+                    content=req.message, model=model, timestamp=now, version=version,
                 )
             else:
                 user_message = reuse
-            request_id = user_message.public_id
-            hold = budgets.reserve(user, request_id, estimate + max_tokens, hold_cost)
+                Message.objects.filter(pk=reuse.pk).update(version=version)
             assistant = Message.objects.create(
                 owner=user, conversation=conversation, role=Message.Role.ASSISTANT, content="", model=model,
-                timestamp=now + timedelta(microseconds=1), status=Message.Status.STREAMING, user_message=user_message,
+                timestamp=now + timedelta(microseconds=1), status=Message.Status.STREAMING,
+                user_message=user_message, version=version,
             )
             row = ApiUsageLog.objects.create(
                 request_id=request_id, user=user, conversation=conversation, message=assistant,
@@ -368,10 +382,6 @@ def prepare_exchange(user: User, req: SendRequest) -> Prepared | Replay:
                 metadata={"estimated_prompt_tokens": estimate, "max_tokens": max_tokens,
                           "reservation_id": hold.reservation_id},
             )
-            version = sync_clock.tick(user.pk)
-            Message.objects.filter(pk__in=[user_message.pk, assistant.pk]).update(version=version)
-            Conversation.objects.filter(pk=conversation.pk).update(updated_at=now, version=version, model=model)
-            user_message.version = version
     except IntegrityError:
         # Another request stored this client_message_id first: answer as a retry of it.
         existing = _existing_user_message(user, req)
@@ -384,11 +394,17 @@ def prepare_exchange(user: User, req: SendRequest) -> Prepared | Replay:
     start = {"type": "stream_start", "request_id": request_id, "conversation_id": conversation.public_id,
              "model": model, "estimated_prompt_tokens": estimate, "conversation_usage": before,
              "message_id": assistant.public_id}
+    target = SettleTarget(
+        usage_log_id=row.pk, user_id=user.pk, model=model, reservation_id=hold.reservation_id,
+        held_tokens=hold.tokens, held_cost=hold.cost, assistant_pk=assistant.pk,
+        user_message_pk=user_message.pk, conversation_pk=conversation.pk, metadata=dict(row.metadata),
+    )
     return Prepared(
         user_id=user.pk, request_id=request_id, conversation_id=conversation.public_id,
         conversation_pk=conversation.pk, user_message_pk=user_message.pk, assistant_pk=assistant.pk,
         usage_log_id=row.pk, reservation_id=hold.reservation_id, provider=provider, model=model,
         chat_request=chat_request, estimated_prompt_tokens=estimate, saved_event=saved, start_event=start,
+        target=target,
     )
 
 
@@ -414,81 +430,30 @@ class Outcome:
     extra: dict = field(default_factory=dict)
 
 
-def settle_exchange(usage_log_id: Any, outcome: Outcome) -> dict | None:
-    """Finish one exchange in ONE transaction; returns the settled figures, or None if already settled.
+@dataclass(frozen=True)
+class SettleTarget:
+    """The rows one exchange settles, known from the moment it was prepared."""
 
-    The usage row's move out of `pending` is a compare-and-set, so a live settle and a restart's
-    `interrupted` settle can never both count the same exchange.
-    """
-    from usage.pricing import cost_of
+    usage_log_id: Any
+    user_id: int
+    model: str
+    reservation_id: int | None
+    held_tokens: int | None
+    held_cost: Decimal | None
+    assistant_pk: int
+    user_message_pk: int | None
+    conversation_pk: int
+    metadata: dict = field(default_factory=dict)
 
-    usage = outcome.usage
-    with transaction.atomic():
-        row = ApiUsageLog.objects.select_for_update().filter(pk=usage_log_id, status=S.PENDING).first()
-        if row is None:
-            return None
-        cost = _money(cost_of(row.model_name, usage))
-        usage.actual_cost = _money(usage.actual_cost)
-        metadata = dict(row.metadata or {})
-        metadata.update({"retries": outcome.retries, "finish_reason": usage.finish_reason, **outcome.extra})
-        if outcome.error_code:
-            metadata["error_code"] = outcome.error_code
-        row.status = outcome.status
-        row.prompt_tokens = usage.prompt_tokens
-        row.completion_tokens = usage.completion_tokens
-        row.total_tokens = usage.total_tokens
-        row.cached_tokens = usage.cached_tokens
-        row.reasoning_tokens = usage.reasoning_tokens
-        row.cost_estimate = cost
-        row.actual_cost = usage.actual_cost
-        row.response_time_ms = outcome.response_time_ms
-        row.time_to_first_token_ms = outcome.time_to_first_token_ms
-        row.usage_source = ApiUsageLog.Source.ESTIMATE if usage.is_estimate else ApiUsageLog.Source.PROVIDER
-        row.error_message = outcome.error_message[:2000]
-        row.metadata = metadata
-        row.save()
-
-        budget_cost = usage.actual_cost if usage.actual_cost is not None else cost
-        budgets.settle_reservation(
-            row.user_id, metadata.get("reservation_id"), usage.total_tokens, budget_cost,
-            state=BudgetReservation.State.SETTLED if outcome.status == S.SUCCESS else BudgetReservation.State.RELEASED,
+    @classmethod
+    def of(cls, row: ApiUsageLog) -> SettleTarget:
+        assistant = row.message
+        return cls(
+            usage_log_id=row.pk, user_id=row.user_id, model=row.model_name,
+            reservation_id=(row.metadata or {}).get("reservation_id"), held_tokens=None, held_cost=None,
+            assistant_pk=row.message_id, user_message_pk=assistant.user_message_id if assistant else None,
+            conversation_pk=row.conversation_id, metadata=dict(row.metadata or {}),
         )
-        version = sync_clock.tick(row.user_id)
-        figures = Message.FiguresSource.ESTIMATE if usage.is_estimate else Message.FiguresSource.PROVIDER
-        assistant = Message.objects.select_related("user_message").get(pk=row.message_id)
-        if assistant.user_message_id:
-            Message.objects.filter(pk=assistant.user_message_id).update(
-                prompt_tokens=usage.prompt_tokens, figures_source=figures, version=version
-            )
-        assistant.content = outcome.text
-        assistant.status = MESSAGE_STATUS_FOR[outcome.status]
-        assistant.completion_tokens = usage.completion_tokens
-        assistant.total_tokens = usage.total_tokens
-        assistant.reasoning_tokens = usage.reasoning_tokens
-        assistant.cached_tokens = usage.cached_tokens
-        assistant.completion_id = usage.completion_id[:255]
-        assistant.elapsed_ms = outcome.response_time_ms
-        assistant.cost = cost
-        assistant.actual_cost = usage.actual_cost
-        assistant.figures_source = figures
-        assistant.version = version
-        assistant.save()
-        conversation = Conversation.objects.get(pk=row.conversation_id)
-        conversation.recompute_totals(save=False)
-        conversation.estimated_cost = _money(conversation.estimated_cost)
-        conversation.actual_cost = _money(conversation.actual_cost)
-        conversation.version = version
-        conversation.updated_at = timezone.now()
-        conversation.save(update_fields=["version", "updated_at", *TOTAL_FIELDS])
-        user_id, log_id = row.user_id, row.pk
-        transaction.on_commit(lambda: exchange_settled.send(sender=ApiUsageLog, user_id=user_id, usage_log_id=log_id))
-
-    user_message = assistant.user_message
-    if user_message is not None:
-        user_message.prompt_tokens = usage.prompt_tokens
-    return {
-        "row": row, "assistant": assistant, "user_message": user_message, "conversation": conversation,
-    }
 
 
 def _money(value: Decimal | None) -> Decimal | None:
@@ -496,32 +461,111 @@ def _money(value: Decimal | None) -> Decimal | None:
     return None if value is None else Decimal(value).quantize(MONEY_PLACES)
 
 
+def settle_exchange(target: SettleTarget, outcome: Outcome) -> dict | None:
+    """Finish one exchange in ONE transaction; returns the settled figures, or None if already settled.
+
+    The usage row's move out of `pending` is a compare-and-set, so a live settle and a restart's
+    `interrupted` settle can never both count the same exchange. Writes are plain UPDATEs (no
+    read-modify-write); lock order is the usage row, the budget row, then the sync clock, the same
+    order `prepare_exchange` takes the budget and the clock.
+    """
+    from usage.pricing import cost_of
+
+    usage = outcome.usage
+    cost = _money(cost_of(target.model, usage))
+    actual = _money(usage.actual_cost)
+    source = ApiUsageLog.Source.ESTIMATE if usage.is_estimate else ApiUsageLog.Source.PROVIDER
+    figures = Message.FiguresSource.ESTIMATE if usage.is_estimate else Message.FiguresSource.PROVIDER
+    extra = {"retries": outcome.retries, "finish_reason": usage.finish_reason, **outcome.extra}
+    if outcome.error_code:
+        extra["error_code"] = outcome.error_code
+    now = timezone.now()
+    with transaction.atomic():
+        finished = ApiUsageLog.objects.filter(pk=target.usage_log_id, status=S.PENDING).update(
+            status=outcome.status, prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
+            total_tokens=usage.total_tokens, cached_tokens=usage.cached_tokens,
+            reasoning_tokens=usage.reasoning_tokens, cost_estimate=cost, actual_cost=actual,
+            response_time_ms=outcome.response_time_ms, time_to_first_token_ms=outcome.time_to_first_token_ms,
+            usage_source=source, error_message=outcome.error_message[:2000],
+            metadata={**target.metadata, **extra},
+        )
+        if not finished:
+            return None
+        budgets.settle_reservation(
+            target.user_id, target.reservation_id, usage.total_tokens,
+            actual if actual is not None else cost,
+            state=BudgetReservation.State.SETTLED if outcome.status == S.SUCCESS else BudgetReservation.State.RELEASED,
+            held_tokens=target.held_tokens, held_cost=target.held_cost,
+        )
+        version = sync_clock.tick(target.user_id)
+        Message.objects.filter(pk=target.assistant_pk).update(
+            version=version,
+            content=outcome.text, status=MESSAGE_STATUS_FOR[outcome.status],
+            completion_tokens=usage.completion_tokens, total_tokens=usage.total_tokens,
+            reasoning_tokens=usage.reasoning_tokens, cached_tokens=usage.cached_tokens,
+            completion_id=usage.completion_id[:255], elapsed_ms=outcome.response_time_ms, cost=cost,
+            actual_cost=actual, figures_source=figures,
+        )
+        if target.user_message_pk:
+            Message.objects.filter(pk=target.user_message_pk).update(
+                prompt_tokens=usage.prompt_tokens, figures_source=figures, version=version
+            )
+        # Running totals move by exactly this exchange's figures (the sums recompute_totals() derives).
+        totals = {
+            "input_tokens": F("input_tokens") + usage.prompt_tokens,
+            "output_tokens": F("output_tokens") + usage.completion_tokens,
+            "total_tokens": F("total_tokens") + usage.total_tokens,
+            "reasoning_tokens": F("reasoning_tokens") + usage.reasoning_tokens,
+            "cached_tokens": F("cached_tokens") + usage.cached_tokens,
+            "estimated_cost": F("estimated_cost") + (cost or Decimal("0")),
+            "updated_at": now,
+        }
+        if actual is not None:
+            totals["actual_cost"] = Coalesce(F("actual_cost"), Decimal("0")) + actual
+        if outcome.text:
+            totals["last_message_preview"] = preview_of(outcome.text)
+        Conversation.objects.filter(pk=target.conversation_pk).update(version=version, **totals)
+        user_id, log_id = target.user_id, target.usage_log_id
+        transaction.on_commit(lambda: exchange_settled.send(sender=ApiUsageLog, user_id=user_id, usage_log_id=log_id))
+
+    assistant = Message.objects.select_related("user_message").get(pk=target.assistant_pk)
+    conversation = Conversation.objects.get(pk=target.conversation_pk)
+    return {
+        "usage": {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+                  "total_tokens": usage.total_tokens, "cached_tokens": usage.cached_tokens,
+                  "reasoning_tokens": usage.reasoning_tokens},
+        "cost": {"estimated": None if cost is None else str(cost), "actual": None if actual is None else str(actual),
+                 "currency": "USD"},
+        "status": outcome.status, "assistant": assistant, "user_message": assistant.user_message,
+        "conversation": conversation,
+    }
+
+
 def settled_events(request_id: str, user: User, settled: dict, outcome: Outcome) -> list[dict]:
-    row = settled["row"]
-    usage = usage_dict(row)
+    usage = settled["usage"]
     if outcome.status != S.SUCCESS:
         code = outcome.error_code or CODE_FOR_STATUS.get(outcome.status, "PROVIDER_ERROR")
         return [{"type": "error", "request_id": request_id, "code": code,
                  "message": outcome.error_message or "The exchange did not complete.",
-                 "details": {"status": row.status, "message_id": settled["assistant"].public_id, "usage": usage}}]
+                 "details": {"status": settled["status"], "message_id": settled["assistant"].public_id,
+                             "usage": usage}}]
     user_message = settled["user_message"]
     return [
         {"type": "stream_end", "request_id": request_id, "usage": usage},
         {"type": "message_complete", "request_id": request_id,
          "user_message": {"id": request_id, "prompt_tokens": user_message.prompt_tokens if user_message else None},
          "message": message_payload(settled["assistant"], with_html=True),
-         "usage": usage, "cost": cost_dict(row),
+         "usage": usage, "cost": settled["cost"],
          "conversation_usage": settled["conversation"].usage_dict(),
          "budget": budgets.budget_payload(user)},
     ]
 
 
-def _settle_and_describe(prepared: Prepared, outcome: Outcome) -> list[dict]:
-    settled = settle_exchange(prepared.usage_log_id, outcome)
+def _settle_and_describe(user: User, prepared: Prepared, outcome: Outcome) -> list[dict]:
+    settled = settle_exchange(prepared.target, outcome)
     if settled is None:
         return [{"type": "error", "request_id": prepared.request_id, "code": "PROVIDER_ERROR",
                  "message": "This exchange was already settled elsewhere."}]
-    user = User.objects.get(pk=prepared.user_id)
     return settled_events(prepared.request_id, user, settled, outcome)
 
 
@@ -570,7 +614,17 @@ class Exchange:
             started = time.perf_counter()
             last_flush = last_save = loop.time()
             stream = provider.stream(p.chat_request)
-            async for item in stream:
+            # A provider that goes quiet must not hold the exchange (and its hold) forever; the first
+            # item may include the provider's own retries.
+            gap = settings.PROVIDER_TIMEOUT_SECONDS
+            wait = gap * (settings.PROVIDER_MAX_RETRIES + 1)
+            while True:
+                try:
+                    async with asyncio.timeout(wait):
+                        item = await anext(stream)
+                except StopAsyncIteration:
+                    break
+                wait = gap
                 if isinstance(item, Usage):
                     usage = item
                     continue
@@ -599,6 +653,9 @@ class Exchange:
                 running += count_tokens(batch, p.model)
                 yield {"type": "stream_chunk", "request_id": p.request_id, "chunk": batch,
                        "estimated_completion_tokens": running}
+        except TimeoutError:
+            status = S.TIMEOUT
+            error_code, error_message = "TIMEOUT", "The provider did not answer in time."
         except ProviderError as exc:
             status = STATUS_FOR_CODE.get(exc.code, S.ERROR)
             error_code = exc.code if exc.code in STATUS_FOR_CODE else "PROVIDER_ERROR"
@@ -644,7 +701,7 @@ class Exchange:
             time_to_first_token_ms=None if started is None or first_token is None else int((first_token - started) * 1000),
             error_code=error_code, error_message=error_message, retries=retries,
         )
-        events = await run_db(_settle_and_describe, self.prepared, outcome)
+        events = await run_db(_settle_and_describe, self.user, self.prepared, outcome)
         self.settled = True
         return events
 
@@ -713,7 +770,7 @@ def settle_interrupted_exchanges(older_than: datetime | None = None) -> int:
                           error_code="INTERRUPTED", error_message="The server stopped during this exchange.")
         if row.message_id is None:
             continue
-        if settle_exchange(row.pk, outcome) is not None:
+        if settle_exchange(SettleTarget.of(row), outcome) is not None:
             count += 1
     return count
 

@@ -18,6 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from django.db.models import F, Q, Sum
 from django.db.models.functions import Coalesce
@@ -28,6 +29,7 @@ from chatlima.errors import ClientError
 from usage.models import ApiUsageLog
 
 RATE_WINDOW_DAYS = 7
+RATE_CACHE_SECONDS = 60
 
 
 def _as_aware(value: datetime) -> datetime:
@@ -156,17 +158,26 @@ def _close(reservation_id: int, state: str) -> BudgetReservation | None:
 
 
 def settle_reservation(user_id: int, reservation_id: int | None, tokens: int, cost: Decimal | None,
-                       *, state: str = BudgetReservation.State.SETTLED) -> None:
+                       *, state: str = BudgetReservation.State.SETTLED,
+                       held_tokens: int | None = None, held_cost: Decimal | None = None) -> None:
     """Count what a usage row recorded against the budget and close the hold (if still held).
 
     The figures are counted even when the hold already expired: budgets count usage rows, and a
-    usage row is only written once.
+    usage row is only written once. Callers that know the hold's size pass it, which saves a read.
     """
     assert transaction.get_connection().in_atomic_block, "settle_reservation() must run inside a transaction"
+    release_tokens, release_cost = 0, Decimal("0")
     if reservation_id is not None:
-        _close(reservation_id, state)
+        closed = BudgetReservation.objects.filter(pk=reservation_id, state=BudgetReservation.State.HELD).update(
+            state=state, closed_at=timezone.now()
+        )
+        if closed:
+            if held_tokens is None or held_cost is None:
+                held_tokens, held_cost = BudgetReservation.objects.values_list("tokens", "cost").get(pk=reservation_id)
+            release_tokens, release_cost = held_tokens, held_cost
     Budget.objects.filter(user_id=user_id).update(
-        tokens_used=F("tokens_used") + tokens, cost_used=F("cost_used") + (cost or Decimal("0"))
+        tokens_held=F("tokens_held") - release_tokens, cost_held=F("cost_held") - release_cost,
+        tokens_used=F("tokens_used") + tokens, cost_used=F("cost_used") + (cost or Decimal("0")),
     )
 
 
@@ -194,10 +205,20 @@ def expire_stale_reservations(now: datetime | None = None) -> int:
     return count
 
 
+def recent_usage(user_id: int, now: datetime) -> tuple[int, Decimal]:
+    """Tokens and cost of the last RATE_WINDOW_DAYS; cached for a minute, since every exchange asks."""
+    key = f"budget-recent-usage:{user_id}"
+    cached = cache.get(key)
+    if cached is None:
+        cached = used_in(user_id, now - timedelta(days=RATE_WINDOW_DAYS), None)
+        cache.set(key, cached, RATE_CACHE_SECONDS)
+    return cached
+
+
 def _days_until_limit(budget: Budget, user_id: int, now: datetime) -> float | None:
     if budget.token_limit is None and budget.cost_limit is None:
         return None
-    tokens, cost = used_in(user_id, now - timedelta(days=RATE_WINDOW_DAYS), None)
+    tokens, cost = recent_usage(user_id, now)
     estimates: list[float] = []
     if budget.token_limit is not None and tokens > 0:
         per_day = tokens / RATE_WINDOW_DAYS
