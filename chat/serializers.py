@@ -155,6 +155,11 @@ class SyncConversationSerializer(serializers.Serializer):
 class SyncPushSerializer(serializers.Serializer):
     conversations = SyncConversationSerializer(many=True, required=False, help_text="At most 1,000 per push.")
     deleted = serializers.ListField(child=serializers.CharField(max_length=64), required=False)
+    since = serializers.CharField(
+        required=False,
+        help_text="The client's last pull cursor. The answer's `cursor` moves past this push only when the client "
+        "was up to date; otherwise it is `since` again, so the next pull misses nothing.",
+    )
 
 
 class SyncMessageCountsSerializer(serializers.Serializer):
@@ -259,4 +264,99 @@ def add_error_responses(result, generator, request, public):
                 responses.setdefault(code, {"content": ref, "description": description})
             if "{" in path:
                 responses.setdefault("404", {"content": ref, "description": "Not found, or someone else's"})
+    return result
+
+
+SEND_BODY = {
+    "type": "object",
+    "properties": {
+        "conversation_id": {"type": "string", "description": "Absent: a new conversation."},
+        "message": {"type": "string", "maxLength": 32000},
+        "model": {"type": "string"},
+        "client_message_id": {"type": "string", "description": "Id for the user message; a known one replays the stored result."},
+        "temperature": {"type": "number"},
+        "max_tokens": {"type": "integer", "minimum": 1},
+        "system_prompt": {"type": "string", "description": "Only when creating the conversation."},
+        "messages": {"type": "array", "items": {"type": "object"}, "description": "Seed-000 form: the last user entry's id becomes client_message_id."},
+    },
+    "required": ["message"],
+}
+USAGE_SCHEMA = {
+    "type": "object",
+    "properties": {name: {"type": "integer"} for name in ("prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "reasoning_tokens")},
+}
+SEND_RESPONSE = {
+    "type": "object",
+    "properties": {
+        "data": {
+            "type": "object",
+            "properties": {
+                "response": {"type": "string"},
+                "usage": USAGE_SCHEMA,
+                "cost": {"type": "object", "properties": {
+                    "estimated": {"type": "string", "nullable": True},
+                    "actual": {"type": "string", "nullable": True},
+                    "currency": {"type": "string"},
+                }},
+                "timestamp": {"type": "string", "format": "date-time"},
+                "elapsed_time": {"type": "integer"},
+                "contentType": {"type": "string"},
+                "id": {"type": "string", "description": "The provider's completion id."},
+                "request_id": {"type": "string", "description": "The user message's id."},
+                "message_id": {"type": "string", "description": "The assistant message's id."},
+                "conversation_id": {"type": "string"},
+                "model": {"type": "string"},
+            },
+        },
+        "timestamp": {"type": "string", "format": "date-time"},
+    },
+}
+EXCHANGE_ERRORS = {
+    "400": "INVALID_MESSAGE or MODEL_UNAVAILABLE",
+    "401": "UNAUTHENTICATED",
+    "403": "TOKEN_LIMIT_EXCEEDED (or a failed CSRF check for a session)",
+    "404": "CONVERSATION_NOT_FOUND",
+    "429": "RATE_LIMITED",
+    "502": "PROVIDER_ERROR",
+    "504": "TIMEOUT",
+}
+
+
+def _exchange_operation(operation_id: str, summary: str, ok: dict) -> dict:
+    ref = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+    return {
+        "post": {
+            "operationId": operation_id,
+            "summary": summary,
+            "tags": ["chat"],
+            "security": [{"bearerAuth": []}, {"cookieAuth": []}],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SendMessage"}}}},
+            "responses": {"200": ok, **{code: {"description": text, "content": ref} for code, text in EXCHANGE_ERRORS.items()}},
+        }
+    }
+
+
+def describe_exchange_doors(result, generator, request, public):
+    """drf-spectacular hook: the exchange doors are plain async views the generator cannot see.
+
+    Adds /api/v1/chat/send and /api/v1/chat/stream (API.md "Sending a message") unless a
+    view already describes them. The WebSocket /ws/chat/ carries the same events.
+    """
+    paths = result.setdefault("paths", {})
+    schemas = result.setdefault("components", {}).setdefault("schemas", {})
+    schemas.setdefault("ErrorBody", ERROR_SCHEMA)
+    schemas.setdefault("SendMessage", SEND_BODY)
+    schemas.setdefault("SendResult", SEND_RESPONSE)
+    paths.setdefault("/api/v1/chat/send", _exchange_operation(
+        "chat_send", "Send a message and wait for the whole answer.",
+        {"description": "The answer with its usage and cost.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SendResult"}}}},
+    ))
+    paths.setdefault("/api/v1/chat/stream", _exchange_operation(
+        "chat_stream", "Send a message and stream the answer as server-sent events.",
+        {
+            "description": "`event: <type>\\ndata: <json>\\n\\n` frames: message_saved, stream_start, stream_chunk, "
+            "stream_end, then exactly one message_complete or error. Errors before the stream starts are plain JSON.",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        },
+    ))
     return result

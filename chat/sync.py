@@ -297,19 +297,24 @@ def _chunks(values: list, size: int = CHUNK) -> Iterable[list]:
         yield values[start : start + size]
 
 
-def _lock_clock(user_id: int) -> None:
+def _lock_clock(user_id: int) -> int:
+    """Take the user's clock row lock (the per-user writer mutex); returns the clock's value."""
     SyncClock.objects.get_or_create(user_id=user_id)
-    SyncClock.objects.select_for_update().filter(user_id=user_id).values_list("version", flat=True).get()
+    return SyncClock.objects.select_for_update().filter(user_id=user_id).values_list("version", flat=True).get()
 
 
 def push(user, body: Any) -> dict[str, Any]:
     """Apply a push body for `user`; all or nothing, idempotent. Returns the contract's answer."""
     conversations, deleted = parse_push(body)
+    since = body.get("since")
+    if since is not None and not isinstance(since, str):
+        raise ClientError("INVALID_MESSAGE", "`since` must be a cursor string.", {"since": "invalid cursor"})
+    since_position = decode_cursor(since) if since else None
     attempts = 3
     for attempt in range(attempts):
         try:
             with transaction.atomic():
-                return _push_locked(user, conversations, deleted)
+                return _push_locked(user, conversations, deleted, since, since_position)
         except DatabaseError as exc:  # deadlock or serialisation failure: retry the whole push
             cause = getattr(exc, "__cause__", None)
             sqlstate = getattr(cause, "sqlstate", None)
@@ -318,9 +323,15 @@ def push(user, body: Any) -> dict[str, Any]:
     raise AssertionError("unreachable")
 
 
-def _push_locked(user, conversations: list[PushedConversation], deleted: list[str]) -> dict[str, Any]:
+def _push_locked(
+    user,
+    conversations: list[PushedConversation],
+    deleted: list[str],
+    since: str | None,
+    since_position: tuple[int, int | None] | None,
+) -> dict[str, Any]:
     now = timezone.now()
-    _lock_clock(user.pk)
+    clock_before = _lock_clock(user.pk)
 
     conv_ids = [c.id for c in conversations] + deleted
     existing: dict[str, Conversation] = {}
@@ -504,11 +515,18 @@ def _push_locked(user, conversations: list[PushedConversation], deleted: list[st
             unique_fields=["id"],
             update_fields=sorted(set(TOTAL_FIELDS) | fields_changed | {"version", "updated_at"}),
         )
-    cursor_version = version if version is not None else sync_clock.current(user.pk)
+    # The answer's cursor may skip past this push only for a client that was up to date
+    # (its `since` is the clock before the push); otherwise its own cursor stands, so
+    # another device's changes it has not pulled yet are not skipped.
+    clock_after = version if version is not None else clock_before
+    if since is None or (since_position is not None and since_position[1] is None and since_position[0] >= clock_before):
+        cursor = encode_cursor(clock_after, None)
+    else:
+        cursor = since
     return {
         "conversations": results,
         "deleted": tombstoned,
-        "cursor": encode_cursor(cursor_version, None),
+        "cursor": cursor,
         "server_time": iso(timezone.now()),
     }
 

@@ -270,5 +270,6 @@ REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["sync"] = env("CHATLIMA_SYNC_THROTTLE",
 # Every operation in the OpenAPI schema lists the contract's error answers (chat/serializers.py).
 SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [
     "drf_spectacular.hooks.postprocess_schema_enums",
+    "chat.serializers.describe_exchange_doors",
     "chat.serializers.add_error_responses",
 ]

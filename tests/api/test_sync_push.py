@@ -289,3 +289,27 @@ def test_a_message_stamped_by_another_writer_makes_its_conversation_due(owner_ap
         Message.objects.create(owner=owner, conversation=conv, public_id="msg_x", role="user", content="x", version=version)
     conversations, _, _ = pull_all(owner_api, cursor)
     assert [m["id"] for m in conversations[0]["messages"]][-1] == "msg_x"
+
+
+def test_the_push_cursor_skips_only_what_the_client_has_seen(owner_api):
+    tablet_change = make_conversation("conv_from_tablet")
+    push(owner_api, {"conversations": [make_conversation("conv_seen")]})
+    _, _, up_to_date = pull_all(owner_api)
+    # Up to date: the answer's cursor moves past the push itself.
+    mine = push(owner_api, {"conversations": [make_conversation("conv_mine")], "since": up_to_date})
+    assert pull_all(owner_api, mine["cursor"])[0] == []
+    # Another device changes something the phone has not pulled; the phone's next push keeps its cursor.
+    push(owner_api, {"conversations": [tablet_change]})
+    again = push(owner_api, {"conversations": [make_conversation("conv_mine_2")], "since": mine["cursor"]})
+    assert again["cursor"] == mine["cursor"]
+    assert {c["id"] for c in pull_all(owner_api, again["cursor"])[0]} == {"conv_from_tablet", "conv_mine_2"}
+
+
+def test_sync_has_its_own_throttle(owner_api, monkeypatch):
+    from rest_framework.throttling import ScopedRateThrottle
+
+    monkeypatch.setitem(ScopedRateThrottle.THROTTLE_RATES, "sync", "2/min")
+    assert [owner_api.get("/api/v1/sync").status_code for _ in range(2)] == [200, 200]
+    refused = owner_api.get("/api/v1/sync")
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "RATE_LIMITED"
