@@ -25,6 +25,9 @@ class ApiUsageLogAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in ApiUsageLog._meta.fields]
 
+    def has_add_permission(self, request):
+        return False  # one row per provider call, written by the exchange pipeline only
+
 
 @admin.register(ModelPrice)
 class ModelPriceAdmin(admin.ModelAdmin):

@@ -95,7 +95,7 @@ def _record(budget: Budget, threshold: int) -> BudgetAlert | None:
             )
     except IntegrityError:
         return None  # this period's notice exists already (the stamps were cleared by hand)
-    transaction.on_commit(lambda: _email(alert))
+    transaction.on_commit(lambda: _email(alert), robust=True)
     return alert
 
 

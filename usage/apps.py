@@ -58,4 +58,4 @@ def _rebuild_on_timezone_change(sender, instance, created: bool, raw: bool = Fal
     from usage.rollups import rebuild_user
 
     user_id = instance.pk
-    transaction.on_commit(lambda: rebuild_user(user_id))
+    transaction.on_commit(lambda: rebuild_user(user_id), robust=True)

@@ -142,3 +142,7 @@ def test_admin_action_resets_a_users_budget_period(admin_client, usage):
 def test_rollups_cannot_be_typed_in(admin_client):
     assert admin_client.get("/admin/usage/dailyusagerollup/add/").status_code == 403
     assert DailyUsageRollup.objects.count() == 0
+
+
+def test_usage_logs_cannot_be_added_by_hand(admin_client):
+    assert admin_client.get("/admin/usage/apiusagelog/add/").status_code == 403
