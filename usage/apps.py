@@ -24,17 +24,24 @@ class UsageConfig(AppConfig):
 
 
 def _on_exchange_settled(sender, user_id: int, usage_log_id, **kwargs) -> None:
-    """Log the exchange and send any budget alert; neither may break the exchange that was settled."""
+    """Log the exchange, refresh its day's rollup and send any budget alert; none may break the settled exchange."""
     from usage.alerts import check_budget_alerts
     from usage.exchange_log import log_exchange
     from usage.models import ApiUsageLog
+    from usage.rollups import refresh_for
 
+    usage_log = None
     try:
-        usage_log = ApiUsageLog.objects.filter(pk=usage_log_id).first()
+        usage_log = ApiUsageLog.objects.select_related("user").filter(pk=usage_log_id).first()
         if usage_log is not None:
             log_exchange(usage_log)
     except Exception:
         logger.exception("logging exchange %s failed", usage_log_id)
+    try:
+        if usage_log is not None:
+            refresh_for(usage_log)
+    except Exception:
+        logger.exception("refreshing the rollup of exchange %s failed", usage_log_id)
     try:
         check_budget_alerts(user_id)
     except Exception:

@@ -171,6 +171,12 @@ def rollup_recent(now: datetime | None = None) -> int:
     return rollup_range(start, end)
 
 
+def refresh_for(usage_log: ApiUsageLog) -> int | None:
+    """Recompute the rollup of one usage row's user and local day, so reports are current between the hourly runs."""
+    day = usage_log.created_at.astimezone(zoneinfo.ZoneInfo(usage_log.user.timezone)).date()
+    return rollup_day(day, user_ids=[usage_log.user_id])
+
+
 def rebuild_user(user_id: int) -> int:
     """Recompute all of one user's rollups in their current time zone (after a time zone change).
 

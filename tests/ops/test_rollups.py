@@ -228,3 +228,15 @@ def test_concurrent_runs_of_the_same_day_leave_exact_rollups():
         t.join(timeout=20)
     assert errors == []
     assert stored_rollups() == {k: v for k, v in expected_rollups().items() if k[0] == DAY}
+
+
+def test_a_settled_exchange_refreshes_its_users_local_day_at_once(db):
+    from usage.signals import exchange_settled
+
+    user = user_in("live_user", "Asia/Tokyo")
+    other = user_in("other_user", "UTC")
+    make_log(other, datetime(2026, 3, 10, 12, 0, tzinfo=UTC))
+    log = make_log(user, datetime(2026, 3, 10, 16, 0, tzinfo=UTC), prompt_tokens=70, completion_tokens=30)  # 01:00 on the 11th in Tokyo
+    exchange_settled.send(sender=ApiUsageLog, user_id=user.pk, usage_log_id=log.pk)
+    rollup = DailyUsageRollup.objects.get()
+    assert (rollup.user_id, rollup.day, rollup.requests, rollup.total_tokens) == (user.pk, date(2026, 3, 11), 1, 100)
