@@ -55,3 +55,19 @@ def test_stats_is_for_staff_only(client, owner_api, stranger_api):
         response = api.get("/api/v1/stats")
         assert response.status_code == 403
         assert response.json()["error"]["code"] == "PERMISSION_DENIED"
+
+
+def test_health_is_unhealthy_when_the_database_cannot_answer(client, monkeypatch):
+    from django.db import OperationalError
+
+    from usage import ops_views
+
+    def database_down() -> str:
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(ops_views, "_check_database", database_down)
+    response = client.get("/health")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "unhealthy"
+    assert (body["checks"]["database"], body["checks"]["channel_layer"]) == ("error", "ok")
