@@ -75,7 +75,7 @@ def worker_queue():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_real_worker_computes_the_rollups_from_the_broker(worker_queue):
+def test_a_real_worker_computes_the_rollups_the_admin_report_shows(worker_queue, client, django_user_model):
     queue, proc, log_path = worker_queue
     day = date(2026, 2, 14)
     users = [user_in("worker_utc", "UTC"), user_in("worker_kolkata", "Asia/Kolkata")]
@@ -97,3 +97,11 @@ def test_a_real_worker_computes_the_rollups_from_the_broker(worker_queue):
     assert stored == expected_day_figures(), Path(log_path).read_text()
     # 20:00 UTC is 01:30 the next day in Kolkata.
     assert stored[(date(2026, 2, 15), users[1].pk, "gpt-4o")] == (1, 3, 4, 7)
+
+    # The admin's report reads exactly what the worker wrote.
+    admin = django_user_model.objects.create_superuser("worker_admin", "admin@example.com", "a-long-passphrase")
+    client.force_login(admin)
+    response = client.get("/admin/usage/dailyusagerollup/report/", {"start": "2026-02-14", "end": "2026-02-15"})
+    assert response.status_code == 200
+    totals = response.context["report"].totals
+    assert (totals["requests"], totals["total_tokens"]) == (4, 2 * (33 + 7))
