@@ -72,7 +72,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def _error(self, code: str, message: str, request_id: str | None = None,
                      details: dict | None = None) -> None:
         event: dict[str, Any] = {"type": "error", "code": code, "message": message}
-        if request_id:
+        if isinstance(request_id, str) and request_id:
             event["request_id"] = request_id
         if details:
             event["details"] = details
