@@ -117,6 +117,10 @@ def test_alerts_show_on_pages_and_can_be_dismissed_by_their_owner_only(
     assert "80% of your budget used" in html
     assert f"/usage/alerts/{alert.pk}/dismiss" in html
 
+    strangers_request = RequestFactory().get("/")
+    strangers_request.user = stranger
+    assert "budget" not in render_to_string("usage/_alerts.html", budget_alerts(strangers_request), request=strangers_request)
+
     client.force_login(stranger)
     assert client.post(f"/usage/alerts/{alert.pk}/dismiss").status_code == 404
     client.force_login(limited)
@@ -134,3 +138,12 @@ def test_dismiss_needs_login(client, limited, django_capture_on_commit_callbacks
     assert response.status_code == 302 and "/accounts/login/" in response["Location"]
     alert.refresh_from_db()
     assert alert.dismissed_at is None
+
+
+def test_scripts_can_dismiss_with_json(limited, client, django_capture_on_commit_callbacks):
+    settle(limited, 1000, django_capture_on_commit_callbacks)
+    alert = BudgetAlert.objects.get()
+    client.force_login(limited)
+    response = client.post(f"/usage/alerts/{alert.pk}/dismiss", HTTP_ACCEPT="application/json")
+    assert response.status_code == 200 and response.json() == {"dismissed": alert.pk}
+    assert BudgetAlert.objects.get().dismissed_at is not None
