@@ -62,7 +62,6 @@ TOKEN_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens", "reasoning
 MAX_TOKENS = 2_147_483_647  # the PositiveIntegerField ceiling on every backend
 # Fields of a message the client may fill in later (e.g. figures it learnt after the first push).
 CLIENT_OWNED_MESSAGE_FIELDS = (*TOKEN_FIELDS, "model", "completion_id", "elapsed_ms", "content_type", "user_message_id")
-SERVER_SOURCES = (Message.FiguresSource.PROVIDER, Message.FiguresSource.ESTIMATE)
 ROLES = {r.value for r in Message.Role}
 
 
@@ -540,7 +539,9 @@ def _last_model(conversation: PushedConversation) -> str:
 
 def _client_changes(known: Message, pushed: PushedMessage, stored: dict[str, Message]) -> list[str]:
     """Set on `known` what the client may still fill in; the server's own messages keep everything."""
-    if known.figures_source in SERVER_SOURCES or known.status == Message.Status.STREAMING:
+    # Only messages a client brought in are the client's to fill in; one the server made
+    # (settled, or still streaming with its figures to come) keeps the server's fields.
+    if known.figures_source != Message.FiguresSource.CLIENT:
         return []
     changed: list[str] = []
     candidates: dict[str, Any] = dict(pushed.tokens)

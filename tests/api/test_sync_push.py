@@ -313,3 +313,18 @@ def test_sync_has_its_own_throttle(owner_api, monkeypatch):
     refused = owner_api.get("/api/v1/sync")
     assert refused.status_code == 429
     assert refused.json()["error"]["code"] == "RATE_LIMITED"
+
+
+def test_a_push_leaves_an_answer_the_server_is_still_streaming_alone(owner_api, owner):
+    conv = Conversation.objects.create(owner=owner, public_id="conv_live")
+    question = Message.objects.create(owner=owner, conversation=conv, public_id="msg_q", role="user", content="hi")
+    Message.objects.create(owner=owner, conversation=conv, public_id="msg_a", role="assistant", content="Hel",
+                           status=Message.Status.STREAMING, user_message=question)
+    body = {"conversations": [{"id": "conv_live", "messages": [
+        {"id": "msg_q", "role": "user", "content": "hi", "prompt_tokens": 999},
+        {"id": "msg_a", "role": "assistant", "content": "Hello there", "completion_tokens": 999, "user_message_id": "msg_q"},
+    ]}]}
+    assert push(owner_api, body)["conversations"][0]["messages"] == {"created": 0, "updated": 0, "unchanged": 2}
+    assert list(Message.objects.order_by("pk").values_list("content", "prompt_tokens", "completion_tokens")) == [
+        ("hi", None, None), ("Hel", None, None),
+    ]
