@@ -76,3 +76,47 @@ class Provider(Protocol):
     async def complete(self, request: ChatRequest) -> Completion: ...
 
     async def count_tokens(self, text: str, model: str) -> int: ...
+
+
+# --- estimates, where the provider gives no figure ---------------------------------------------
+
+# Chat formats wrap every message in a few role/separator tokens, and the reply is primed with a
+# couple more (OpenAI documents 3 + 3; Gemini's turns cost about the same).
+PER_MESSAGE_OVERHEAD = 4
+REPLY_PRIMING = 3
+
+
+def estimate_prompt_tokens(request: ChatRequest) -> int:
+    """What the prompt (system prompt + history + message) will cost, from the estimator."""
+    from usage.tokens import count_tokens
+
+    parts = [request.system_prompt] if request.system_prompt else []
+    parts.extend(turn.content for turn in request.history)
+    parts.append(request.message)
+    return REPLY_PRIMING + sum(PER_MESSAGE_OVERHEAD + count_tokens(p, request.model) for p in parts)
+
+
+def estimate_usage(request: ChatRequest, completion_text: str, *, finish_reason: str = "") -> Usage:
+    """A `Usage` built from the estimator, marked as such (source="estimate")."""
+    from usage.tokens import count_tokens
+
+    prompt = estimate_prompt_tokens(request)
+    completion = count_tokens(completion_text, request.model)
+    return Usage(
+        prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion,
+        finish_reason=finish_reason, source="estimate",
+    )
+
+
+async def collect(stream: AsyncIterator[str | Usage]) -> Completion:
+    """Drain a provider stream into one `Completion`: the non-streaming call, on the same path."""
+    parts: list[str] = []
+    usage: Usage | None = None
+    async for item in stream:
+        if isinstance(item, Usage):
+            usage = item
+        else:
+            parts.append(item)
+    if usage is None:
+        raise ProviderError("PROVIDER_ERROR", "The provider stream ended without usage.")
+    return Completion(text="".join(parts), usage=usage)

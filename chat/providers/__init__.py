@@ -1,0 +1,57 @@
+"""The provider registry: which adapter serves a model, and the adapters themselves.
+
+Adapters read their keys, base URLs, timeouts and retry budget from settings at call time, so a
+test (or an admin changing the environment) never needs to rebuild them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+
+from chat.providers.base import Provider, ProviderError
+from usage.models import provider_is_configured
+
+__all__ = ["PROVIDER_NAMES", "Provider", "ProviderError", "get_provider", "provider_is_configured",
+           "provider_name_for_model"]
+
+# name -> (module, class); imported on first use so the offline model never loads an SDK.
+_ADAPTERS: dict[str, tuple[str, str]] = {
+    "offline": ("chat.providers.offline", "OfflineProvider"),
+    "openai": ("chat.providers.openai", "OpenAIProvider"),
+    "openrouter": ("chat.providers.openrouter", "OpenRouterProvider"),
+    "gemini": ("chat.providers.gemini", "GeminiProvider"),
+}
+PROVIDER_NAMES = tuple(_ADAPTERS)
+
+_instances: dict[str, Provider] = {}
+_lock = threading.Lock()
+
+
+def get_provider(name: str) -> Provider:
+    """The adapter for a provider name (offline, openai, openrouter, gemini); one instance each."""
+    provider = _instances.get(name)
+    if provider is not None:
+        return provider
+    if name not in _ADAPTERS:
+        raise ProviderError("PROVIDER_ERROR", f"Unknown provider {name!r}.")
+    module_name, class_name = _ADAPTERS[name]
+    with _lock:
+        provider = _instances.get(name)
+        if provider is None:
+            provider = getattr(importlib.import_module(module_name), class_name)()
+            _instances[name] = provider
+    return provider
+
+
+def provider_name_for_model(model_id: str) -> str | None:
+    """The provider serving a model, from the price table; None for a model it does not list.
+
+    Synchronous (a database read): async callers wrap it in `sync_to_async`.
+    """
+    from usage.models import ModelPrice
+
+    price = ModelPrice.objects.for_model(model_id)
+    if price is None or price.provider not in _ADAPTERS:
+        return None
+    return price.provider
