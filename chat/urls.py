@@ -6,4 +6,5 @@ app_name = "chat"
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("c/<str:public_id>/", views.conversation, name="conversation"),
 ]

@@ -1,1 +1,9 @@
-urlpatterns: list = []
+from django.urls import path
+
+from usage import views
+
+app_name = "usage"
+
+urlpatterns = [
+    path("usage/", views.dashboard, name="dashboard"),
+]

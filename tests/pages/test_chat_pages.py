@@ -1,0 +1,199 @@
+"""The chat pages: access, the transcript with its figures, safe markdown, the data chat.js reads."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from chat.models import Conversation, Message
+from tests.pages.conftest import make_exchange
+from tests.pages.helpers import page_data, scan
+from usage.models import BudgetAlert, ModelPrice
+from usage.tokens import count_tokens
+
+pytestmark = pytest.mark.django_db
+
+
+def test_it_sends_anonymous_visitors_to_login(client, owner):
+    conversation, _, _ = make_exchange(owner)
+    for url in ("/", f"/c/{conversation.public_id}/", "/usage/"):
+        response = client.get(url)
+        assert response.status_code == 302
+        assert response["Location"].startswith("/accounts/login/")
+
+
+def test_stranger_gets_404_for_someone_elses_conversation(owner, stranger_client):
+    conversation, _, _ = make_exchange(owner, user_text="owner's secret")
+    response = stranger_client.get(f"/c/{conversation.public_id}/")
+    assert response.status_code == 404
+    assert b"owner&#x27;s secret" not in response.content and b"owner's secret" not in response.content
+
+
+def test_same_public_id_shows_each_user_only_their_own(owner, stranger, owner_client, stranger_client):
+    mine = Conversation.objects.create(owner=owner, public_id="conv_1", title="mine")
+    theirs = Conversation.objects.create(owner=stranger, public_id="conv_1", title="theirs")
+    make_exchange(owner, conversation=mine, user_text="owner words")
+    make_exchange(stranger, conversation=theirs, user_text="stranger words")
+    own_page = owner_client.get("/c/conv_1/").content.decode()
+    assert "owner words" in own_page and "stranger words" not in own_page
+    their_page = stranger_client.get("/c/conv_1/").content.decode()
+    assert "stranger words" in their_page and "owner words" not in their_page
+
+
+def test_deleted_conversation_is_not_found(owner, owner_client):
+    conversation, _, _ = make_exchange(owner)
+    Conversation.objects.filter(pk=conversation.pk).update(deleted_at=conversation.created_at)
+    assert owner_client.get(f"/c/{conversation.public_id}/").status_code == 404
+
+
+def test_sidebar_lists_own_conversations_newest_first_with_figures(owner, stranger, owner_client):
+    older, _, _ = make_exchange(owner, user_text="older question", completion_tokens=10, prompt_tokens=5)
+    newer, _, _ = make_exchange(owner, user_text="newer question", cost="0.00120000")
+    Conversation.objects.filter(pk=older.pk).update(updated_at=newer.updated_at.replace(year=2020))
+    make_exchange(stranger, user_text="stranger question")
+    html = owner_client.get("/").content.decode()
+    assert html.index("newer question") < html.index("older question")
+    assert "stranger question" not in html
+    assert "152 tokens · $0.0012" in html  # 32 in + 120 out, the newer conversation's totals
+    assert "15 tokens · $0.000309" in html
+
+
+def test_account_summary_and_budget_bar(owner, owner_client):
+    make_exchange(owner, prompt_tokens=32, completion_tokens=120, cost="0.00030900")
+    make_exchange(owner, prompt_tokens=8, completion_tokens=2, cost="0.00000100")
+    budget = owner.budget
+    budget.token_limit = 1000
+    budget.tokens_used = 250
+    budget.save()
+    response = owner_client.get("/")
+    html = response.content.decode()
+    assert '<dd id="account-input">40</dd>' in html
+    assert '<dd id="account-output">122</dd>' in html
+    assert '<span id="account-cost">0.00031</span>' in html
+    assert 'value="25"' in html  # the bar: 250 of 1000
+    assert '<span id="budget-remaining">750</span> left' in html
+
+
+def test_badges_render_the_stored_figures_on_both_bubbles(owner, owner_client):
+    conversation, user_message, assistant = make_exchange(
+        owner, prompt_tokens=32, completion_tokens=120, reasoning_tokens=40, cost="0.00030900"
+    )
+    html = owner_client.get(f"/c/{conversation.public_id}/").content.decode()
+    assert f'data-message-id="{user_message.public_id}"' in html
+    assert 'data-badge="input" data-tokens="32" data-state="billed">32 tokens in' in html
+    assert 'data-badge="output" data-tokens="120" data-state="billed">120 tokens out' in html
+    assert 'data-badge="reasoning" data-tokens="40"' in html
+    assert 'data-badge="cost" data-cost="0.000309">$0.000309' in html
+    assert f'data-user-message-id="{user_message.public_id}"' in html
+
+
+def test_estimated_figures_look_different_and_say_so(owner, owner_client):
+    conversation, _, _ = make_exchange(owner, figures_source=Message.FiguresSource.ESTIMATE)
+    html = owner_client.get(f"/c/{conversation.public_id}/").content.decode()
+    assert 'class="badge estimate" data-badge="input" data-tokens="32" data-state="estimate"' in html
+    assert '<span class="visually-hidden">estimate: </span>120 tokens out' in html
+
+
+def test_no_reasoning_badge_when_there_was_none(owner, owner_client):
+    conversation, _, _ = make_exchange(owner, reasoning_tokens=0)
+    html = owner_client.get(f"/c/{conversation.public_id}/").content.decode()
+    assert 'data-badge="reasoning"' not in html
+
+
+def test_stopped_answer_keeps_its_text_and_says_stopped(owner, owner_client):
+    conversation, _, _ = make_exchange(owner, answer="Half an ans", status=Message.Status.CANCELLED)
+    html = owner_client.get(f"/c/{conversation.public_id}/").content.decode()
+    assert "Half an ans" in html
+    assert 'data-badge="status">stopped' in html
+
+
+def test_header_summary_shows_the_conversation_totals(owner, owner_client):
+    conversation, _, _ = make_exchange(owner, prompt_tokens=32, completion_tokens=120, cost="0.00030900")
+    make_exchange(owner, conversation=conversation, prompt_tokens=200, completion_tokens=30, cost="0.00010000")
+    html = owner_client.get(f"/c/{conversation.public_id}/").content.decode()
+    assert '<dd data-usage="input_tokens">232</dd>' in html
+    assert '<dd data-usage="output_tokens">150</dd>' in html
+    assert '<dd data-usage="total_tokens">382</dd>' in html
+    assert '<span data-usage="cost">0.000409</span>' in html
+    assert '<dd data-usage="message_count">4</dd>' in html
+
+
+HOSTILE = (
+    "<script>alert('x')</script>\n\n"
+    "<img src=x onerror=alert(1)>\n\n"
+    "[click](javascript:alert(1)) and [data](data:text/html;base64,PHNjcmlwdD4=)\n\n"
+    "![pic](javascript:alert(2))\n\n"
+    "```python\nprint('<b>kept</b>')\n```\n"
+)
+
+
+def test_hostile_markdown_cannot_run_anything_in_the_page(owner, owner_client):
+    conversation, _, _ = make_exchange(owner, user_text=HOSTILE, answer=HOSTILE)
+    Conversation.objects.filter(pk=conversation.pk).update(title="</script><script>alert(3)</script>")
+    html = owner_client.get(f"/c/{conversation.public_id}/").content.decode()
+    found = scan(html)
+    assert found.handlers == []
+    assert not [u for u in found.urls if u.strip().lower().startswith(("javascript:", "data:"))]
+    # Only our two scripts: the json_script data and chat.js from static/.
+    assert [(s["id"], s["type"], s["src"]) for s in found.scripts] == [
+        ("chat-data", "application/json", None), (None, None, "/static/js/chat.js"),
+    ]
+    # Code blocks survive, escaped.
+    assert '<pre><code class="language-python">print(\'&lt;b&gt;kept&lt;/b&gt;\')' in html
+
+
+def test_page_data_reaches_the_script_only_through_json_script(owner, owner_client):
+    templates = Path(settings.BASE_DIR) / "templates"
+    for path in [*templates.glob("chat/*.html"), *templates.glob("usage/dashboard.html")]:
+        assert "|safe" not in path.read_text(), path
+    conversation, _, _ = make_exchange(owner)
+    data = page_data(owner_client.get(f"/c/{conversation.public_id}/").content.decode())
+    assert data["conversation_id"] == conversation.public_id
+    assert data["selected_model"] == "offline-demo"
+    assert data["conversation_url_template"] == "/c/__id__/"
+
+
+def test_next_message_estimate_counts_system_prompt_and_history(owner, owner_client):
+    conversation, _, _ = make_exchange(owner, user_text="q" * 40, answer="a" * 80)
+    Conversation.objects.filter(pk=conversation.pk).update(system_prompt="s" * 20)
+    data = page_data(owner_client.get(f"/c/{conversation.public_id}/").content.decode())
+    offline = next(m for m in data["models"] if m["id"] == "offline-demo")
+    texts = count_tokens("s" * 20) + count_tokens("q" * 40) + count_tokens("a" * 80)
+    # At least the texts it resends (the estimator may add per-message overhead on top).
+    assert offline["base_prompt_tokens"] >= texts == 35
+    price = ModelPrice.objects.for_model("offline-demo")
+    assert Decimal(offline["input_per_mtok"]) == price.input_per_mtok
+
+    fresh = page_data(owner_client.get("/").content.decode())
+    fresh_offline = next(m for m in fresh["models"] if m["id"] == "offline-demo")
+    assert fresh_offline["base_prompt_tokens"] < offline["base_prompt_tokens"]
+
+
+def test_model_selector_lists_current_models_with_prices_and_disables_unavailable(owner, owner_client, settings):
+    settings.PROVIDERS = {name: {**cfg, "api_key": ""} for name, cfg in settings.PROVIDERS.items()}
+    html = owner_client.get("/").content.decode()
+    for price in ModelPrice.objects.current():
+        assert f'<option value="{price.model_id}"' in html
+        if price.provider != "offline":
+            assert f'<option value="{price.model_id}" disabled>' in html
+    assert '<option value="offline-demo" selected>' in html
+    assert "per 1M" in html
+
+
+def test_budget_alerts_partial_shows_on_the_chat_page(owner, owner_client):
+    BudgetAlert.objects.create(user=owner, threshold=80, period_start=owner.budget.period_start,
+                               message="You have used 80% of this month's tokens.")
+    html = owner_client.get("/").content.decode()
+    assert "You have used 80% of this month&#x27;s tokens." in html
+
+
+def test_accessibility_landmarks_are_there(owner, owner_client):
+    conversation, _, _ = make_exchange(owner)
+    html = owner_client.get(f"/c/{conversation.public_id}/").content.decode()
+    assert 'role="log"' in html and 'aria-live="polite"' in html
+    assert '<p id="chat-status" class="visually-hidden" role="status"' in html
+    assert '<label for="message-input"' in html and '<label for="model-select">' in html
+    assert 'aria-current="page"' in html
