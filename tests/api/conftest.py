@@ -64,3 +64,19 @@ def pull_all(client, since: str | None = None, limit: int = 100) -> tuple[list[d
         since = data["cursor"]
         if not data["has_more"]:
             return conversations, deleted, since
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_worker_connections(django_db_setup, django_db_blocker):
+    """Threads (the exchange's workers, the concurrency tests) may leave connections open;
+    end them so the PostgreSQL test database can be dropped."""
+    yield
+    with django_db_blocker.unblock():
+        from django.db import connection
+
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
