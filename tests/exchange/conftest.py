@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from importlib import import_module
+
 import pytest
 from django.conf import settings as django_settings
 
@@ -16,6 +18,21 @@ def _fast_exchanges(settings):
         layers = {"default": {**django_settings.CHANNEL_LAYERS["default"]}}
         layers["default"]["CONFIG"] = {**layers["default"]["CONFIG"], "prefix": "chatlima-h4-tests"}
         settings.CHANNEL_LAYERS = layers
+
+
+@pytest.fixture(autouse=True)
+def _price_table(request):
+    """The model catalogue seeded by migration; transactional tests flush it, so put it back."""
+    marker = request.node.get_closest_marker("django_db")
+    if marker is None and "db" not in request.fixturenames and "transactional_db" not in request.fixturenames:
+        return
+    request.getfixturevalue("transactional_db" if marker and marker.kwargs.get("transaction") else "db")
+    from django.apps import apps
+
+    from usage.models import ModelPrice
+
+    if not ModelPrice.objects.filter(model_id="offline-demo").exists():
+        import_module("usage.migrations.0002_seed_model_prices").seed(apps, None)
 
 
 @pytest.fixture

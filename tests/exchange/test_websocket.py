@@ -1,0 +1,182 @@
+"""The WebSocket door, /ws/chat/, driven with Channels' WebsocketCommunicator."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from knox.models import AuthToken
+
+from chatlima.asgi import application
+from tests.exchange.helpers import budget, holds, message, rows, types
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ORIGIN = (b"origin", b"http://testserver")
+
+
+@database_sync_to_async
+def token_for(user) -> str:
+    return AuthToken.objects.create(user)[1]
+
+
+async def connect(user, origin=ORIGIN) -> WebsocketCommunicator:
+    token = await token_for(user)
+    communicator = WebsocketCommunicator(application, f"/ws/chat/?token={token}", headers=[origin])
+    connected, _ = await communicator.connect()
+    assert connected
+    return communicator
+
+
+async def until(communicator, last: set[str], request_id: str | None = None, timeout: float = 10) -> list[dict]:
+    """Events up to and including the first whose type is in `last` (for `request_id`, when given)."""
+    events = []
+    while True:
+        event = await communicator.receive_json_from(timeout=timeout)
+        if request_id is None or event.get("request_id") == request_id:
+            events.append(event)
+            if event["type"] in last:
+                return events
+
+
+async def test_unauthenticated_sockets_are_closed_with_4401(db):
+    communicator = WebsocketCommunicator(application, "/ws/chat/", headers=[ORIGIN])
+    assert await communicator.connect() == (False, 4401)
+    bad = WebsocketCommunicator(application, "/ws/chat/?token=not-a-token", headers=[ORIGIN])
+    assert await bad.connect() == (False, 4401)
+
+
+async def test_other_origins_are_refused(owner):
+    token = await token_for(owner)
+    communicator = WebsocketCommunicator(application, f"/ws/chat/?token={token}",
+                                         headers=[(b"origin", b"http://evil.example")])
+    connected, _ = await communicator.connect()
+    assert not connected
+
+
+async def test_an_exchange_streams_in_order_and_matches_what_is_stored(owner):
+    ws = await connect(owner)
+    await ws.send_json_to({"type": "send_message", "message": "Hi there", "client_message_id": "msg_ws1"})
+    events = await until(ws, {"message_complete", "error"})
+    names = types(events)
+    assert names[:2] == ["message_saved", "stream_start"] and names[-2:] == ["stream_end", "message_complete"]
+    assert set(names[2:-2]) == {"stream_chunk"}
+    assert all(e["request_id"] == "msg_ws1" for e in events)
+    [row] = await rows(owner)
+    complete = events[-1]
+    assert complete["usage"]["total_tokens"] == row.total_tokens
+    answer = await message(owner, complete["message"]["id"])
+    assert answer.content == "".join(e["chunk"] for e in events if e["type"] == "stream_chunk")
+    assert complete["budget"]["total_tokens_used"] == row.total_tokens
+    await ws.disconnect()
+
+
+async def test_cancel_keeps_the_partial_answer_and_ends_with_cancelled(owner, paced):
+    ws = await connect(owner)
+    await ws.send_json_to({"type": "send_message", "message": "A long one please", "client_message_id": "msg_cx"})
+    events = await until(ws, {"stream_chunk"})
+    await ws.send_json_to({"type": "cancel", "request_id": "msg_cx"})
+    events += await until(ws, {"message_complete", "error"})
+    assert events[-1]["type"] == "error" and events[-1]["code"] == "CANCELLED"
+    assert "message_complete" not in types(events)
+    [row] = await rows(owner)
+    assert row.status == "cancelled" and row.completion_tokens > 0
+    answer = await message(owner, events[1]["message_id"])
+    streamed = "".join(e["chunk"] for e in events if e["type"] == "stream_chunk")
+    assert answer.status == "cancelled" and answer.content.startswith(streamed) and answer.content
+    assert await holds(owner) == 0
+    assert (await budget(owner)).tokens_used == row.total_tokens
+    await ws.disconnect()
+
+
+async def test_disconnect_mid_stream_settles_as_cancelled(owner, paced):
+    ws = await connect(owner)
+    await ws.send_json_to({"type": "send_message", "message": "A long one please", "client_message_id": "msg_dc"})
+    events = await until(ws, {"stream_chunk"})
+    await ws.disconnect()
+    [row] = await rows(owner)
+    assert row.status == "cancelled" and row.completion_tokens > 0
+    answer = await message(owner, events[1]["message_id"])
+    assert answer.status == "cancelled" and answer.content
+    b = await budget(owner)
+    assert b.tokens_held == 0 and b.tokens_used == row.total_tokens
+
+
+async def test_one_exchange_at_a_time_per_conversation_but_several_per_socket(owner, paced):
+    ws = await connect(owner)
+    await ws.send_json_to({"type": "send_message", "message": "First", "client_message_id": "msg_a1"})
+    first = await until(ws, {"message_complete"}, "msg_a1")
+    await ws.send_json_to({"type": "send_message", "message": "Second", "client_message_id": "msg_b1"})
+    b_start = await until(ws, {"stream_start"}, "msg_b1")
+    conv_a, conv_b = first[0]["conversation_id"], b_start[0]["conversation_id"]
+    assert conv_a != conv_b
+    # conv_b is busy; conv_a is free: one refused, one answered, on the same socket.
+    await ws.send_json_to({"type": "send_message", "message": "Again", "conversation_id": conv_b,
+                           "client_message_id": "msg_b2"})
+    await ws.send_json_to({"type": "send_message", "message": "More", "conversation_id": conv_a,
+                           "client_message_id": "msg_a2"})
+    seen: dict[str, list[str]] = {}
+    while not ({"msg_b1", "msg_a2"} <= {k for k, v in seen.items() if v[-1] in ("message_complete", "error")}
+               and "msg_b2" in seen):
+        event = await ws.receive_json_from(timeout=10)
+        seen.setdefault(event.get("request_id"), []).append(event["type"])
+    assert seen["msg_b2"] == ["error"]
+    assert seen["msg_b1"][-1] == seen["msg_a2"][-1] == "message_complete"
+    assert len(await rows(owner)) == 3
+    await ws.disconnect()
+
+
+async def test_bad_frames_get_an_error_and_the_socket_lives_on(owner):
+    ws = await connect(owner)
+    await ws.send_to(text_data="not json")
+    assert (await ws.receive_json_from())["code"] == "INVALID_MESSAGE"
+    await ws.send_json_to([1, 2, 3])
+    assert (await ws.receive_json_from())["code"] == "INVALID_MESSAGE"
+    await ws.send_json_to({"type": "launch_rockets"})
+    assert (await ws.receive_json_from())["code"] == "INVALID_MESSAGE"
+    await ws.send_json_to({"type": "send_message", "message": "   "})
+    assert (await ws.receive_json_from())["code"] == "INVALID_MESSAGE"
+    await ws.send_json_to({"type": "cancel", "request_id": "msg_nothing"})
+    assert (await ws.receive_json_from())["type"] == "error"
+    await ws.send_json_to({"type": "send_message", "message": "Still here?"})
+    events = await until(ws, {"message_complete", "error"})
+    assert events[-1]["type"] == "message_complete"
+    await ws.disconnect()
+
+
+async def test_another_users_conversation_is_not_found_over_the_socket(owner, stranger):
+    theirs = await connect(stranger)
+    await theirs.send_json_to({"type": "send_message", "message": "Private"})
+    conversation_id = (await until(theirs, {"message_complete"}))[0]["conversation_id"]
+    await theirs.disconnect()
+    ws = await connect(owner)
+    await ws.send_json_to({"type": "send_message", "message": "Let me in", "conversation_id": conversation_id})
+    event = await ws.receive_json_from()
+    assert event["type"] == "error" and event["code"] == "CONVERSATION_NOT_FOUND"
+    assert await rows(owner) == []
+    await ws.disconnect()
+
+
+async def test_budget_refusal_over_the_socket(owner):
+    from tests.exchange.helpers import set_limit
+
+    await set_limit(owner, 5)
+    ws = await connect(owner)
+    await ws.send_json_to({"type": "send_message", "message": "Hello", "client_message_id": "msg_poor"})
+    event = await ws.receive_json_from()
+    assert (event["type"], event["code"], event["request_id"]) == ("error", "TOKEN_LIMIT_EXCEEDED", "msg_poor")
+    assert event["details"]["token_limit"] == 5
+    await ws.disconnect()
+
+
+async def test_many_sockets_stream_at_once(owner, paced):
+    sockets = [await connect(owner) for _ in range(5)]
+    for i, ws in enumerate(sockets):
+        await ws.send_json_to({"type": "send_message", "message": f"Hello {i}"})
+    results = await asyncio.gather(*(until(ws, {"message_complete", "error"}) for ws in sockets))
+    assert all(r[-1]["type"] == "message_complete" for r in results)
+    assert len(await rows(owner, status="success")) == 5
+    for ws in sockets:
+        await ws.disconnect()
