@@ -1,0 +1,152 @@
+"""Adapters for OpenAI-compatible chat-completions APIs (OpenAI itself, OpenRouter, any compatible
+server at a configured base URL), through the official `openai` SDK.
+
+The SDK's own retries are off (`max_retries=0`): ours retry only before the first delta and count
+what they did. Usage comes from the final usage-only chunk (`stream_options.include_usage`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import AsyncIterator
+from typing import Any
+
+import openai
+from django.conf import settings
+
+from chat.providers.base import ChatRequest, Completion, ProviderError, Usage, collect, estimate_usage
+from chat.providers.common import Failure, is_timeout, logger, parse_retry_after, pick, to_decimal, to_int, with_retries
+from usage.tokens import count_tokens
+
+# One client per (key, base URL, timeout) per event loop: clients keep a connection pool, which
+# must be reused across requests but cannot cross event loops.
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple, openai.AsyncOpenAI]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def openai_client(api_key: str, base_url: str | None, timeout: float) -> openai.AsyncOpenAI:
+    per_loop = _clients.setdefault(asyncio.get_running_loop(), {})
+    key = (api_key, base_url, timeout)
+    client = per_loop.get(key)
+    if client is None:
+        client = openai.AsyncOpenAI(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0)
+        per_loop[key] = client
+    return client
+
+
+def messages_for(request: ChatRequest) -> list[dict[str, str]]:
+    messages = [{"role": "system", "content": request.system_prompt}] if request.system_prompt else []
+    messages.extend({"role": t.role, "content": t.content} for t in request.history)
+    messages.append({"role": "user", "content": request.message})
+    return messages
+
+
+def usage_from_openai(raw: Any, request: ChatRequest, text: str, completion_id: str, finish_reason: str) -> Usage:
+    """Normalise an OpenAI-style usage object (SDK model, dict or dump); the estimator fills in when
+    the figures are missing, marked as an estimate."""
+    prompt = to_int(pick(raw, "prompt_tokens"))
+    completion = to_int(pick(raw, "completion_tokens"))
+    if prompt is None and completion is None:
+        usage = estimate_usage(request, text, finish_reason=finish_reason)
+        usage.completion_id = completion_id
+        return usage
+    prompt, completion = prompt or 0, completion or 0
+    total = to_int(pick(raw, "total_tokens"))
+    return Usage(
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        total_tokens=total if total is not None else prompt + completion,
+        cached_tokens=to_int(pick(raw, "prompt_tokens_details", "cached_tokens")) or 0,
+        reasoning_tokens=to_int(pick(raw, "completion_tokens_details", "reasoning_tokens")) or 0,
+        completion_id=completion_id,
+        finish_reason=finish_reason,
+        actual_cost=to_decimal(pick(raw, "cost")),
+        source="provider",
+    )
+
+
+def classify_openai_error(exc: BaseException) -> Failure:
+    if is_timeout(exc):
+        return Failure("TIMEOUT", False, "The provider did not answer in time.")
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        retry_after = parse_retry_after(getattr(exc.response, "headers", None))
+        if status == 429:
+            return Failure("RATE_LIMITED", True, "The provider is rate limiting requests.", retry_after)
+        transient = status in (408, 409) or status >= 500
+        return Failure("PROVIDER_ERROR", transient, f"The provider answered {status}.", retry_after)
+    if isinstance(exc, openai.APIConnectionError):
+        return Failure("PROVIDER_ERROR", True, "Could not reach the provider.")
+    # httpx errors raised while reading the stream body (peer closed, incomplete chunked read, ...)
+    return Failure("PROVIDER_ERROR", True, f"The provider connection failed ({type(exc).__name__}).")
+
+
+class OpenAICompatProvider:
+    """One OpenAI-compatible endpoint, configured by `settings.PROVIDERS[settings_key]`."""
+
+    name = "openai"
+    # OpenAI's reasoning models refuse `max_tokens`; compatible servers mostly know only it.
+    max_tokens_param = "max_completion_tokens"
+
+    def _config(self) -> dict[str, Any]:
+        config = settings.PROVIDERS.get(self.name) or {}
+        if not config.get("api_key"):
+            raise ProviderError("PROVIDER_ERROR", f"The {self.name} provider has no API key configured.")
+        return config
+
+    def _client(self) -> openai.AsyncOpenAI:
+        config = self._config()
+        return openai_client(config["api_key"], config.get("base_url") or None, settings.PROVIDER_TIMEOUT_SECONDS)
+
+    def _extra_body(self) -> dict[str, Any] | None:
+        return None
+
+    def _create_kwargs(self, request: ChatRequest) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "model": request.model,
+            "messages": messages_for(request),
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if request.temperature is not None:
+            kwargs["temperature"] = request.temperature
+        if request.max_tokens is not None:
+            kwargs[self.max_tokens_param] = request.max_tokens
+        extra = self._extra_body()
+        if extra:
+            kwargs["extra_body"] = extra
+        return kwargs
+
+    async def _attempt(self, request: ChatRequest) -> AsyncIterator[str | Usage]:
+        client = self._client()
+        stream = await client.chat.completions.create(**self._create_kwargs(request))
+        raw_usage = None
+        completion_id = finish_reason = ""
+        parts: list[str] = []
+        async with stream:
+            async for chunk in stream:
+                completion_id = completion_id or (pick(chunk, "id") or "")
+                chunk_usage = pick(chunk, "usage")
+                if chunk_usage is not None:
+                    # The usage-only chunk (empty `choices`) comes last; keep the latest seen.
+                    raw_usage = chunk_usage
+                for choice in pick(chunk, "choices") or ():
+                    finish_reason = pick(choice, "finish_reason") or finish_reason
+                    content = pick(choice, "delta", "content")
+                    if content:
+                        parts.append(content)
+                        yield content
+        if raw_usage is None:
+            logger.info("%s stream for %s ended without usage: estimating", self.name, request.model)
+        yield usage_from_openai(raw_usage, request, "".join(parts), completion_id, finish_reason)
+
+    def stream(self, request: ChatRequest) -> AsyncIterator[str | Usage]:
+        return with_retries(lambda: self._attempt(request), classify_openai_error)
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        return await collect(self.stream(request))
+
+    async def count_tokens(self, text: str, model: str) -> int:
+        return count_tokens(text, model)

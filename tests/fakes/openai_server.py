@@ -1,0 +1,101 @@
+"""A fake OpenAI chat-completions endpoint (also OpenRouter's dialect) speaking the real SSE format.
+
+    fake = FakeOpenAI().start()
+    fake.script(deltas=["Hel", "lo"], usage={"prompt_tokens": 10, "completion_tokens": 2,
+                "cached_tokens": 4, "reasoning_tokens": 1, "cost": "0.00012"})
+    client base URL: fake.base_url  (".../v1")
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from tests.fakes.server import FakeServer, Recorded
+
+
+class FakeOpenAI(FakeServer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.script()
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.origin}/v1"
+
+    def script(
+        self,
+        deltas: list[str] | tuple[str, ...] = ("Hello", " from", " the", " fake."),
+        usage: dict[str, Any] | None = None,
+        *,
+        include_usage: bool = True,
+        finish_reason: str = "stop",
+        completion_id: str = "chatcmpl-fake123",
+        model: str | None = None,
+        comments: bool = False,
+        usage_on_last_content_chunk: bool = False,
+    ) -> None:
+        """Set how every following stream answers (until scripted again).
+
+        `usage` keys: prompt_tokens, completion_tokens, total_tokens (default: their sum),
+        cached_tokens, reasoning_tokens, cost (OpenRouter; a str is sent as a JSON string, a number
+        as a JSON number). `include_usage=False` ends the stream without a usage chunk.
+        `comments=True` interleaves SSE comment lines (OpenRouter sends ": OPENROUTER PROCESSING").
+        """
+        self._deltas = list(deltas)
+        self._usage = usage if usage is not None else {"prompt_tokens": 12, "completion_tokens": len(self._deltas)}
+        self._include_usage = include_usage
+        self._finish_reason = finish_reason
+        self._completion_id = completion_id
+        self._model = model
+        self._comments = comments
+        self._usage_on_last = usage_on_last_content_chunk
+
+    # --- wire format ---------------------------------------------------------------------------
+
+    def usage_json(self) -> dict[str, Any]:
+        u = self._usage
+        prompt, completion = u.get("prompt_tokens", 0), u.get("completion_tokens", 0)
+        body: dict[str, Any] = {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": u.get("total_tokens", prompt + completion),
+            "prompt_tokens_details": {"cached_tokens": u.get("cached_tokens", 0), "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": u.get("reasoning_tokens", 0), "audio_tokens": 0,
+                                          "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0},
+        }
+        if "cost" in u:
+            body["cost"] = u["cost"]
+            body["is_byok"] = False
+        return body
+
+    def _chunk(self, model: str, choices: list[dict], usage: dict | None = None) -> str:
+        payload = {"id": self._completion_id, "object": "chat.completion.chunk", "created": int(time.time()),
+                   "model": model, "system_fingerprint": "fp_fake", "choices": choices}
+        if self._include_usage:
+            payload["usage"] = usage
+        return self._data(json.dumps(payload))
+
+    def _data(self, data: str) -> str:
+        prefix = ": OPENROUTER PROCESSING\n\n" if self._comments else ""
+        return f"{prefix}data: {data}\n\n"
+
+    def events_for(self, recorded: Recorded) -> list[str]:
+        request = recorded.body if isinstance(recorded.body, dict) else {}
+        model = self._model or request.get("model") or "gpt-fake"
+        wants_usage = bool((request.get("stream_options") or {}).get("include_usage"))
+        events = []
+        for index, delta in enumerate(self._deltas):
+            d = {"content": delta}
+            if index == 0:
+                d["role"] = "assistant"
+            last = index == len(self._deltas) - 1
+            usage = self.usage_json() if (last and self._usage_on_last and wants_usage) else None
+            events.append(self._chunk(model, [{"index": 0, "delta": d, "logprobs": None, "finish_reason": None}], usage))
+        events.append(self._chunk(model, [{"index": 0, "delta": {}, "logprobs": None,
+                                           "finish_reason": self._finish_reason}]))
+        if self._include_usage and wants_usage and not self._usage_on_last:
+            events.append(self._chunk(model, [], self.usage_json()))
+        events.append(self._data("[DONE]"))
+        return events

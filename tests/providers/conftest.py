@@ -1,0 +1,1 @@
+from tests.fakes.fixtures import fake_gemini, fake_openai, fake_openrouter  # noqa: F401

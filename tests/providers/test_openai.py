@@ -1,0 +1,198 @@
+"""The openai and openrouter adapters through the real openai SDK against the fake server."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+import pytest
+
+from chat import providers
+from chat.providers.base import ChatRequest, ProviderError, Turn, Usage, estimate_usage
+from usage.pricing import cost_of
+
+
+def request(model="gpt-4o", message="Say hello", **kw) -> ChatRequest:
+    return ChatRequest(model=model, message=message, **kw)
+
+
+async def drain(stream) -> tuple[list[str], Usage]:
+    items = [item async for item in stream]
+    assert isinstance(items[-1], Usage) and all(isinstance(i, str) for i in items[:-1])
+    return items[:-1], items[-1]
+
+
+async def test_streams_deltas_and_reads_cached_and_reasoning_usage(fake_openai):
+    fake_openai.script(deltas=["Hel", "lo", " there"], usage={
+        "prompt_tokens": 1000, "completion_tokens": 500, "cached_tokens": 400, "reasoning_tokens": 100,
+    }, completion_id="chatcmpl-abc")
+    req = request(system_prompt="Be brief.", history=(Turn("user", "hi"), Turn("assistant", "hey")),
+                  temperature=0.2, max_tokens=64)
+    deltas, usage = await drain(providers.get_provider("openai").stream(req))
+    assert deltas == ["Hel", "lo", " there"]
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (1000, 500, 1500)
+    assert (usage.cached_tokens, usage.reasoning_tokens) == (400, 100)
+    assert usage.source == "provider" and usage.retries == 0
+    assert usage.completion_id == "chatcmpl-abc" and usage.finish_reason == "stop"
+    assert usage.actual_cost is None
+
+    sent = fake_openai.last_request()
+    assert sent.path == "/v1/chat/completions"
+    assert sent.headers["authorization"] == "Bearer sk-fake-test-key"
+    assert sent.body["model"] == "gpt-4o" and sent.body["stream"] is True
+    assert sent.body["stream_options"] == {"include_usage": True}
+    assert sent.body["temperature"] == 0.2 and sent.body["max_completion_tokens"] == 64
+    assert sent.body["messages"] == [
+        {"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hey"}, {"role": "user", "content": "Say hello"},
+    ]
+
+
+@pytest.mark.django_db
+async def test_cost_of_provider_usage_matches_hand_computed_figure(fake_openai):
+    from asgiref.sync import sync_to_async
+
+    fake_openai.script(usage={"prompt_tokens": 1000, "completion_tokens": 500, "cached_tokens": 400})
+    _, usage = await drain(providers.get_provider("openai").stream(request()))
+    # gpt-4o: 600 * 2.50 + 400 * 1.25 + 500 * 10.00 = 7000 per million -> 0.007
+    assert await sync_to_async(cost_of)("gpt-4o", usage) == Decimal("0.00700000")
+
+
+async def test_openrouter_asks_for_usage_accounting_and_reads_billed_cost(fake_openrouter):
+    fake_openrouter.script(deltas=["Hi"], comments=True, usage={
+        "prompt_tokens": 20, "completion_tokens": 3, "cached_tokens": 0, "cost": 0.000123456789,
+    })
+    _, usage = await drain(providers.get_provider("openrouter").stream(request("moonshotai/kimi-k2")))
+    assert usage.actual_cost == Decimal("0.000123456789")
+    assert isinstance(usage.actual_cost, Decimal)
+    sent = fake_openrouter.last_request().body
+    assert sent["usage"] == {"include": True} and "max_tokens" not in sent
+    assert sent["stream_options"] == {"include_usage": True}
+
+
+async def test_openrouter_cost_sent_as_string_is_exact(fake_openrouter):
+    fake_openrouter.script(usage={"prompt_tokens": 5, "completion_tokens": 1, "cost": "0.00000075"})
+    _, usage = await drain(providers.get_provider("openrouter").stream(request("moonshotai/kimi-k2", max_tokens=9)))
+    assert usage.actual_cost == Decimal("0.00000075")
+    assert fake_openrouter.last_request().body["max_tokens"] == 9
+
+
+async def test_usage_on_the_last_content_chunk_is_read_too(fake_openai):
+    fake_openai.script(deltas=["a", "b"], usage={"prompt_tokens": 7, "completion_tokens": 2},
+                       usage_on_last_content_chunk=True)
+    deltas, usage = await drain(providers.get_provider("openai").stream(request()))
+    assert deltas == ["a", "b"] and usage.source == "provider" and usage.prompt_tokens == 7
+
+
+async def test_stream_without_usage_chunk_is_estimated_and_marked(fake_openai):
+    fake_openai.script(deltas=["Some", " words", " here."], include_usage=False)
+    deltas, usage = await drain(providers.get_provider("openai").stream(request()))
+    assert usage.is_estimate
+    expected = estimate_usage(request(), "Some words here.")
+    assert (usage.prompt_tokens, usage.completion_tokens) == (expected.prompt_tokens, expected.completion_tokens)
+    assert usage.completion_id == "chatcmpl-fake123"
+
+
+async def test_rate_limit_then_success_is_retried_and_counted(fake_openai):
+    fake_openai.fail_next(429, retry_after=0, times=2)
+    deltas, usage = await drain(providers.get_provider("openai").stream(request()))
+    assert "".join(deltas) == "Hello from the fake."
+    assert usage.retries == 2
+    assert len(fake_openai.requests) == 3
+
+
+async def test_server_error_is_retried_with_backoff(fake_openai):
+    fake_openai.fail_next(503)
+    _, usage = await drain(providers.get_provider("openai").stream(request()))
+    assert usage.retries == 1 and len(fake_openai.requests) == 2
+
+
+async def test_retry_after_is_honoured(fake_openai, settings):
+    settings.PROVIDER_RETRY_MAX_SECONDS = 5
+    fake_openai.fail_next(429, retry_after=0.3)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    _, usage = await drain(providers.get_provider("openai").stream(request()))
+    assert loop.time() - started >= 0.3
+    assert usage.retries == 1
+
+
+async def test_rate_limit_after_retry_budget_is_rate_limited(fake_openai, settings):
+    settings.PROVIDER_MAX_RETRIES = 2
+    fake_openai.fail_next(429, retry_after=0, times=5)
+    with pytest.raises(ProviderError) as caught:
+        await drain(providers.get_provider("openai").stream(request()))
+    assert caught.value.code == "RATE_LIMITED" and caught.value.retries == 2
+    assert len(fake_openai.requests) == 3
+
+
+async def test_client_error_is_not_retried(fake_openai):
+    fake_openai.fail_next(400)
+    with pytest.raises(ProviderError) as caught:
+        await drain(providers.get_provider("openai").stream(request()))
+    assert caught.value.code == "PROVIDER_ERROR" and len(fake_openai.requests) == 1
+
+
+async def test_no_answer_in_time_is_timeout(fake_openai, settings):
+    settings.PROVIDER_TIMEOUT_SECONDS = 0.2
+    fake_openai.stall_next(1.0)
+    with pytest.raises(ProviderError) as caught:
+        await drain(providers.get_provider("openai").stream(request()))
+    assert caught.value.code == "TIMEOUT"
+
+
+async def test_stream_going_quiet_mid_answer_is_timeout(fake_openai, settings):
+    settings.PROVIDER_TIMEOUT_SECONDS = 0.2
+    fake_openai.slow_stream(1.0)
+    stream = providers.get_provider("openai").stream(request())
+    assert await anext(stream) == "Hello"
+    with pytest.raises(ProviderError) as caught:
+        await anext(stream)
+    assert caught.value.code == "TIMEOUT"
+
+
+async def test_connection_dropped_mid_stream_is_provider_error_without_retry(fake_openai):
+    fake_openai.disconnect_after(2)
+    received = []
+    with pytest.raises(ProviderError) as caught:
+        async for item in providers.get_provider("openai").stream(request()):
+            received.append(item)
+    assert caught.value.code == "PROVIDER_ERROR"
+    assert received == ["Hello", " from"]
+    assert len(fake_openai.requests) == 1
+
+
+async def test_connection_dropped_before_any_delta_is_retried(fake_openai):
+    fake_openai.disconnect_after(0)
+    deltas, usage = await drain(providers.get_provider("openai").stream(request()))
+    assert "".join(deltas) == "Hello from the fake." and usage.retries == 1
+
+
+async def test_unreachable_server_is_provider_error(settings):
+    settings.PROVIDERS = {**settings.PROVIDERS, "openai": {"api_key": "k", "base_url": "http://127.0.0.1:9/v1"}}
+    settings.PROVIDER_MAX_RETRIES = 1
+    settings.PROVIDER_RETRY_BASE_SECONDS = 0.001
+    with pytest.raises(ProviderError) as caught:
+        await drain(providers.get_provider("openai").stream(request()))
+    assert caught.value.code == "PROVIDER_ERROR" and caught.value.retries == 1
+
+
+async def test_closing_the_stream_early_closes_it_cleanly(fake_openai):
+    stream = providers.get_provider("openai").stream(request())
+    assert await anext(stream) == "Hello"
+    await stream.aclose()
+    with pytest.raises(StopAsyncIteration):
+        await anext(stream)
+
+
+async def test_complete_collects_text_and_usage(fake_openai):
+    fake_openai.script(deltas=["One", " two"], usage={"prompt_tokens": 3, "completion_tokens": 2})
+    completion = await providers.get_provider("openai").complete(request())
+    assert completion.text == "One two" and completion.usage.total_tokens == 5
+
+
+async def test_missing_key_is_provider_error(settings):
+    settings.PROVIDERS = {**settings.PROVIDERS, "openai": {"api_key": "", "base_url": None}}
+    with pytest.raises(ProviderError) as caught:
+        await drain(providers.get_provider("openai").stream(request()))
+    assert caught.value.code == "PROVIDER_ERROR"
