@@ -256,7 +256,12 @@
     }
   }
 
-  function updateSidebar(conversation, usage, preview) {
+  function firstLine(text) {
+    // The server titles a new conversation with the first line of its first message.
+    return text.trim().split("\n")[0].slice(0, 60);
+  }
+
+  function updateSidebar(conversation, usage, title, preview) {
     var list = document.getElementById("conversation-list");
     if (!list || !conversation) return;
     var link = list.querySelector('a[data-conversation-id="' + CSS.escape(conversation) + '"]');
@@ -268,7 +273,7 @@
       link = el("a");
       link.href = data.conversation_url_template.replace("__id__", encodeURIComponent(conversation));
       link.setAttribute("data-conversation-id", conversation);
-      link.appendChild(el("span", "conv-title", preview.split("\n")[0].slice(0, 80)));
+      link.appendChild(el("span", "conv-title", title));
       link.appendChild(el("span", "conv-preview", ""));
       var figures = el("span", "conv-figures figures", "");
       figures.setAttribute("data-field", "figures");
@@ -431,6 +436,9 @@
           data.conversation_id = conversationId;
           var url = data.conversation_url_template.replace("__id__", encodeURIComponent(conversationId));
           window.history.replaceState(null, "", url);
+          var heading = document.getElementById("chat-title");
+          heading.textContent = firstLine(current.userText);
+          document.title = heading.textContent + " · Chat · ChatLima";
         }
         break;
       case "stream_start":
@@ -502,7 +510,7 @@
     setConversationUsage(payload.conversation_usage);
     updateAccount(current.before, payload.conversation_usage);
     updateBudget(payload.budget);
-    updateSidebar(conversationId, payload.conversation_usage, message.content || current.text);
+    updateSidebar(conversationId, payload.conversation_usage, firstLine(current.userText), message.content || current.text);
     growHistory(current.userText, message.content || current.text);
     var tokens = message.completion_tokens;
     current = null;

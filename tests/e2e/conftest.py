@@ -1,0 +1,189 @@
+"""End-to-end fixtures: a real daphne (HTTP + WebSocket) and a real headless Chromium.
+
+Why not pytest-django's `live_server`: it is WSGI only, so it has no WebSocket. Why not the test
+database: on SQLite it lives in memory and another process cannot see it. So the browser tests get
+their own database for the module, which the server process and the test both reach:
+
+* SQLite (the default): a fresh file in a temporary directory;
+* PostgreSQL (`DATABASE_URL=postgres://...`): a fresh database `<name>_e2e_<pid>` on the same
+  server, dropped afterwards (so parallel runs and other helpers' test databases never collide).
+
+`manage.py migrate` prepares it in a subprocess, daphne serves `chatlima.asgi:application` on a
+free port with the offline model at a quick pace, and the tests read what was stored with plain SQL
+(the test process's own Django connection stays on pytest-django's test database, unused here).
+
+Chromium is Debian's (`/usr/bin/chromium`, `make e2e-deps`), driven by Playwright's
+`executable_path`; nothing is ever downloaded. Without it the tests skip, except in CI, where a
+missing browser is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlparse, urlunparse
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = ROOT / "screenshots"
+# Words of the offline model's answer arrive this many ms apart: quick, yet slow enough to watch.
+CHUNK_DELAY_MS = 15
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class E2EDatabase:
+    """The module's own database: its URL for the server, and plain SQL reads for the tests."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.is_postgres = url.startswith(("postgres://", "postgresql://"))
+
+    def rows(self, sql: str, *params) -> list[dict]:
+        if self.is_postgres:
+            import psycopg
+            from psycopg.rows import dict_row
+
+            with psycopg.connect(self.url, row_factory=dict_row) as conn:
+                return list(conn.execute(sql, params).fetchall())
+        with sqlite3.connect(urlparse(self.url).path) as conn:
+            conn.row_factory = sqlite3.Row
+            return [dict(r) for r in conn.execute(sql.replace("%s", "?"), params).fetchall()]
+
+
+def _server_env(database_url: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "DATABASE_URL": database_url,
+        "DJANGO_SETTINGS_MODULE": "chatlima.settings",
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "CHATLIMA_OFFLINE_CHUNK_DELAY_MS": str(CHUNK_DELAY_MS),
+        "CHATLIMA_SERVE_STATIC": "1",
+        "PYTHONUNBUFFERED": "1",
+    })
+    return env
+
+
+@pytest.fixture(scope="module")
+def chromium_path() -> str:
+    if not os.path.exists(CHROMIUM):
+        message = f"{CHROMIUM} is missing: install Debian's chromium (make e2e-deps)"
+        if in_ci():
+            pytest.fail(message + "; CI must run the browser tests", pytrace=False)
+        pytest.skip(message + " to run the browser tests")
+    return CHROMIUM
+
+
+@pytest.fixture(scope="module")
+def e2e_db(tmp_path_factory) -> Iterator[E2EDatabase]:
+    base = os.environ.get("DATABASE_URL", "")
+    created = None
+    if base.startswith(("postgres://", "postgresql://")):
+        import psycopg
+
+        parsed = urlparse(base)
+        name = f"{(parsed.path.lstrip('/') or 'chatlima')}_e2e_{os.getpid()}"
+        admin_url = urlunparse(parsed._replace(path="/postgres"))
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            conn.execute(f'CREATE DATABASE "{name}"')
+        created = (admin_url, name)
+        url = urlunparse(parsed._replace(path=f"/{name}"))
+    else:
+        url = f"sqlite:///{tmp_path_factory.mktemp('e2e') / 'e2e.sqlite3'}"
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=_server_env(url),
+                   check=True, capture_output=True)
+    yield E2EDatabase(url)
+    if created:
+        import psycopg
+
+        admin_url, name = created
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def server_url(e2e_db, tmp_path_factory) -> Iterator[str]:
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("daphne") / "daphne.log"
+    log = open(log_path, "w")  # noqa: SIM115 - closed below, after the process
+    daphne = Path(sys.executable).with_name("daphne")
+    process = subprocess.Popen(
+        [str(daphne), "-b", "127.0.0.1", "-p", str(port), "chatlima.asgi:application"],
+        cwd=ROOT, env=_server_env(e2e_db.url), stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/accounts/login/", timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            log.close()
+            pytest.fail(f"daphne did not start:\n{log_path.read_text()[-3000:]}")
+        time.sleep(0.1)
+    try:
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser(chromium_path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def page(browser, server_url):
+    context = browser.new_context(viewport={"width": 1280, "height": 860}, base_url=server_url)
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def shoot():
+    SCREENSHOTS.mkdir(exist_ok=True)
+
+    def save(page, name: str) -> Path:
+        path = SCREENSHOTS / f"{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        return path
+
+    return save

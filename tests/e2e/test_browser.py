@@ -1,0 +1,169 @@
+"""The chat in a real browser: sign up, chat with the offline model, watch the figures, stop, read usage."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+from decimal import Decimal
+
+import pytest
+
+from tests.e2e.conftest import ROOT, _server_env
+from usage.charts import money_display
+
+pytestmark = pytest.mark.e2e
+
+_names = itertools.count()
+
+
+def sign_up(page, prefix: str) -> str:
+    username = f"{prefix}{next(_names)}"
+    page.goto("/accounts/signup/")
+    page.fill("#id_username", username)
+    page.fill("#id_password1", "a-long-browser-password-1")
+    page.fill("#id_password2", "a-long-browser-password-1")
+    page.click("button[type=submit]")
+    page.wait_for_url("**/")
+    page.wait_for_function("() => document.getElementById('next-estimate-tokens').textContent !== '0'")
+    return username
+
+
+def messages_of(e2e_db, username: str) -> list[dict]:
+    return e2e_db.rows(
+        "SELECT m.public_id, m.role, m.status, m.content, m.prompt_tokens, m.completion_tokens, "
+        "m.reasoning_tokens, m.cost, m.figures_source FROM chat_message m "
+        "JOIN accounts_user u ON u.id = m.owner_id WHERE u.username = %s ORDER BY m.timestamp, m.id",
+        username,
+    )
+
+
+def badge(page, message_id: str, kind: str):
+    return page.locator(f'article[data-message-id="{message_id}"] [data-badge="{kind}"]')
+
+
+def test_signed_up_user_chats_and_sees_live_figures_turn_into_stored_ones(page, e2e_db, shoot):
+    username = sign_up(page, "chatter")
+    # Before sending: the estimate counts the draft as it is typed (locally, no request).
+    before = int(page.text_content("#next-estimate-tokens"))
+    page.focus("#message-input")
+    page.keyboard.type("How are tokens counted")
+    page.keyboard.press("Shift+Enter")
+    page.keyboard.type("and what does it cost?")
+    assert page.input_value("#message-input") == "How are tokens counted\nand what does it cost?"
+    page.wait_for_function(f"() => Number(document.getElementById('next-estimate-tokens').textContent) > {before}")
+    assert int(page.text_content("#next-estimate-tokens")) == before + 12  # ceil(45 chars / 4)
+
+    page.keyboard.press("Enter")  # keyboard only: Enter sends
+    streaming = page.locator('article.message-assistant[aria-busy="true"] [data-badge="output"][data-state="streaming"]')
+    streaming.wait_for()
+    assert "in →" in streaming.text_content() and "≈" in streaming.text_content()
+    assert "estimate" in streaming.inner_html()
+    page.wait_for_function(
+        "() => document.getElementById('chat-status').textContent.includes('Reply started')"
+        " || document.getElementById('chat-status').textContent.includes('Reply finished')"
+    )
+    assistant = page.locator('article.message-assistant[aria-busy="false"]')
+    assistant.wait_for(timeout=20_000)
+    page.wait_for_function("() => document.getElementById('chat-status').textContent.includes('Reply finished')")
+
+    stored = messages_of(e2e_db, username)
+    assert [m["role"] for m in stored] == ["user", "assistant"]
+    user_row, answer_row = stored
+    assert answer_row["status"] == "complete" and answer_row["completion_tokens"] > 0
+    assert page.url.rstrip("/").split("/")[-2:-1] == ["c"]
+
+    def check_figures() -> None:
+        user_badge = badge(page, user_row["public_id"], "input")
+        assert user_badge.get_attribute("data-tokens") == str(user_row["prompt_tokens"])
+        assert f"{user_row['prompt_tokens']} tokens in" in user_badge.text_content()
+        out = badge(page, answer_row["public_id"], "output")
+        assert out.get_attribute("data-tokens") == str(answer_row["completion_tokens"])
+        assert out.get_attribute("data-state") == ("estimate" if answer_row["figures_source"] == "estimate" else "billed")
+        cost = badge(page, answer_row["public_id"], "cost")
+        assert cost.get_attribute("data-cost") == money_display(Decimal(str(answer_row["cost"])))
+        summary = page.locator("#conv-summary")
+        assert summary.locator('[data-usage="input_tokens"]').text_content() == str(user_row["prompt_tokens"])
+        assert summary.locator('[data-usage="output_tokens"]').text_content() == str(answer_row["completion_tokens"])
+        assert summary.locator('[data-usage="message_count"]').text_content() == "2"
+        # The markdown was swapped in from the server's safe HTML.
+        assert page.locator(f'article[data-message-id="{answer_row["public_id"]}"] .bubble-content strong').count() > 0
+
+    check_figures()
+    title = e2e_db.rows("SELECT title FROM chat_conversation WHERE public_id = %s",
+                        page.url.rstrip("/").split("/")[-1])[0]["title"]
+    assert page.text_content("#chat-title") == title == "How are tokens counted"
+    assert page.text_content('#conversation-list a[aria-current="page"] .conv-title') == title
+    assert page.locator("#account-output").text_content() == str(answer_row["completion_tokens"])
+    shoot(page, "chat")
+    page.reload()
+    check_figures()
+
+
+def test_stopping_mid_stream_keeps_the_partial_answer(page, e2e_db):
+    username = sign_up(page, "stopper")
+    # The offline model quotes the question back, so a long question makes a long, slow answer.
+    page.fill("#message-input", " ".join(f"word{i}" for i in range(400)))
+    page.click("#send-button")
+    page.wait_for_function(
+        "() => { const b = document.querySelector('article.message-assistant .bubble-content');"
+        " return b && b.textContent.length > 40; }"
+    )
+    page.click("#stop-button")
+    page.locator('article.message-assistant [data-badge="status"]').wait_for()
+    assert "stopped" in page.text_content("#chat-status") + page.text_content("#chat-error").lower()
+    shown = page.text_content("article.message-assistant .bubble-content")
+
+    stored = messages_of(e2e_db, username)
+    answer = next(m for m in stored if m["role"] == "assistant")
+    assert answer["status"] == "cancelled"
+    assert answer["content"] and answer["content"].startswith(shown.strip()[:40])
+    assert len(answer["content"]) < 2000  # stopped well before the end of the ~400-word answer
+    usage = e2e_db.rows("SELECT status FROM api_usage_logs WHERE request_id = %s", answer and stored[0]["public_id"])
+    assert [row["status"] for row in usage] == ["cancelled"]
+
+    page.reload()
+    article = page.locator(f'article[data-message-id="{answer["public_id"]}"]')
+    assert answer["content"].split()[0] in article.text_content()
+    assert article.locator('[data-badge="status"]').text_content() == "stopped"
+    assert article.locator('[data-badge="output"]').get_attribute("data-tokens") == str(answer["completion_tokens"])
+
+
+def test_dashboard_renders_the_users_usage(page, e2e_db, server_url, shoot):
+    username = sign_up(page, "viewer")
+    page.fill("#message-input", "What does a token cost?")
+    page.click("#send-button")
+    page.locator('article.message-assistant[aria-busy="false"]').wait_for(timeout=20_000)
+    subprocess.run([sys.executable, "manage.py", "rollup_usage"], cwd=ROOT, env=_server_env(e2e_db.url),
+                   check=True, capture_output=True)
+    logs = e2e_db.rows(
+        "SELECT l.total_tokens FROM api_usage_logs l JOIN accounts_user u ON u.id = l.user_id WHERE u.username = %s",
+        username,
+    )
+    page.goto("/usage/")
+    assert page.locator('[data-total="requests"]').text_content() == "1"
+    assert page.locator('[data-total="total_tokens"]').text_content() == str(logs[0]["total_tokens"])
+    assert page.locator("svg.chart rect.bar").count() == 30
+    assert "offline-demo" in page.text_content("#models-table")
+    export = page.locator("a", has_text="Export CSV").get_attribute("href")
+    response = page.request.get(server_url + export)
+    assert response.status == 200 and "offline-demo" in response.text()
+    shoot(page, "dashboard")
+
+
+def test_phone_width_collapses_the_sidebar(browser, server_url, shoot):
+    context = browser.new_context(viewport={"width": 390, "height": 800}, base_url=server_url)
+    page = context.new_page()
+    try:
+        sign_up(page, "phone")
+        assert not page.locator("#sidebar").is_visible()
+        page.click("#sidebar-toggle")
+        assert page.locator("#sidebar").is_visible()
+        assert page.get_attribute("#sidebar-toggle", "aria-expanded") == "true"
+        page.click("#sidebar-toggle")
+        assert page.locator("#message-input").is_visible()
+        width = page.evaluate("() => document.documentElement.scrollWidth")
+        assert width <= 390  # nothing forces sideways scrolling
+        shoot(page, "chat-phone")
+    finally:
+        context.close()
