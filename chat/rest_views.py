@@ -23,6 +23,7 @@ from chat.serializers import (
     ConversationSerializer,
     ConversationWriteSerializer,
     ErrorSerializer,
+    MessagePageSerializer,
     SyncPullResponseSerializer,
     SyncPushResponseSerializer,
     SyncPushSerializer,
@@ -134,6 +135,36 @@ class ConversationDetailView(APIView):
     def delete(self, request: Request, public_id: str) -> Response:
         sync.delete_conversation(_own_conversation(request, public_id))
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class MessagePagination(CursorPagination):
+    ordering = ("timestamp", "pk")
+    page_size = 100
+    page_size_query_param = "limit"
+    max_page_size = 500
+
+    def get_paginated_response(self, data):
+        return Response({"results": data, "next": self.get_next_link()})
+
+
+class ConversationMessagesView(APIView):
+    @extend_schema(
+        operation_id="conversations_messages",
+        parameters=[
+            OpenApiParameter("cursor", OpenApiTypes.STR, description="The `next` link's cursor."),
+            OpenApiParameter("limit", OpenApiTypes.INT, description="Page size, at most 500."),
+        ],
+        responses={200: MessagePageSerializer, **ERRORS, **NOT_FOUND},
+        description="The conversation's messages, oldest first, a page at a time (for long conversations).",
+    )
+    def get(self, request: Request, public_id: str) -> Response:
+        conv = _own_conversation(request, public_id)
+        paginator = MessagePagination()
+        try:
+            page = paginator.paginate_queryset(conv.messages.select_related("user_message"), request, view=self)
+        except NotFound as exc:
+            raise ClientError("INVALID_MESSAGE", "Invalid cursor.", {"cursor": "invalid"}) from exc
+        return paginator.get_paginated_response([message_payload(m) for m in page])
 
 
 class SyncView(APIView):

@@ -76,6 +76,11 @@ class ConversationPageSerializer(serializers.Serializer):
     next = serializers.URLField(allow_null=True)
 
 
+class MessagePageSerializer(serializers.Serializer):
+    results = MessageSerializer(many=True)
+    next = serializers.URLField(allow_null=True)
+
+
 class ConversationWriteSerializer(serializers.Serializer):
     """PATCH body: every field optional."""
 

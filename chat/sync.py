@@ -386,14 +386,15 @@ def _push_locked(
                 system_prompt=conversation.system_prompt or "",
                 is_active=True if conversation.is_active is None else conversation.is_active,
                 created_at=created_at,
-                updated_at=conversation.updated_at or created_at,
+                updated_at=min(conversation.updated_at or created_at, now),
             )
             new_conversations.append(conv)
             existing[conversation.id] = conv
             touched[conversation.id] = conv
             result["status"] = "created"
             continue
-        pushed_at = conversation.updated_at
+        # A device whose clock runs ahead must not win every later conflict: no edit is in the future.
+        pushed_at = min(conversation.updated_at, now) if conversation.updated_at else None
         if conv.deleted_at is not None:
             # A tombstone wins unless the client edited the conversation after it was deleted.
             if pushed_at is None or pushed_at <= conv.deleted_at:

@@ -132,3 +132,20 @@ def test_the_list_pages_newest_first(owner_api, owner):
 def test_the_api_needs_credentials(client):
     assert client.get("/api/v1/conversations").status_code == 401
     assert client.get("/api/v1/conversations/conv_1").status_code == 401
+
+
+def test_messages_page_oldest_first_and_only_for_the_owner(owner_api, stranger_api, owner):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    conv = Conversation.objects.create(owner=owner, public_id="conv_long")
+    start = timezone.now()
+    for k in range(5):
+        Message.objects.create(owner=owner, conversation=conv, public_id=f"msg_{k}", role="user", content=str(k),
+                               timestamp=start + timedelta(seconds=k))
+    first = owner_api.get("/api/v1/conversations/conv_long/messages", {"limit": 3}).json()
+    rest = owner_api.get(first["next"]).json()
+    assert [m["id"] for m in first["results"] + rest["results"]] == [f"msg_{k}" for k in range(5)]
+    assert rest["next"] is None
+    assert stranger_api.get("/api/v1/conversations/conv_long/messages").status_code == 404

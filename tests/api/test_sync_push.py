@@ -328,3 +328,25 @@ def test_a_push_leaves_an_answer_the_server_is_still_streaming_alone(owner_api, 
     assert list(Message.objects.order_by("pk").values_list("content", "prompt_tokens", "completion_tokens")) == [
         ("hi", None, None), ("Hel", None, None),
     ]
+
+
+def test_an_edit_made_after_a_delete_brings_the_conversation_back(owner_api, owner, seed):
+    push(owner_api, seed)
+    push(owner_api, {"deleted": ["conv_1753195195759_a209edwxv"]})
+    seed["conversations"][0].update(title="edited later", updatedAt="2099-01-01T00:00:00.000Z")
+    answer = push(owner_api, seed)
+    assert answer["conversations"][0]["status"] == "updated"
+    stored = Conversation.objects.get(owner=owner)
+    assert (stored.deleted_at, stored.title) == (None, "edited later")
+
+
+def test_a_device_clock_in_the_future_does_not_win_every_later_conflict(owner_api, owner, seed):
+    seed["conversations"][0].update(title="from the future", updatedAt="2099-01-01T00:00:00.000Z")
+    push(owner_api, seed)
+    stored = Conversation.objects.get(owner=owner)
+    assert stored.updated_at.year < 2099
+    from django.utils import timezone
+
+    seed["conversations"][0].update(title="a real later edit", updatedAt=timezone.now().isoformat())
+    push(owner_api, seed)
+    assert Conversation.objects.get(owner=owner).title == "a real later edit"
