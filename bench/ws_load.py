@@ -131,7 +131,7 @@ class Stats:
 
 
 async def client(url: str, origin: str, messages: int, text: str, stats: Stats, start: asyncio.Event,
-                 timeout: float) -> None:
+                 timeout: float, max_tokens: int | None = None) -> None:
     from websockets.asyncio.client import connect
 
     try:
@@ -140,6 +140,8 @@ async def client(url: str, origin: str, messages: int, text: str, stats: Stats, 
             conversation_id = None
             for _ in range(messages):
                 body = {"type": "send_message", "message": text}
+                if max_tokens:
+                    body["max_tokens"] = max_tokens
                 if conversation_id:
                     body["conversation_id"] = conversation_id
                 first = None
@@ -191,7 +193,7 @@ async def run(args: argparse.Namespace) -> int:
         stats = Stats()
         start = asyncio.Event()
         tasks = [asyncio.ensure_future(client(f"{url}?token={tokens[i % len(tokens)]}", origin, args.messages, args.text, stats, start,
-                                              args.timeout)) for i in range(args.clients)]
+                                              args.timeout, args.max_tokens)) for i in range(args.clients)]
         await asyncio.sleep(args.connect_seconds)  # let every socket open before the streams start together
         began = time.perf_counter()
         start.set()
@@ -226,6 +228,8 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=0, help="distinct users (default: one per client)")
     parser.add_argument("--messages", type=int, default=2, help="messages each client sends, one after another")
     parser.add_argument("--pace-ms", type=int, default=30, help="the offline model's delay per word")
+    parser.add_argument("--max-tokens", type=int, default=None,
+                        help="cap each answer (the offline model stops there): short exchanges")
     parser.add_argument("--text", default="Tell me about the benchmark.")
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL",
                                                                  "postgres://root@127.0.0.1:5432/chatlima_h4_bench"))

@@ -569,10 +569,11 @@ def _settle_and_describe(user: User, prepared: Prepared, outcome: Outcome) -> li
     return settled_events(prepared.request_id, user, settled, outcome)
 
 
-def save_partial(prepared: Prepared, text: str) -> None:
-    """Keep the answer so far (a restart keeps it) and push the hold's expiry forward."""
+def save_partial(prepared: Prepared, text: str, heartbeat: bool = True) -> None:
+    """Keep the answer so far (a restart keeps it) and, with `heartbeat`, push the hold's expiry forward."""
     Message.objects.filter(pk=prepared.assistant_pk, status=Message.Status.STREAMING).update(content=text)
-    budgets.touch_reservation(prepared.reservation_id)
+    if heartbeat:
+        budgets.touch_reservation(prepared.reservation_id)
 
 
 # --- streaming ---------------------------------------------------------------------------------
@@ -612,7 +613,9 @@ class Exchange:
             yield p.start_event
             provider = _provider_layer().get_provider(p.provider)
             started = time.perf_counter()
-            last_flush = last_save = loop.time()
+            last_flush = last_save = last_beat = loop.time()
+            # The hold's expiry only needs pushing a few times per TTL, not at every partial save.
+            beat_every = settings.CHATLIMA_RESERVATION_TTL_SECONDS / 4
             stream = provider.stream(p.chat_request)
             # A provider that goes quiet must not hold the exchange (and its hold) forever; the first
             # item may include the provider's own retries.
@@ -645,7 +648,10 @@ class Exchange:
                            "estimated_completion_tokens": running}
                 if save_every and now - last_save >= save_every:
                     last_save = now
-                    await run_db(save_partial, p, "".join(parts))
+                    beat = now - last_beat >= beat_every
+                    if beat:
+                        last_beat = now
+                    await run_db(save_partial, p, "".join(parts), beat)
             ended = time.perf_counter()
             if pending:
                 batch = "".join(pending)

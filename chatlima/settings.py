@@ -256,7 +256,7 @@ if not DEBUG:
 CHATLIMA_STREAM_BATCH_MS = int(env("CHATLIMA_STREAM_BATCH_MS", "50"))
 # A streaming answer's partial text is saved this often, so a restart keeps it; each save is also the
 # exchange's heartbeat that pushes its budget hold's expiry forward.
-CHATLIMA_PARTIAL_SAVE_SECONDS = float(env("CHATLIMA_PARTIAL_SAVE_SECONDS", "3"))
+CHATLIMA_PARTIAL_SAVE_SECONDS = float(env("CHATLIMA_PARTIAL_SAVE_SECONDS", "5"))
 CHATLIMA_RESERVATION_TTL_SECONDS = int(env("CHATLIMA_RESERVATION_TTL_SECONDS", str(max(300, int(2 * PROVIDER_TIMEOUT_SECONDS)))))
 # SQLite takes one writer at a time: its database work runs on one thread; PostgreSQL gets a thread pool.
 CHATLIMA_DB_THREAD_SENSITIVE = envbool("CHATLIMA_DB_THREAD_SENSITIVE", DATABASES["default"]["ENGINE"].endswith("sqlite3"))

@@ -377,3 +377,18 @@ async def test_a_provider_that_goes_quiet_times_out_and_releases_the_hold(owner,
     again = await run(owner, {"message": "Anyone there?", "client_message_id": "msg_quiet"})
     assert again[-1]["type"] == "error" and again[-1]["code"] == "TIMEOUT"
     assert len(await rows(owner)) == 1
+
+
+async def test_a_streaming_answer_is_saved_as_it_goes(owner, paced):
+    paced.CHATLIMA_PARTIAL_SAVE_SECONDS = 0.01
+    exchange = await start_exchange(owner, {"message": "Tell me a long story", "client_message_id": "msg_live"})
+    streamed, stored = "", None
+    async with aclosing(exchange.events()) as events:
+        async for event in events:
+            if event["type"] == "stream_chunk":
+                streamed += event["chunk"]
+                if len(streamed) > 80:
+                    stored = await message(owner, exchange.prepared.start_event["message_id"])
+                    break
+    assert stored is not None and stored.status == "streaming"
+    assert stored.content and streamed.startswith(stored.content)
