@@ -398,8 +398,44 @@
     }
     showError(text);
     announce(text);
+    var ended = current;
     current = null;
     setBusy(false);
+    if (ended.saved && conversationId) refreshStored(ended);
+  }
+
+  // A stopped or failed exchange is still settled and billed on the server: show what it stored
+  // (one request, after the exchange, never per keystroke or chunk).
+  function refreshStored(ended) {
+    var url = "/api/v1/conversations/" + encodeURIComponent(conversationId);
+    window.fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (response) { return response.ok ? response.json() : null; })
+      .then(function (conversation) {
+        if (!conversation) return;
+        (conversation.messages || []).forEach(function (message) {
+          if (message.role === "user" && message.id === ended.requestId) {
+            userBilledBadges(ended.userBubble, message.prompt_tokens, message.figures_source === "estimate");
+          } else if (message.role === "assistant" && message.user_message_id === ended.requestId && ended.assistant) {
+            ended.assistant.setAttribute("data-message-id", message.id);
+            var content = ended.assistant.querySelector(".bubble-content");
+            // What was stored (and billed) may run a few words past what had arrived.
+            if ((message.content || "").length > content.textContent.length) content.textContent = message.content;
+            assistantBadges(ended.assistant, message);
+            if (message.status === "error" || message.status === "interrupted") {
+              var flag = el("span", "badge flag", message.status);
+              flag.setAttribute("data-badge", "status");
+              ended.assistant.querySelector(".badges").appendChild(flag);
+            }
+          }
+        });
+        setConversationUsage(conversation.conversation_usage);
+        updateAccount(ended.before, conversation.conversation_usage);
+        updateSidebar(conversationId, conversation.conversation_usage, firstLine(ended.userText),
+          conversation.last_message_preview || "");
+        growHistory(ended.userText, ended.text);
+        refreshEstimate();
+      })
+      .catch(function () { /* the figures are on the server; a reload shows them */ });
   }
 
   function errorText(payload) {

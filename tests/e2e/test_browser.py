@@ -51,8 +51,8 @@ def test_signed_up_user_chats_and_sees_live_figures_turn_into_stored_ones(page, 
     page.keyboard.press("Shift+Enter")
     page.keyboard.type("and what does it cost?")
     assert page.input_value("#message-input") == "How are tokens counted\nand what does it cost?"
-    page.wait_for_function(f"() => Number(document.getElementById('next-estimate-tokens').textContent) > {before}")
-    assert int(page.text_content("#next-estimate-tokens")) == before + 12  # ceil(45 chars / 4)
+    # ceil(45 chars / 4) more than the empty draft, once the throttled refresh has run.
+    page.wait_for_function(f"() => Number(document.getElementById('next-estimate-tokens').textContent) === {before + 12}")
 
     page.keyboard.press("Enter")  # keyboard only: Enter sends
     streaming = page.locator('article.message-assistant[aria-busy="true"] [data-badge="output"][data-state="streaming"]')
@@ -121,6 +121,17 @@ def test_stopping_mid_stream_keeps_the_partial_answer(page, e2e_db):
     assert len(answer["content"]) < 2000  # stopped well before the end of the ~400-word answer
     usage = e2e_db.rows("SELECT status FROM api_usage_logs WHERE request_id = %s", answer and stored[0]["public_id"])
     assert [row["status"] for row in usage] == ["cancelled"]
+
+    # Without a reload, the stopped exchange's stored figures replace the live estimate on both bubbles.
+    user_badge = page.locator(f'article[data-message-id="{stored[0]["public_id"]}"] [data-badge="input"]')
+    page.wait_for_function(
+        f"() => document.querySelector('article[data-message-id=\"{stored[0]['public_id']}\"] [data-badge=input]')"
+        ".getAttribute('data-state') !== 'pending'"
+    )
+    assert user_badge.get_attribute("data-tokens") == str(stored[0]["prompt_tokens"])
+    live = page.locator(f'article[data-message-id="{answer["public_id"]}"]')
+    assert live.locator('[data-badge="output"]').get_attribute("data-tokens") == str(answer["completion_tokens"])
+    assert live.locator('[data-badge="status"]').text_content() == "stopped"
 
     page.reload()
     article = page.locator(f'article[data-message-id="{answer["public_id"]}"]')
