@@ -382,7 +382,9 @@ def _push_locked(
                 owner=user,
                 public_id=conversation.id,
                 title=conversation.title or "",
-                model=conversation.model or _last_model(conversation) or "",
+                # Blank unless the client names one: a send then uses the default model rather than
+                # whatever old (perhaps unconfigured) model the history was written with.
+                model=conversation.model or "",
                 system_prompt=conversation.system_prompt or "",
                 is_active=True if conversation.is_active is None else conversation.is_active,
                 created_at=created_at,
@@ -529,13 +531,6 @@ def _push_locked(
         "cursor": cursor,
         "server_time": iso(timezone.now()),
     }
-
-
-def _last_model(conversation: PushedConversation) -> str:
-    for message in reversed(conversation.messages):
-        if message.model:
-            return message.model
-    return ""
 
 
 def _client_changes(known: Message, pushed: PushedMessage, stored: dict[str, Message]) -> list[str]:
@@ -695,7 +690,7 @@ def _pull(user, first_sync: bool, after_version: int, after_pk: int | None, limi
     due = sorted((v, pk) for pk, v in effective.items() if after_pk is None or v > after_version or pk > after_pk)
     page = due[:limit]
     has_more = len(due) > limit
-    conversations = {c.pk: c for c in _fetch_conversations([pk for _, pk in page], first_sync)}
+    conversations = {c.pk: c for c in _fetch_conversations([pk for _, pk in page])}
     messages_by_conv: dict[int, list[Message]] = defaultdict(list)
     live_pks = [pk for pk, c in conversations.items() if c.deleted_at is None]
     for chunk in _chunks(live_pks):
@@ -723,7 +718,7 @@ def _pull(user, first_sync: bool, after_version: int, after_pk: int | None, limi
     return {"conversations": live, "deleted": deleted, "cursor": cursor, "has_more": has_more}
 
 
-def _fetch_conversations(pks: list[int], first_sync: bool) -> list[Conversation]:
+def _fetch_conversations(pks: list[int]) -> list[Conversation]:
     found: list[Conversation] = []
     for chunk in _chunks(pks):
         found.extend(Conversation.objects.filter(pk__in=chunk))

@@ -29,7 +29,6 @@ def test_sign_up_push_chat_and_pull_everything_back(db):
     conv_id = body["conversations"][0]["id"]
     sent = client.post("/api/v1/chat/send", {
         "conversation_id": conv_id, "message": "And in Korea?", "client_message_id": "msg_1753195300000_korea0001",
-        "model": "offline-demo",
     }, format="json")
     assert sent.status_code == 200, sent.content
     data = sent.json()["data"]
