@@ -55,3 +55,6 @@ def _drop_worker_connections(django_db_setup, django_db_blocker):
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                     "WHERE datname = current_database() AND pid <> pg_backend_pid()"
                 )
+
+
+from tests.fakes.fixtures import fake_gemini, fake_openai  # noqa: E402, F401 - the fake providers' fixtures
