@@ -149,3 +149,12 @@ def test_usage_endpoints_need_credentials(client):
     for url in ("/api/v1/models", "/api/v1/token-usage", "/api/v1/usage/stats", "/api/v1/usage/history",
                 "/api/v1/usage/daily", "/api/v1/usage/export.csv"):
         assert client.get(url).status_code == 401, url
+
+
+def test_api_users_are_throttled(owner_api, monkeypatch):
+    from rest_framework.throttling import SimpleRateThrottle
+
+    monkeypatch.setitem(SimpleRateThrottle.THROTTLE_RATES, "user", "3/min")
+    codes = [owner_api.get(url).status_code for url in ("/api/v1/models", "/api/v1/usage/stats", "/api/v1/conversations", "/api/v1/token-usage")]
+    assert codes == [200, 200, 200, 429]
+    assert owner_api.get("/api/v1/usage/history").json()["error"]["code"] == "RATE_LIMITED"
