@@ -124,9 +124,15 @@ def build_report(start: date, end: date) -> Report:
 
     by_model = biggest_first(per_model.values(), "provider", "model_name")
     by_provider = biggest_first(per_provider.values(), "provider")
-    top = list(
-        rollups.values("user_id").annotate(**SUMS).order_by("-cost", "-total_tokens", "user_id")[:TOP_USERS]
+    # Rank on the two figures the order needs, then sum the rest for the top users only.
+    ranked = list(
+        rollups.values("user_id")
+        .annotate(cost=SUMS["cost"], total_tokens=SUMS["total_tokens"])
+        .order_by("-cost", "-total_tokens", "user_id")
+        .values_list("user_id", flat=True)[:TOP_USERS]
     )
+    figures = {r["user_id"]: r for r in rollups.filter(user_id__in=ranked).values("user_id").annotate(**SUMS).order_by()}
+    top = [figures[user_id] for user_id in ranked]
     names = dict(
         get_user_model().objects.filter(pk__in=[r["user_id"] for r in top]).values_list("pk", "username")
     )
