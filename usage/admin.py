@@ -9,7 +9,7 @@ from django.template.response import TemplateResponse
 from django.urls import path
 
 from usage.admin_reports import ReportForm, build_report, report_csv
-from usage.models import ApiUsageLog, BudgetAlert, DailyUsageRollup, ModelPrice
+from usage.models import ApiUsageLog, BudgetAlert, DailyModelRollup, DailyUsageRollup, ModelPrice
 
 
 @admin.register(ApiUsageLog)
@@ -86,3 +86,16 @@ class BudgetAlertAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in BudgetAlert._meta.fields if f.name != "dismissed_at"]
+
+
+@admin.register(DailyModelRollup)
+class DailyModelRollupAdmin(admin.ModelAdmin):
+    list_display = ("day", "provider", "model_name", "users", "requests", "errors", "cancelled", "total_tokens", "cost", "computed_at")
+    list_filter = ("provider", "model_name")
+    date_hierarchy = "day"
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in DailyModelRollup._meta.fields]
+
+    def has_add_permission(self, request):
+        return False

@@ -21,7 +21,7 @@ from django.db.models import DecimalField, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from usage.models import DailyUsageRollup
+from usage.models import DailyModelRollup, DailyUsageRollup
 
 MAX_DAYS = 366
 TOP_USERS = 20
@@ -100,14 +100,15 @@ def _zero(**keys: Any) -> dict[str, Any]:
 
 
 def build_report(start: date, end: date) -> Report:
-    """Two GROUP BY queries over the rollups: (day, provider, model), which every figure but the
-    per-user one is summed from, and the top users."""
+    """Every figure but the per-user ones is summed from the (day, provider, model) rollups, a few
+    hundred rows; the top users come from the per-user rollups, ranked on two sums first."""
     rollups: QuerySet = DailyUsageRollup.objects.filter(day__gte=start, day__lte=end)
     totals = _zero()
     per_day: dict[date, dict[str, Any]] = {}
     per_model: dict[tuple[str, str], dict[str, Any]] = {}
     per_provider: dict[str, dict[str, Any]] = {}
-    for row in rollups.values("day", "provider", "model_name").annotate(**SUMS).order_by():
+    per_model_rows = DailyModelRollup.objects.filter(day__gte=start, day__lte=end)
+    for row in per_model_rows.values("day", "provider", "model_name", *SUMS).order_by():
         _add(totals, row)
         _add(per_day.setdefault(row["day"], _zero(day=row["day"])), row)
         key = (row["provider"], row["model_name"])

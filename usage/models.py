@@ -181,3 +181,33 @@ class BudgetAlert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.threshold}% alert for {self.user_id} ({self.period_start:%Y-%m-%d})"
+
+
+class DailyModelRollup(models.Model):
+    """The daily rollups summed over all users per (day, provider, model): what the admin report reads
+    for its totals and breakdowns, so a report costs a few hundred rows however many users there are."""
+
+    day = models.DateField()
+    provider = models.CharField(max_length=32)
+    model_name = models.CharField(max_length=128)
+    users = models.PositiveIntegerField(default=0)
+    requests = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0)
+    cancelled = models.PositiveIntegerField(default=0)
+    prompt_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    total_tokens = models.BigIntegerField(default=0)
+    cached_tokens = models.BigIntegerField(default=0)
+    reasoning_tokens = models.BigIntegerField(default=0)
+    cost = models.DecimalField(**MONEY, default=Decimal("0"))
+    actual_cost = models.DecimalField(**MONEY, null=True, blank=True)
+    computed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["day", "provider", "model_name"], name="one_model_rollup_per_day"),
+        ]
+        indexes = [models.Index(fields=["day"])]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.model_name}"

@@ -26,7 +26,7 @@ from django.db.models import Count, DecimalField, Q, Sum, Value
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
-from usage.models import ApiUsageLog, DailyUsageRollup
+from usage.models import ApiUsageLog, DailyModelRollup, DailyUsageRollup
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +42,7 @@ FIGURES = (
 )
 UNIQUE_FIELDS = ["day", "user", "provider", "model_name"]
 _LOCK_NAMESPACE = 0x6C696D61  # "lima": keeps our advisory locks apart from anyone else's
+_MODEL_LOCK_NAMESPACE = _LOCK_NAMESPACE + 1
 
 
 def local_day_bounds(day: date, tz_name: str) -> tuple[datetime, datetime]:
@@ -142,7 +143,38 @@ def rollup_day(day: date, user_ids: Iterable[int] | None = None, allow_frozen: b
         if ids is not None:
             stale = stale.filter(user_id__in=ids)
         stale.delete()
+        _rollup_models(day)
     return len(rollups)
+
+
+def _rollup_models(day: date) -> None:
+    """Sum the day's per-user rollups per (provider, model) for the report.
+
+    Under an exclusive lock held to commit, so of two runs over different users of
+    the same day the second to get here sees the first's committed rows and writes last.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_MODEL_LOCK_NAMESPACE, day.toordinal()])
+    stamp = timezone.now()
+    money = DecimalField(max_digits=16, decimal_places=8)
+    sums = {name: Coalesce(Sum(name), 0) for name in FIGURES if name not in ("cost", "actual_cost")}
+    rows = (
+        DailyUsageRollup.objects.filter(day=day)
+        .values("provider", "model_name")
+        .annotate(users=Count("id"), cost=Coalesce(Sum("cost"), Value(0), output_field=money),
+                  actual_cost=Sum("actual_cost"), **sums)
+        .order_by()
+    )
+    models = [DailyModelRollup(day=day, computed_at=stamp, **row) for row in rows]
+    if models:
+        DailyModelRollup.objects.bulk_create(
+            models,
+            update_conflicts=True,
+            unique_fields=["day", "provider", "model_name"],
+            update_fields=[*FIGURES, "users", "computed_at"],
+        )
+    DailyModelRollup.objects.filter(day=day).exclude(computed_at=stamp).delete()
 
 
 def days_between(start: date, end: date) -> list[date]:

@@ -10,7 +10,7 @@ from django.db.models import Count, Q, Sum
 
 from tests.ops.conftest import make_log, user_in
 from usage import tasks
-from usage.models import ApiUsageLog, DailyUsageRollup
+from usage.models import ApiUsageLog, DailyModelRollup, DailyUsageRollup
 from usage.rollups import ERROR_STATUSES, local_day_bounds, rollup_day, rollup_range
 
 pytestmark = pytest.mark.django_db
@@ -38,6 +38,30 @@ def expected_rollups() -> dict[tuple, dict]:
         if log.actual_cost is not None:
             row["actual_cost"] = (row["actual_cost"] or Decimal("0")) + log.actual_cost
     return out
+
+
+def assert_model_rollups_match_user_rollups() -> None:
+    """The report's (day, provider, model) rows are exactly the per-user rollups summed."""
+    summed: dict[tuple, dict] = {}
+    for key, row in stored_rollups().items():
+        into = summed.setdefault((key[0], key[2], key[3]), {"users": 0, "actual_cost": None})
+        into["users"] += 1
+        for name, value in row.items():
+            if name == "actual_cost":
+                if value is not None:
+                    into[name] = (into[name] or 0) + value
+            else:
+                into[name] = into.get(name, 0) + value
+    stored = {
+        (r.day, r.provider, r.model_name): {"users": r.users, **{name: getattr(r, name) for name in summed_fields()}}
+        for r in DailyModelRollup.objects.all()
+    }
+    assert stored == summed
+
+
+def summed_fields() -> tuple[str, ...]:
+    return ("requests", "errors", "cancelled", "prompt_tokens", "completion_tokens", "total_tokens",
+            "cached_tokens", "reasoning_tokens", "cost", "actual_cost")
 
 
 def stored_rollups() -> dict[tuple, dict]:
@@ -79,6 +103,8 @@ def test_task_rollup_matches_a_direct_aggregate_of_the_rows(cast):
 
     stored = stored_rollups()
     assert stored == expected_rollups()
+    assert_model_rollups_match_user_rollups()
+    assert DailyModelRollup.objects.get(day=DAY, model_name="gemini-2.5-flash").users == 3
     utc, tokyo, la = cast
     # The rows one minute either side of local midnight went to the neighbouring days.
     for user in cast:
@@ -135,6 +161,12 @@ def test_rollups_of_rows_that_are_gone_are_removed(cast):
     ApiUsageLog.objects.filter(user=utc, model_name="gpt-4o").delete()
     rollup_day(DAY)
     assert not DailyUsageRollup.objects.filter(day=DAY, user=utc, model_name="gpt-4o").exists()
+    assert DailyModelRollup.objects.get(day=DAY, model_name="gpt-4o").users == 2
+    ApiUsageLog.objects.filter(model_name="gpt-4o").delete()
+    rollup_day(DAY, user_ids=[cast[1].pk])
+    rollup_day(DAY, user_ids=[cast[2].pk])
+    assert not DailyModelRollup.objects.filter(day=DAY, model_name="gpt-4o").exists()
+    assert_model_rollups_match_user_rollups()
     assert DailyUsageRollup.objects.filter(day=DAY, user=utc, model_name="gpt-4o-mini").exists()
 
 
@@ -156,6 +188,7 @@ def test_a_timezone_change_moves_rows_between_days_without_double_counting(djang
     rollup_range(date(2026, 3, 9), date(2026, 3, 12))
     assert dict(DailyUsageRollup.objects.filter(user=user).values_list("day", "total_tokens")) == by_day
     assert stored_rollups() == expected_rollups()
+    assert_model_rollups_match_user_rollups()
 
 
 def test_rollup_recent_covers_yesterday_today_and_tomorrow(db):
@@ -228,6 +261,7 @@ def test_concurrent_runs_of_the_same_day_leave_exact_rollups():
         t.join(timeout=20)
     assert errors == []
     assert stored_rollups() == {k: v for k, v in expected_rollups().items() if k[0] == DAY}
+    assert_model_rollups_match_user_rollups()
 
 
 def test_a_settled_exchange_refreshes_its_users_local_day_at_once(db):
@@ -240,3 +274,4 @@ def test_a_settled_exchange_refreshes_its_users_local_day_at_once(db):
     exchange_settled.send(sender=ApiUsageLog, user_id=user.pk, usage_log_id=log.pk)
     rollup = DailyUsageRollup.objects.get()
     assert (rollup.user_id, rollup.day, rollup.requests, rollup.total_tokens) == (user.pk, date(2026, 3, 11), 1, 100)
+    assert_model_rollups_match_user_rollups()
