@@ -177,6 +177,28 @@ def _estimator():
     return fallback
 
 
+def estimator_data() -> dict[str, Any]:
+    """The draft-token heuristic's constants, so chat.js counts a draft as usage/tokens.py would."""
+    from usage import tokens
+
+    if hasattr(tokens, "estimate_tokens") and hasattr(tokens, "PER_CHAR"):
+        return {
+            "kind": "calibrated",
+            "per_char": tokens.PER_CHAR,
+            "word_free_chars": tokens.WORD_FREE_CHARS,
+            "word_extra_per_char": tokens.WORD_EXTRA_PER_CHAR,
+            "punct_first": tokens.PUNCT_FIRST,
+            "punct_per_extra": tokens.PUNCT_PER_EXTRA,
+            "newline": tokens.NEWLINE,
+            "indent": tokens.INDENT,
+            # Later refinements of the heuristic; their neutral values leave it as it was.
+            "punct_word_merge": getattr(tokens, "PUNCT_WORD_MERGE", 0),
+            "punct_newline_merge": getattr(tokens, "PUNCT_NEWLINE_MERGE", 0),
+            "foreign_word": getattr(tokens, "FOREIGN_WORD", 1.0),
+        }
+    return {"kind": "chars", "chars_per_token": 4}
+
+
 def _page_data(current: Conversation | None, models: list[ModelPrice], selected: str) -> dict[str, Any]:
     """Everything chat.js reads, delivered through json_script (never |safe)."""
     model_data = []
@@ -196,7 +218,7 @@ def _page_data(current: Conversation | None, models: list[ModelPrice], selected:
         "conversation_id": current.public_id if current is not None else None,
         "selected_model": selected,
         "models": model_data,
-        "chars_per_token": 4,
+        "estimator": estimator_data(),
         "max_message_chars": settings.CHATLIMA_MAX_MESSAGE_CHARS,
         "conversation_url_template": "/c/__id__/",
     }

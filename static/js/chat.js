@@ -12,7 +12,7 @@
   var modelSelect = document.getElementById("model-select");
   var sendButton = document.getElementById("send-button");
   var stopButton = document.getElementById("stop-button");
-  var estimateTokens = document.getElementById("next-estimate-tokens");
+  var estimateTokensEl = document.getElementById("next-estimate-tokens");
   var estimateCost = document.getElementById("next-estimate-cost");
   var sidebar = document.getElementById("sidebar");
   var sidebarToggle = document.getElementById("sidebar-toggle");
@@ -85,12 +85,121 @@
     return digits.slice(0, digits.length - places) + "." + digits.slice(digits.length - places);
   }
 
-  // Port of usage/tokens.py: one token per 4 characters (code points), rounded up.
+  // Port of usage/tokens.py's `estimate_tokens` (its constants come from the server), so the draft is
+  // counted as the server will count it. Same operations in the same order, so the floats agree.
+  var encoder = new TextEncoder();
+
+  function isLetter(b) { return (b >= 65 && b <= 90) || (b >= 97 && b <= 122); }
+  function isDigit(b) { return b >= 48 && b <= 57; }
+  function isPunct(b) { return b >= 33 && b <= 126 && !isLetter(b) && !isDigit(b); }
+
+  function runs(bytes, test) {
+    var lengths = [];
+    var length = 0;
+    for (var i = 0; i < bytes.length; i++) {
+      if (test(bytes[i])) length++;
+      else if (length) { lengths.push(length); length = 0; }
+    }
+    if (length) lengths.push(length);
+    return lengths;
+  }
+
+  function leadClass(b) {
+    if (b >= 0xC3 && b < 0xCA) return "l";
+    if (b >= 0xCD && b < 0xD0) return "g";
+    if (b >= 0xD0 && b < 0xD5) return "c";
+    if (b >= 0xD6 && b < 0xDC) return "r";
+    if (b === 0xE3) return "j";
+    if (b >= 0xE4 && b < 0xEA) return "h";
+    if (b >= 0xEA && b < 0xEE) return "k";
+    if (b >= 0xF0 && b < 0xF5) return "e";
+    return "o";
+  }
+
+  function roundHalfEven(x) {
+    var floor = Math.floor(x);
+    var diff = x - floor;
+    if (diff > 0.5) return floor + 1;
+    if (diff < 0.5) return floor;
+    return floor % 2 === 0 ? floor : floor + 1;
+  }
+
+  function estimateTokens(text, k) {
+    if (!text) return 0;
+    var raw = encoder.encode(text);
+    var words = runs(raw, isLetter);
+    var camel = 0;
+    for (var i = 0; i + 1 < raw.length; i++) {
+      if (raw[i] >= 97 && raw[i] <= 122 && raw[i + 1] >= 65 && raw[i + 1] <= 90) camel++;
+    }
+    var total = words.length + camel;
+    var extra = 0;
+    words.forEach(function (w) { if (w > k.word_free_chars) extra += w - k.word_free_chars; });
+    total += extra * k.word_extra_per_char;
+    var digits = runs(raw, isDigit);
+    if (digits.length) {
+      var digitTokens = 0;
+      digits.forEach(function (d) { digitTokens += Math.floor((d + 2) / 3); });
+      total += digitTokens;
+    }
+    var punct = runs(raw, isPunct);
+    if (punct.length) {
+      var punctChars = 0;
+      punct.forEach(function (p) { punctChars += p; });
+      total += k.punct_first * punct.length + k.punct_per_extra * (punctChars - punct.length);
+    }
+    if (raw.indexOf(10) !== -1) {
+      var indents = 0;
+      for (var j = 0; j + 2 < raw.length; j++) {
+        if (raw[j] === 10 && raw[j + 1] === 32 && raw[j + 2] === 32) { indents++; j += 2; }
+      }
+      total += k.newline * runs(raw, function (b) { return b === 10; }).length + k.indent * indents;
+    }
+    if (punct.length) {
+      // Punctuation glued to the word after it, or to a newline, mostly costs one token for the pair.
+      var toWord = 0;
+      var toNewline = 0;
+      for (var q = 0; q + 1 < raw.length; q++) {
+        if (isPunct(raw[q])) {
+          if (isLetter(raw[q + 1])) toWord++;
+          else if (raw[q + 1] === 10) toNewline++;
+        }
+      }
+      total -= (k.punct_word_merge || 0) * toWord + (k.punct_newline_merge || 0) * toNewline;
+    }
+    if (raw.length !== Array.from(text).length) {
+      if (/[\u00c0-\u024f]/.test(text)) {
+        var short = 0;
+        words.forEach(function (w) { if (w < 3) short++; });
+        total += (words.length - short) * ((k.foreign_word === undefined ? 1.0 : k.foreign_word) - 1.0);
+      }
+      var counts = {};
+      var emojiBmp = 0;
+      var joiners = 0;
+      for (var m = 0; m < raw.length; m++) {
+        var b = raw[m];
+        if (b >= 0xC0) counts[leadClass(b)] = (counts[leadClass(b)] || 0) + 1;
+        if (b === 0xE2 && m + 1 < raw.length && raw[m + 1] >= 0x98 && raw[m + 1] <= 0x9E) emojiBmp++;
+        if (m + 2 < raw.length && ((b === 0xE2 && raw[m + 1] === 0x80 && raw[m + 2] === 0x8D) ||
+            (b === 0xEF && raw[m + 1] === 0xB8 && (raw[m + 2] === 0x8F || raw[m + 2] === 0x8E)))) joiners++;
+      }
+      total += emojiBmp * k.per_char.emoji_bmp + joiners * k.per_char.joiner;
+      total -= (emojiBmp + joiners) * k.per_char.o;
+      "lgcrjhkeo".split("").forEach(function (cls) {
+        if (counts[cls]) total += counts[cls] * k.per_char[cls];
+      });
+    }
+    return Math.max(1, roundHalfEven(total));
+  }
+
   function countTokens(text) {
     if (!text) return 0;
-    var length = Array.from(text).length;
-    return Math.max(1, Math.ceil(length / (data.chars_per_token || 4)));
+    var k = data.estimator || {};
+    if (k.kind === "calibrated") return estimateTokens(text, k);
+    return Math.max(1, Math.ceil(Array.from(text).length / (k.chars_per_token || 4)));
   }
+  // The browser tests compare this port with the server's counter on a corpus.
+  window.chatlimaCountTokens = countTokens;
 
   function newMessageId() {
     var alphabet = "abcdefghijklmnopqrstuvwxyz0123456789";
@@ -300,7 +409,7 @@
     var model = modelInfo(modelSelect.value);
     if (!model) return;
     var tokens = model.base_prompt_tokens + countTokens(input.value);
-    estimateTokens.textContent = String(tokens);
+    estimateTokensEl.textContent = String(tokens);
     estimateCost.textContent = moneyDisplay(costOf(tokens, model.input_per_mtok));
   }
 
@@ -380,6 +489,7 @@
     setBusy(true);
     send(frame);
     input.value = "";
+    input.focus();
     refreshEstimate();
   }
 
@@ -562,6 +672,11 @@
     submit();
   });
   input.addEventListener("keydown", function (event) {
+    if (event.key === "Escape" && current) {
+      event.preventDefault();
+      stopButton.click();
+      return;
+    }
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
       event.preventDefault();
       submit();

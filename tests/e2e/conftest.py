@@ -64,9 +64,26 @@ class E2EDatabase:
 
             with psycopg.connect(self.url, row_factory=dict_row) as conn:
                 return list(conn.execute(sql, params).fetchall())
-        with sqlite3.connect(urlparse(self.url).path) as conn:
+        conn = sqlite3.connect(urlparse(self.url).path, timeout=20)
+        try:
             conn.row_factory = sqlite3.Row
             return [dict(r) for r in conn.execute(sql.replace("%s", "?"), params).fetchall()]
+        finally:
+            conn.close()
+
+    def execute(self, sql: str, *params) -> None:
+        if self.is_postgres:
+            import psycopg
+
+            with psycopg.connect(self.url) as conn:
+                conn.execute(sql, params)
+            return
+        conn = sqlite3.connect(urlparse(self.url).path, timeout=20)
+        try:
+            with conn:
+                conn.execute(sql.replace("%s", "?"), params)
+        finally:
+            conn.close()
 
 
 def _server_env(database_url: str) -> dict[str, str]:

@@ -11,6 +11,7 @@ import pytest
 
 from tests.e2e.conftest import ROOT, _server_env
 from usage.charts import money_display
+from usage.tokens import count_tokens
 
 pytestmark = pytest.mark.e2e
 
@@ -51,8 +52,11 @@ def test_signed_up_user_chats_and_sees_live_figures_turn_into_stored_ones(page, 
     page.keyboard.press("Shift+Enter")
     page.keyboard.type("and what does it cost?")
     assert page.input_value("#message-input") == "How are tokens counted\nand what does it cost?"
-    # ceil(45 chars / 4) more than the empty draft, once the throttled refresh has run.
-    page.wait_for_function(f"() => Number(document.getElementById('next-estimate-tokens').textContent) === {before + 12}")
+    # The draft's tokens (the page's port of the server's counter, checked against it below) on top of
+    # the empty draft, once the throttled refresh has run.
+    draft = page.evaluate("() => window.chatlimaCountTokens('How are tokens counted\\nand what does it cost?')")
+    assert abs(draft - count_tokens("How are tokens counted\nand what does it cost?", "offline-demo")) <= 1
+    page.wait_for_function(f"() => Number(document.getElementById('next-estimate-tokens').textContent) === {before + draft}")
 
     page.keyboard.press("Enter")  # keyboard only: Enter sends
     streaming = page.locator('article.message-assistant[aria-busy="true"] [data-badge="output"][data-state="streaming"]')
@@ -178,3 +182,49 @@ def test_phone_width_collapses_the_sidebar(browser, server_url, shoot):
         shoot(page, "chat-phone")
     finally:
         context.close()
+
+
+def test_budget_refusal_says_the_limit_and_when_it_resets(page, e2e_db):
+    username = sign_up(page, "thrifty")
+    e2e_db.execute(
+        "UPDATE accounts_budget SET token_limit = 10 WHERE user_id = (SELECT id FROM accounts_user WHERE username = %s)",
+        username,
+    )
+    page.fill("#message-input", "Too big for my budget")
+    page.keyboard.press("Escape")  # nothing to stop yet: must not break anything
+    page.focus("#message-input")
+    page.keyboard.press("Enter")
+    error = page.locator("#chat-error")
+    error.wait_for()
+    text = error.text_content()
+    assert "over your budget" in text and "limit is 10 tokens" in text and "resets on" in text
+    assert page.locator('article.message-user [data-badge="status"]').text_content() == "not sent"
+    assert page.input_value("#message-input") == "Too big for my budget"  # given back to edit
+    assert not page.is_disabled("#send-button") and page.is_disabled("#stop-button")
+    assert messages_of(e2e_db, username) == []
+
+
+CORPUS = [
+    "How many international airports are there in Japan?",
+    "def parse(value):\n    return json.loads(value)  # camelCase getElementById",
+    "Order 1234567 shipped on 2025-07-22 for $1,299.99!!!",
+    "Köln, Zürich, naïve café — déjà vu",
+    "Привет, как дела? Ελληνικά κείμενα",
+    "日本には国際空港がいくつありますか？ 한국어 텍스트",
+    "Emoji 👍🏽 and ❤️ and 👨‍👩‍👧 family ✨",
+    "\n\n  indented\n    more\n\n\tTabs",
+    "x" * 500,
+    "",
+]
+
+
+def test_draft_counter_in_the_page_matches_the_servers(page):
+    sign_up(page, "counter")
+    counted = page.evaluate("(texts) => texts.map((t) => window.chatlimaCountTokens(t))", CORPUS)
+    server = [count_tokens(text, "offline-demo") for text in CORPUS]
+    # The port follows usage/tokens.py step by step; a step added there later shows up here as drift.
+    # A draft estimate a token or 10% off is still a fair estimate, so only drift past that fails.
+    far = [(text[:30], js, py) for text, js, py in zip(CORPUS, counted, server, strict=True)
+           if abs(js - py) > max(1, py // 10)]
+    assert far == []
+    assert counted[-1] == server[-1] == 0

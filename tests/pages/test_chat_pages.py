@@ -9,6 +9,7 @@ import pytest
 from django.conf import settings
 
 from chat.models import Conversation, Message
+from chat.providers.base import ChatRequest, Turn, estimate_prompt_tokens
 from tests.pages.conftest import make_exchange
 from tests.pages.helpers import page_data, scan
 from usage.models import BudgetAlert, ModelPrice
@@ -161,14 +162,20 @@ def test_next_message_estimate_counts_system_prompt_and_history(owner, owner_cli
     Conversation.objects.filter(pk=conversation.pk).update(system_prompt="s" * 20)
     data = page_data(owner_client.get(f"/c/{conversation.public_id}/").content.decode())
     offline = next(m for m in data["models"] if m["id"] == "offline-demo")
-    texts = count_tokens("s" * 20) + count_tokens("q" * 40) + count_tokens("a" * 80)
-    # At least the texts it resends (the estimator may add per-message overhead on top).
-    assert offline["base_prompt_tokens"] >= texts == 35
+    # The figure the budget check will use for an empty draft: system prompt + both turns resent.
+    expected = estimate_prompt_tokens(ChatRequest(
+        model="offline-demo", message="", system_prompt="s" * 20,
+        history=(Turn("user", "q" * 40), Turn("assistant", "a" * 80)),
+    ))
+    assert offline["base_prompt_tokens"] == expected
+    texts = count_tokens("s" * 20, "offline-demo") + count_tokens("q" * 40, "offline-demo") + count_tokens("a" * 80, "offline-demo")
+    assert expected > texts > 0
     price = ModelPrice.objects.for_model("offline-demo")
     assert Decimal(offline["input_per_mtok"]) == price.input_per_mtok
 
     fresh = page_data(owner_client.get("/").content.decode())
     fresh_offline = next(m for m in fresh["models"] if m["id"] == "offline-demo")
+    assert fresh_offline["base_prompt_tokens"] == estimate_prompt_tokens(ChatRequest(model="offline-demo", message=""))
     assert fresh_offline["base_prompt_tokens"] < offline["base_prompt_tokens"]
 
 
@@ -197,3 +204,14 @@ def test_accessibility_landmarks_are_there(owner, owner_client):
     assert '<p id="chat-status" class="visually-hidden" role="status"' in html
     assert '<label for="message-input"' in html and '<label for="model-select">' in html
     assert 'aria-current="page"' in html
+
+
+def test_pages_load_nothing_from_outside_the_app(owner, owner_client):
+    conversation, _, _ = make_exchange(owner, answer="see [docs](https://example.com/docs)")
+    for url in (f"/c/{conversation.public_id}/", "/usage/"):
+        html = owner_client.get(url).content.decode()
+        found = scan(html)
+        sources = [s["src"] for s in found.scripts if s["src"]]
+        assert all(src.startswith("/static/") for src in sources)
+        stylesheets = [u for u in found.urls if u.endswith(".css")]
+        assert stylesheets == ["/static/css/app.css"]
