@@ -19,6 +19,7 @@ from chatlima.errors import ClientError
 from tests.conftest import make_user
 from tests.exchange.helpers import budget, holds, message, rows, run, set_limit, types
 from usage.models import ApiUsageLog
+from usage.tokens import count_tokens
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -202,7 +203,8 @@ async def test_context_is_bounded_by_the_token_budget_not_a_message_count(owner,
     everything = await database_sync_to_async(context)(100_000)
     assert [t.role for t in everything] == ["user", "assistant", "user", "assistant"]
     assert everything[0].content == "A" * 400
-    newest_only = await database_sync_to_async(context)(sum(len(t.content) // 4 + 1 for t in everything[2:]))
+    newest_two = sum(count_tokens(t.content, "offline-demo") for t in everything[2:])
+    newest_only = await database_sync_to_async(context)(newest_two)
     assert [t.content for t in newest_only] == [t.content for t in everything[2:]]
     assert await database_sync_to_async(context)(0) == ()
 
