@@ -51,8 +51,9 @@
     window.setTimeout(function () { statusLine.textContent = text; }, 50);
   }
 
-  function showError(text) {
+  function showError(text, notice) {
     errorBox.textContent = text;
+    errorBox.classList.toggle("notice", !!notice);
     errorBox.hidden = false;
   }
 
@@ -493,7 +494,7 @@
     refreshEstimate();
   }
 
-  function failCurrent(text) {
+  function failCurrent(text, notice) {
     if (!current) return;
     if (current.assistant) {
       current.assistant.setAttribute("aria-busy", "false");
@@ -506,7 +507,7 @@
       current.userBubble.classList.add("status-error");
       if (!input.value) input.value = current.userText;
     }
-    showError(text);
+    showError(text, notice);
     announce(text);
     var ended = current;
     current = null;
@@ -544,7 +545,11 @@
           conversation.last_message_preview || "");
         growHistory(ended.userText, ended.text);
         refreshEstimate();
+        scrollDown();
+        return window.fetch("/api/v1/budget", { credentials: "same-origin", headers: { Accept: "application/json" } });
       })
+      .then(function (response) { return response && response.ok ? response.json() : null; })
+      .then(function (budget) { if (budget) updateBudget(budget); })
       .catch(function () { /* the figures are on the server; a reload shows them */ });
   }
 
@@ -623,7 +628,7 @@
               holder.appendChild(flag);
             }
             // The stored figures of a stopped answer are on the server; a reload shows them.
-            failCurrent(ERROR_TEXT.CANCELLED);
+            failCurrent(ERROR_TEXT.CANCELLED, true);
           } else {
             failCurrent(errorText(payload));
           }

@@ -104,7 +104,7 @@ def test_signed_up_user_chats_and_sees_live_figures_turn_into_stored_ones(page, 
     check_figures()
 
 
-def test_stopping_mid_stream_keeps_the_partial_answer(page, e2e_db):
+def test_stopping_mid_stream_keeps_the_partial_answer(page, e2e_db, shoot):
     username = sign_up(page, "stopper")
     # The offline model quotes the question back, so a long question makes a long, slow answer.
     page.fill("#message-input", " ".join(f"word{i}" for i in range(400)))
@@ -136,6 +136,7 @@ def test_stopping_mid_stream_keeps_the_partial_answer(page, e2e_db):
     live = page.locator(f'article[data-message-id="{answer["public_id"]}"]')
     assert live.locator('[data-badge="output"]').get_attribute("data-tokens") == str(answer["completion_tokens"])
     assert live.locator('[data-badge="status"]').text_content() == "stopped"
+    shoot(page, "chat-stopped")
 
     page.reload()
     article = page.locator(f'article[data-message-id="{answer["public_id"]}"]')
