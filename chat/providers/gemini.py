@@ -115,6 +115,48 @@ def classify_gemini_error(exc: BaseException) -> Failure:
     return Failure("PROVIDER_ERROR", True, f"The provider connection failed ({type(exc).__name__}).")
 
 
+_END = object()
+
+
+class _Raised:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+async def _pumped(stream: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """Iterate the SDK's stream from a helper task, so closing us closes its HTTP response at once.
+
+    The SDK's stream is a chain of async generators; `aclose()` on the outer one leaves the inner
+    ones (and the HTTP response) suspended until garbage collection. Cancelling a task that is
+    awaiting the network instead unwinds the whole chain, running the SDK's own `finally` that
+    closes the response.
+    """
+    queue: asyncio.Queue[Any] = asyncio.Queue()  # unbounded: the pump always waits on the network
+
+    async def pump() -> None:
+        try:
+            async for chunk in stream:
+                queue.put_nowait(chunk)
+        except Exception as exc:  # noqa: BLE001 - handed to the consumer, which classifies it
+            queue.put_nowait(_Raised(exc))
+        else:
+            queue.put_nowait(_END)
+
+    task = asyncio.ensure_future(pump())
+    try:
+        while True:
+            item = await queue.get()
+            if item is _END:
+                return
+            if isinstance(item, _Raised):
+                raise item.exc
+            yield item
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.wait({task})
+
+
 class GeminiProvider:
     name = "gemini"
 
@@ -140,22 +182,19 @@ class GeminiProvider:
         meta = None
         response_id = finish_reason = ""
         parts: list[str] = []
-        try:
-            async for chunk in stream:
-                response_id = response_id or (pick(chunk, "response_id") or "")
-                chunk_meta = pick(chunk, "usage_metadata")
-                if chunk_meta is not None:
-                    meta = chunk_meta  # cumulative: the last one is the total
-                for candidate in (pick(chunk, "candidates") or ())[:1]:
-                    finish_reason = _finish_reason(pick(candidate, "finish_reason")) or finish_reason
-                    for part in pick(candidate, "content", "parts") or ():
-                        text = pick(part, "text")
-                        # Thought summaries are not the answer (their tokens are counted as thoughts).
-                        if text and not pick(part, "thought"):
-                            parts.append(text)
-                            yield text
-        finally:
-            await stream.aclose()
+        async for chunk in _pumped(stream):
+            response_id = response_id or (pick(chunk, "response_id") or "")
+            chunk_meta = pick(chunk, "usage_metadata")
+            if chunk_meta is not None:
+                meta = chunk_meta  # cumulative: the last one is the total
+            for candidate in (pick(chunk, "candidates") or ())[:1]:
+                finish_reason = _finish_reason(pick(candidate, "finish_reason")) or finish_reason
+                for part in pick(candidate, "content", "parts") or ():
+                    text = pick(part, "text")
+                    # Thought summaries are not the answer (their tokens are counted as thoughts).
+                    if text and not pick(part, "thought"):
+                        parts.append(text)
+                        yield text
         if meta is None:
             logger.info("gemini stream for %s ended without usage: estimating", request.model)
         yield usage_from_gemini(meta, request, "".join(parts), response_id, finish_reason)

@@ -58,6 +58,9 @@ class FakeServer:
 
     def __init__(self) -> None:
         self.requests: list[Recorded] = []
+        # Streams whose client went away before the end (a cancelled exchange closes its stream).
+        self.client_disconnects = 0
+        self.client_gone = threading.Event()
         self._queue: deque[Action] = deque()
         self._lock = threading.Lock()
         self._server: _Server | None = None
@@ -185,7 +188,10 @@ class FakeServer:
             else:
                 self._send_stream(handler, action)
         except (BrokenPipeError, ConnectionResetError, OSError):
-            pass  # the client gave up (timeout, cancel): nothing more to send
+            # The client gave up (timeout, cancel): nothing more to send.
+            with self._lock:
+                self.client_disconnects += 1
+            self.client_gone.set()
 
     @staticmethod
     def _send_json(handler: BaseHTTPRequestHandler, status: int, body: Any, headers: dict[str, str] | None = None) -> None:

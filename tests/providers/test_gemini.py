@@ -143,3 +143,14 @@ async def test_count_tokens_uses_gemini_when_it_answers_and_falls_back_quietly(f
     fake_gemini.count_tokens_answer = None  # the fake answers 503
     assert await gemini.count_tokens("some text to count", "gemini-2.5-flash") == count_tokens(
         "some text to count", "gemini-2.5-flash")
+
+
+async def test_closing_mid_answer_closes_the_http_stream(fake_gemini):
+    fake_gemini.script(deltas=["one ", "two ", "three ", "four ", "five"])
+    fake_gemini.slow_stream(0.05)
+    stream = providers.get_provider("gemini").stream(request())
+    assert await anext(stream) == "one "
+    await stream.aclose()
+    import asyncio
+
+    assert await asyncio.to_thread(fake_gemini.client_gone.wait, 3)

@@ -196,3 +196,17 @@ async def test_missing_key_is_provider_error(settings):
     with pytest.raises(ProviderError) as caught:
         await drain(providers.get_provider("openai").stream(request()))
     assert caught.value.code == "PROVIDER_ERROR"
+
+
+async def test_cancelling_mid_answer_closes_the_http_stream(fake_openai):
+    fake_openai.slow_stream(0.05)
+    stream = providers.get_provider("openai").stream(request())
+    assert await anext(stream) == "Hello"
+    task = asyncio.ensure_future(anext(stream))
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await stream.aclose()
+    # The fake sees its client go away while it still had events to send.
+    assert await asyncio.to_thread(fake_openai.client_gone.wait, 3)
