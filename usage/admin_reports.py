@@ -38,6 +38,7 @@ SUMS = {
     "cost": Coalesce(Sum("cost"), Value(Decimal("0")), output_field=MONEY),
     "actual_cost": Sum("actual_cost"),
 }
+INTEGER_FIGURES = ("requests", "errors", "cancelled", "prompt_tokens", "completion_tokens", "total_tokens")
 CSV_FIGURES = [
     "requests", "errors", "cancelled", "error_rate", "cancel_rate", "prompt_tokens", "completion_tokens",
     "total_tokens", "cached_tokens", "reasoning_tokens", "cost", "actual_cost",
@@ -70,6 +71,10 @@ def _with_rates(row: dict[str, Any]) -> dict[str, Any]:
     row["cancel_rate"] = (
         (Decimal(row["cancelled"]) / requests * 100).quantize(Decimal("0.1")) if requests else Decimal("0")
     )
+    # Formatted here, not with template filters: a 90-day page has thousands of figures.
+    row["show"] = {name: f"{row[name]:,}" for name in INTEGER_FIGURES}
+    row["show"]["cost"] = f"{row['cost']:,.6f}"
+    row["show"]["actual_cost"] = "—" if row["actual_cost"] is None else f"{row['actual_cost']:,.6f}"
     return row
 
 
