@@ -326,7 +326,7 @@ def prepare_exchange(user: User, req: SendRequest) -> Prepared | Replay:
     max_tokens = req.max_tokens or settings.CHATLIMA_DEFAULT_MAX_TOKENS
     system_prompt = conversation.system_prompt if conversation else (req.system_prompt or "")
     chat_request = ChatRequest(
-        model=model, message=req.message, system_prompt=system_prompt,
+        model=model, message=reuse.content if reuse else req.message, system_prompt=system_prompt,
         history=build_context(conversation, reuse.pk if reuse else None, model),
         temperature=req.temperature, max_tokens=max_tokens,
     )

@@ -394,3 +394,25 @@ async def test_a_streaming_answer_is_saved_as_it_goes(owner, paced):
                     break
     assert stored is not None and stored.status == "streaming"
     assert stored.content and streamed.startswith(stored.content)
+
+
+async def test_a_synced_unanswered_user_message_is_answered_once(owner):
+    first = await run(owner, {"message": "Start"})
+    conversation_id = first[0]["conversation_id"]
+
+    @database_sync_to_async
+    def push_unanswered():
+        conversation = Conversation.objects.get(owner=owner, public_id=conversation_id)
+        Message.objects.create(owner=owner, conversation=conversation, role="user", content="Pushed question",
+                               public_id="msg_pushed")
+
+    await push_unanswered()
+    events = await run(owner, {"message": "Pushed question", "client_message_id": "msg_pushed",
+                               "conversation_id": conversation_id})
+    assert events[-1]["type"] == "message_complete"
+    assert events[0]["message"]["id"] == "msg_pushed"
+    assert events[-1]["message"]["user_message_id"] == "msg_pushed"
+    assert await database_sync_to_async(lambda: Message.objects.filter(owner=owner, public_id="msg_pushed").count())() == 1
+    again = await run(owner, {"message": "Pushed question", "client_message_id": "msg_pushed"})
+    assert again[-1]["message"]["id"] == events[-1]["message"]["id"]
+    assert len(await rows(owner)) == 2
