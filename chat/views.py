@@ -142,19 +142,23 @@ def _conversation_usage(current: Conversation | None) -> dict[str, Any]:
     return usage
 
 
-def _prompt_base_tokens(current: Conversation | None, model: str) -> tuple[int, int]:
-    """What the next send resends before the draft (system prompt + history), and what one more turn adds.
+def _history(current: Conversation | None, model: str) -> tuple:
+    """What the next send resends, by the pipeline's own context builder (one query)."""
+    if current is None:
+        return ()
+    from chat.exchange import build_context
 
-    Uses the pipeline's own context builder and estimator when they are there, so the page's
-    "before sending" figure is the figure the budget check will use.
+    return build_context(current, None, model)
+
+
+def _prompt_base_tokens(current: Conversation | None, model: str, history: tuple) -> tuple[int, int]:
+    """The next send's prompt before the draft (system prompt + history), and what one more turn adds.
+
+    Uses the pipeline's estimator, so the page's "before sending" figure is the figure the budget
+    check will use.
     """
     from chat.providers.base import ChatRequest, Turn
 
-    try:
-        from chat.exchange import build_context
-    except ImportError:  # pragma: no cover - the pipeline is always installed with the app
-        build_context = None
-    history = build_context(current, None, model) if (current is not None and build_context) else ()
     system_prompt = current.system_prompt if current is not None else ""
     estimate = _estimator()
     base = estimate(ChatRequest(model=model, message="", system_prompt=system_prompt, history=history))
@@ -202,8 +206,11 @@ def estimator_data() -> dict[str, Any]:
 def _page_data(current: Conversation | None, models: list[ModelPrice], selected: str) -> dict[str, Any]:
     """Everything chat.js reads, delivered through json_script (never |safe)."""
     model_data = []
+    # The history is read once, cut to the context budget as the selected model counts it; each model
+    # then counts that same history its own way (the cut rarely differs between them).
+    history = _history(current, selected)
     for price in models:
-        base, per_turn = _prompt_base_tokens(current, price.model_id)
+        base, per_turn = _prompt_base_tokens(current, price.model_id, history)
         model_data.append({
             "id": price.model_id,
             "display_name": price.display_name,

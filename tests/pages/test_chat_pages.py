@@ -215,3 +215,16 @@ def test_pages_load_nothing_from_outside_the_app(owner, owner_client):
         assert all(src.startswith("/static/") for src in sources)
         stylesheets = [u for u in found.urls if u.endswith(".css")]
         assert stylesheets == ["/static/css/app.css"]
+
+
+def test_conversation_page_costs_a_bounded_number_of_queries(owner, owner_client, django_assert_max_num_queries):
+    conversation, _, _ = make_exchange(owner)
+    for _ in range(30):
+        make_exchange(owner, conversation=conversation)
+    for _ in range(30):
+        make_exchange(owner)
+    # Session, user, sidebar, transcript, totals, budget, prices, history, alerts: not one per message,
+    # conversation or model.
+    with django_assert_max_num_queries(15):
+        response = owner_client.get(f"/c/{conversation.public_id}/")
+    assert response.status_code == 200
