@@ -87,8 +87,10 @@ class OpenAICompatProvider:
     """One OpenAI-compatible endpoint, configured by `settings.PROVIDERS[settings_key]`."""
 
     name = "openai"
-    # OpenAI's reasoning models refuse `max_tokens`; compatible servers mostly know only it.
+    # OpenAI's reasoning models refuse `max_tokens`; other compatible servers (vLLM, Ollama, LM
+    # Studio at OPENAI_BASE_URL) mostly know only `max_tokens`.
     max_tokens_param = "max_completion_tokens"
+    compatible_max_tokens_param = "max_tokens"
 
     def _config(self) -> dict[str, Any]:
         config = settings.PROVIDERS.get(self.name) or {}
@@ -103,6 +105,12 @@ class OpenAICompatProvider:
     def _extra_body(self) -> dict[str, Any] | None:
         return None
 
+    def _max_tokens_param(self) -> str:
+        base_url = (settings.PROVIDERS.get(self.name) or {}).get("base_url") or ""
+        if not base_url or "api.openai.com" in base_url:
+            return self.max_tokens_param
+        return self.compatible_max_tokens_param
+
     def _create_kwargs(self, request: ChatRequest) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             "model": request.model,
@@ -113,7 +121,7 @@ class OpenAICompatProvider:
         if request.temperature is not None:
             kwargs["temperature"] = request.temperature
         if request.max_tokens is not None:
-            kwargs[self.max_tokens_param] = request.max_tokens
+            kwargs[self._max_tokens_param()] = request.max_tokens
         extra = self._extra_body()
         if extra:
             kwargs["extra_body"] = extra

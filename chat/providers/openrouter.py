@@ -14,7 +14,7 @@ DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
 
 class OpenRouterProvider(OpenAICompatProvider):
     name = "openrouter"
-    max_tokens_param = "max_tokens"
+    max_tokens_param = compatible_max_tokens_param = "max_tokens"
 
     def _client(self) -> openai.AsyncOpenAI:
         config = self._config()

@@ -41,7 +41,9 @@ async def test_streams_deltas_and_reads_cached_and_reasoning_usage(fake_openai):
     assert sent.headers["authorization"] == "Bearer sk-fake-test-key"
     assert sent.body["model"] == "gpt-4o" and sent.body["stream"] is True
     assert sent.body["stream_options"] == {"include_usage": True}
-    assert sent.body["temperature"] == 0.2 and sent.body["max_completion_tokens"] == 64
+    # A compatible server at a custom base URL gets the classic `max_tokens`.
+    assert sent.body["temperature"] == 0.2 and sent.body["max_tokens"] == 64
+    assert "max_completion_tokens" not in sent.body
     assert sent.body["messages"] == [
         {"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"},
         {"role": "assistant", "content": "hey"}, {"role": "user", "content": "Say hello"},
@@ -209,3 +211,13 @@ async def test_cancelling_mid_answer_closes_the_http_stream(fake_openai):
     await stream.aclose()
     # The fake sees its client go away while it still had events to send.
     assert await asyncio.to_thread(fake_openai.client_gone.wait, 3)
+
+
+def test_openai_itself_gets_max_completion_tokens(settings):
+    from chat.providers.openai import OpenAIProvider
+
+    provider = OpenAIProvider()
+    settings.PROVIDERS = {**settings.PROVIDERS, "openai": {"api_key": "k", "base_url": None}}
+    assert "max_completion_tokens" in provider._create_kwargs(request(max_tokens=5))
+    settings.PROVIDERS = {**settings.PROVIDERS, "openai": {"api_key": "k", "base_url": "https://api.openai.com/v1"}}
+    assert provider._create_kwargs(request(max_tokens=5))["max_completion_tokens"] == 5
