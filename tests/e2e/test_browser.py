@@ -229,3 +229,25 @@ def test_draft_counter_in_the_page_matches_the_servers(page):
            if abs(js - py) > max(1, py // 10)]
     assert far == []
     assert counted[-1] == server[-1] == 0
+
+
+def test_refusals_before_sending_are_explained(page, e2e_db):
+    username = sign_up(page, "refused")
+    # Only spaces: refused in the page, nothing sent.
+    page.fill("#message-input", "   ")
+    page.keyboard.press("Enter")
+    assert "empty, only spaces" in page.locator("#chat-error").text_content()
+    # A model whose provider has no key on this server: the server refuses, the page says what to do.
+    unavailable = page.locator("#model-select option[disabled]").first
+    model_id = unavailable.get_attribute("value")
+    page.evaluate(
+        "(id) => { const o = document.querySelector(`#model-select option[value='${id}']`);"
+        " o.disabled = false; document.getElementById('model-select').value = id; }",
+        model_id,
+    )
+    page.fill("#message-input", "Hello?")
+    page.keyboard.press("Enter")
+    page.wait_for_function("() => document.getElementById('chat-error').textContent.includes('not available')")
+    assert "Pick another model" in page.text_content("#chat-error")
+    assert page.locator('article.message-user [data-badge="status"]').text_content() == "not sent"
+    assert messages_of(e2e_db, username) == []
