@@ -37,7 +37,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "screenshots"
 # Words of the offline model's answer arrive this many ms apart: quick, yet slow enough to watch.
-CHUNK_DELAY_MS = 15
+CHUNK_DELAY_MS = 8
 
 
 def in_ci() -> bool:
