@@ -200,11 +200,11 @@ async def test_missing_key_is_provider_error(settings):
 
 
 async def test_cancelling_mid_answer_closes_the_http_stream(fake_openai):
-    fake_openai.slow_stream(0.05)
+    fake_openai.slow_stream(0.4)  # long enough that the cancel always lands while waiting
     stream = providers.get_provider("openai").stream(request())
     assert await anext(stream) == "Hello"
     task = asyncio.ensure_future(anext(stream))
-    await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
