@@ -86,7 +86,11 @@ def _template_exists(name: str) -> bool:
 
 
 def _model_choices() -> list[ModelPrice]:
-    return list(ModelPrice.objects.current())
+    models = list(ModelPrice.objects.current())
+    for price in models:
+        price.input_display = money_display(price.input_per_mtok)
+        price.output_display = money_display(price.output_per_mtok)
+    return models
 
 
 def _selected_model(current: Conversation | None, models: list[ModelPrice]) -> str:

@@ -9,7 +9,8 @@ their own database for the module, which the server process and the test both re
   server, dropped afterwards (so parallel runs and other helpers' test databases never collide).
 
 `manage.py migrate` prepares it in a subprocess, daphne serves `chatlima.asgi:application` on a
-free port with the offline model at a quick pace, and the tests read what was stored with plain SQL
+free port with the offline model at a quick pace and Gemini pointed at the fake Gemini server of
+tests/fakes (the real SDK, figures billed by a "provider"), and the tests read what was stored with plain SQL
 (the test process's own Django connection stays on pytest-django's test database, unused here).
 
 Chromium is Debian's (`/usr/bin/chromium`, `make e2e-deps`), driven by Playwright's
@@ -86,8 +87,11 @@ class E2EDatabase:
             conn.close()
 
 
-def _server_env(database_url: str) -> dict[str, str]:
+def _server_env(database_url: str, gemini_url: str | None = None) -> dict[str, str]:
     env = dict(os.environ)
+    if gemini_url:
+        # A real provider SDK against the local fake (tests/fakes), for figures billed by a provider.
+        env.update({"GEMINI_API_KEY": "fake-e2e-key", "GEMINI_BASE_URL": gemini_url})
     env.update({
         "DATABASE_URL": database_url,
         "DJANGO_SETTINGS_MODULE": "chatlima.settings",
@@ -138,14 +142,29 @@ def e2e_db(tmp_path_factory) -> Iterator[E2EDatabase]:
 
 
 @pytest.fixture(scope="module")
-def server_url(e2e_db, tmp_path_factory) -> Iterator[str]:
+def fake_gemini() -> Iterator:
+    from tests.fakes.gemini_server import FakeGemini
+
+    fake = FakeGemini().start()
+    fake.script(
+        deltas=[f"Billed word {i}. " for i in range(40)],
+        usage={"prompt": 41, "candidates": 57, "thoughts": 30},
+    )
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+@pytest.fixture(scope="module")
+def server_url(e2e_db, fake_gemini, tmp_path_factory) -> Iterator[str]:
     port = free_port()
     log_path = tmp_path_factory.mktemp("daphne") / "daphne.log"
     log = open(log_path, "w")  # noqa: SIM115 - closed below, after the process
     daphne = Path(sys.executable).with_name("daphne")
     process = subprocess.Popen(
         [str(daphne), "-b", "127.0.0.1", "-p", str(port), "chatlima.asgi:application"],
-        cwd=ROOT, env=_server_env(e2e_db.url), stdout=log, stderr=subprocess.STDOUT,
+        cwd=ROOT, env=_server_env(e2e_db.url, fake_gemini.base_url), stdout=log, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30

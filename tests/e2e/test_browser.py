@@ -251,3 +251,31 @@ def test_refusals_before_sending_are_explained(page, e2e_db):
     assert "Pick another model" in page.text_content("#chat-error")
     assert page.locator('article.message-user [data-badge="status"]').text_content() == "not sent"
     assert messages_of(e2e_db, username) == []
+
+
+def test_provider_figures_replace_the_estimate_as_billed_ones(page, e2e_db, fake_gemini, shoot):
+    username = sign_up(page, "billed")
+    fake_gemini.slow_stream(0.03)
+    page.select_option("#model-select", "gemini-2.5-flash")
+    page.fill("#message-input", "Count my tokens, Gemini")
+    page.keyboard.press("Enter")
+    page.locator('article.message-assistant [data-badge="output"][data-state="streaming"]').wait_for()
+    page.locator('article.message-assistant[aria-busy="false"]').wait_for(timeout=20_000)
+
+    user_row, answer_row = messages_of(e2e_db, username)
+    assert answer_row["figures_source"] == "provider" and answer_row["reasoning_tokens"] == 30
+    assert Decimal(str(answer_row["cost"])) > 0
+    user_badge = badge(page, user_row["public_id"], "input")
+    assert user_badge.get_attribute("data-state") == "billed" and user_badge.get_attribute("data-tokens") == "41"
+    assert "≈" not in user_badge.text_content()
+    out = badge(page, answer_row["public_id"], "output")
+    assert out.get_attribute("data-state") == "billed"
+    assert out.get_attribute("data-tokens") == str(answer_row["completion_tokens"])
+    assert "estimate" not in out.inner_html()
+    assert badge(page, answer_row["public_id"], "reasoning").text_content() == "30 reasoning"
+    cost = money_display(Decimal(str(answer_row["cost"])))
+    assert badge(page, answer_row["public_id"], "cost").text_content() == f"${cost}"
+    shoot(page, "chat-billed")
+    page.reload()
+    assert badge(page, answer_row["public_id"], "reasoning").text_content() == "30 reasoning"
+    assert badge(page, user_row["public_id"], "input").get_attribute("data-state") == "billed"
