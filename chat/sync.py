@@ -53,6 +53,7 @@ MAX_MODEL_CHARS = 128
 
 PULL_DEFAULT_LIMIT = 100
 PULL_MAX_LIMIT = 500
+PULL_MAX_MESSAGES = 20_000
 
 # IN (...) lists and insert batches stay under every backend's parameter limit.
 CHUNK = 900
@@ -691,8 +692,17 @@ def _pull(user, first_sync: bool, after_version: int, after_pk: int | None, limi
     page = due[:limit]
     has_more = len(due) > limit
     conversations = {c.pk: c for c in _fetch_conversations([pk for _, pk in page])}
+    # A page also stops at about PULL_MAX_MESSAGES messages (at least one conversation), so a
+    # few huge conversations cannot make one answer unbounded.
+    carried = 0
+    for index, (_, pk) in enumerate(page):
+        conv = conversations.get(pk)
+        carried += conv.message_count if conv is not None and conv.deleted_at is None else 0
+        if index > 0 and carried > PULL_MAX_MESSAGES:
+            page, has_more = page[:index], True
+            break
     messages_by_conv: dict[int, list[Message]] = defaultdict(list)
-    live_pks = [pk for pk, c in conversations.items() if c.deleted_at is None]
+    live_pks = [pk for _, pk in page if pk in conversations and conversations[pk].deleted_at is None]
     for chunk in _chunks(live_pks):
         for message in (
             Message.objects.filter(conversation_id__in=chunk)

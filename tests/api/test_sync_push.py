@@ -350,3 +350,14 @@ def test_a_device_clock_in_the_future_does_not_win_every_later_conflict(owner_ap
     seed["conversations"][0].update(title="a real later edit", updatedAt=timezone.now().isoformat())
     push(owner_api, seed)
     assert Conversation.objects.get(owner=owner).title == "a real later edit"
+
+
+def test_a_pull_page_also_stops_at_a_message_budget(owner_api, monkeypatch):
+    from chat import sync
+
+    monkeypatch.setattr(sync, "PULL_MAX_MESSAGES", 10)
+    push(owner_api, {"conversations": [make_conversation(f"conv_{k}", 4) for k in range(6)]})
+    first = owner_api.get("/api/v1/sync", {"limit": 100}).json()
+    assert (len(first["conversations"]), first["has_more"]) == (2, True)
+    conversations, _, _ = pull_all(owner_api, first["cursor"])
+    assert sorted(c["id"] for c in first["conversations"] + conversations) == [f"conv_{k}" for k in range(6)]
