@@ -131,11 +131,15 @@ class Stats:
 
 
 async def client(url: str, origin: str, messages: int, text: str, stats: Stats, start: asyncio.Event,
-                 timeout: float, max_tokens: int | None = None) -> None:
+                 timeout: float, max_tokens: int | None = None, ramp: asyncio.Semaphore | None = None) -> None:
     from websockets.asyncio.client import connect
 
     try:
-        async with connect(url, origin=origin, open_timeout=60, max_size=None, ping_interval=None) as ws:
+        # Handshakes are ramped (real clients do not all connect in the same millisecond); the
+        # streams then start together once every socket is open.
+        async with ramp or asyncio.Semaphore(1):
+            ws = await connect(url, origin=origin, open_timeout=120, max_size=None, ping_interval=None)
+        async with ws:
             await start.wait()
             conversation_id = None
             for _ in range(messages):
@@ -183,7 +187,8 @@ async def run(args: argparse.Namespace) -> int:
         tokens = prepare_users(env, args.users or args.clients)
         port = free_port()
         server = subprocess.Popen(
-            [str(Path(PY).with_name("daphne")), "-b", "127.0.0.1", "-p", str(port), args.asgi_app],
+            [str(Path(PY).with_name("daphne")), "-b", "127.0.0.1", "-p", str(port),
+             "--websocket_connect_timeout", "60", args.asgi_app],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE if args.quiet else None,
         )
         await wait_for_port(port, 30)
@@ -192,8 +197,9 @@ async def run(args: argparse.Namespace) -> int:
     try:
         stats = Stats()
         start = asyncio.Event()
+        ramp = asyncio.Semaphore(args.connect_concurrency)
         tasks = [asyncio.ensure_future(client(f"{url}?token={tokens[i % len(tokens)]}", origin, args.messages, args.text, stats, start,
-                                              args.timeout, args.max_tokens)) for i in range(args.clients)]
+                                              args.timeout, args.max_tokens, ramp)) for i in range(args.clients)]
         await asyncio.sleep(args.connect_seconds)  # let every socket open before the streams start together
         began = time.perf_counter()
         start.set()
@@ -238,7 +244,9 @@ def main() -> int:
     parser.add_argument("--url", help="target a running server instead of starting one")
     parser.add_argument("--token", help="API token for --url")
     parser.add_argument("--origin")
-    parser.add_argument("--connect-seconds", type=float, default=5.0)
+    parser.add_argument("--connect-seconds", type=float, default=15.0,
+                        help="time allowed for every socket to open before the streams start")
+    parser.add_argument("--connect-concurrency", type=int, default=25, help="handshakes in flight at once")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds allowed per exchange")
     parser.add_argument("--asgi-app", default="chatlima.asgi:application", help="what daphne serves")
     parser.add_argument("--quiet", action="store_true", help="hide the server's log")
