@@ -69,7 +69,8 @@ def worker_queue():
             proc.wait()
         import redis
 
-        redis.Redis.from_url(settings.REDIS_URL).delete(queue)
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        client.delete(queue, *client.scan_iter(match=f"*{queue}*"))  # the queue and kombu's bindings of it
         log.close()
         os.unlink(log.name)
 
