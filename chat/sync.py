@@ -166,7 +166,7 @@ def _parse_message(raw: Any, path: str, errors: _Errors) -> PushedMessage | None
     if not is_valid_id(msg_id):
         errors.add(f"{path}.id", "Ids are 1 to 64 letters, digits, '_' or '-'.")
     role = raw.get("role")
-    if role not in ROLES:
+    if not isinstance(role, str) or role not in ROLES:
         errors.add(f"{path}.role", "One of user, assistant, system.")
     content = raw.get("content", "")
     if not isinstance(content, str):

@@ -54,7 +54,16 @@ def keep_test_connection():
 
 
 @pytest.fixture
-def bearer(fuzz_user, keep_test_connection) -> dict[str, str]:
+def unthrottled(monkeypatch):
+    """Hundreds of generated calls per operation would otherwise mostly meet the throttle."""
+    from rest_framework.throttling import SimpleRateThrottle
+
+    for scope in ("user", "sync", "anon", "login"):
+        monkeypatch.setitem(SimpleRateThrottle.THROTTLE_RATES, scope, "1000000/min")
+
+
+@pytest.fixture
+def bearer(fuzz_user, keep_test_connection, unthrottled) -> dict[str, str]:
     _, token = AuthToken.objects.create(fuzz_user)
     return {"Authorization": f"Bearer {token}"}
 

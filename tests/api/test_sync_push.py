@@ -361,3 +361,10 @@ def test_a_pull_page_also_stops_at_a_message_budget(owner_api, monkeypatch):
     assert (len(first["conversations"]), first["has_more"]) == (2, True)
     conversations, _, _ = pull_all(owner_api, first["cursor"])
     assert sorted(c["id"] for c in first["conversations"] + conversations) == [f"conv_{k}" for k in range(6)]
+
+
+@pytest.mark.parametrize("role", [{}, [], None, 3])
+def test_a_role_of_the_wrong_type_is_a_400_not_a_crash(owner_api, seed, role):
+    seed["conversations"][0]["messages"][0]["role"] = role
+    answer = push(owner_api, seed, status=400)
+    assert list(answer["error"]["details"]) == ["conversations[0].messages[0].role"]
