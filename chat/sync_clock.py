@@ -17,10 +17,21 @@ from chat.models import SyncClock
 
 def tick(user_id: int) -> int:
     assert transaction.get_connection().in_atomic_block, "tick() must run inside the writer's transaction"
-    updated = SyncClock.objects.filter(user_id=user_id).update(version=F("version") + 1)
-    if not updated:
-        SyncClock.objects.get_or_create(user_id=user_id)
-        SyncClock.objects.filter(user_id=user_id).update(version=F("version") + 1)
+    connection = transaction.get_connection()
+    if connection.vendor == "postgresql":
+        # One round trip: the UPDATE takes the row lock and returns the new value.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {SyncClock._meta.db_table} SET version = version + 1 WHERE user_id = %s RETURNING version",
+                [user_id],
+            )
+            row = cursor.fetchone()
+        if row is not None:
+            return row[0]
+    elif SyncClock.objects.filter(user_id=user_id).update(version=F("version") + 1):
+        return SyncClock.objects.values_list("version", flat=True).get(user_id=user_id)
+    SyncClock.objects.get_or_create(user_id=user_id)
+    SyncClock.objects.filter(user_id=user_id).update(version=F("version") + 1)
     return SyncClock.objects.values_list("version", flat=True).get(user_id=user_id)
 
 

@@ -86,3 +86,19 @@ def _fresh_cache():
     cache.clear()
     yield
     cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _seeded_prices(request):
+    """Transactional tests flush the database, data migrations included: put the price table back."""
+    if not request.node.get_closest_marker("django_db") and not {"db", "transactional_db"} & set(request.fixturenames):
+        return
+    request.getfixturevalue("_django_db_helper")
+    from usage.models import ModelPrice
+
+    if not ModelPrice.objects.exists():
+        import importlib
+
+        from django.apps import apps as django_apps
+
+        importlib.import_module("usage.migrations.0002_seed_model_prices").seed(django_apps, None)

@@ -28,7 +28,7 @@ def _on_exchange_settled(sender, user_id: int, usage_log_id, **kwargs) -> None:
     from usage.alerts import check_budget_alerts
     from usage.exchange_log import log_exchange
     from usage.models import ApiUsageLog
-    from usage.rollups import refresh_for
+    from usage.tasks import refresh_rollup_for
 
     usage_log = None
     try:
@@ -39,7 +39,8 @@ def _on_exchange_settled(sender, user_id: int, usage_log_id, **kwargs) -> None:
         logger.exception("logging exchange %s failed", usage_log_id)
     try:
         if usage_log is not None:
-            refresh_for(usage_log)
+            # With a broker this runs in a worker; without one (development) it runs inline.
+            refresh_rollup_for.delay(str(usage_log.pk))
     except Exception:
         logger.exception("refreshing the rollup of exchange %s failed", usage_log_id)
     try:

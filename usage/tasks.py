@@ -28,3 +28,12 @@ def rebuild_user_rollups(user_id: int) -> int:
 @shared_task(name="usage.purge_old_usage_logs")
 def purge_old_usage_logs() -> int:
     return retention.purge_old_usage_logs()
+
+
+@shared_task(name="usage.refresh_rollup_for")
+def refresh_rollup_for(usage_log_id: str) -> int | None:
+    """Bring one exchange's user-day rollup up to date; queued so it stays off the exchange's path."""
+    from usage.models import ApiUsageLog
+
+    usage_log = ApiUsageLog.objects.select_related("user").filter(pk=usage_log_id).first()
+    return None if usage_log is None else rollups.refresh_for(usage_log)
