@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from django.core.cache import cache
 
 MAX_FAILURES = 10
@@ -9,7 +11,9 @@ WINDOW_SECONDS = 300
 
 
 def _key(username: str, ip: str | None) -> str:
-    return f"login-failures:{(username or '').lower()}:{ip or '-'}"
+    # Hashed: usernames may hold characters a cache key must not.
+    digest = hashlib.sha256(f"{(username or '').lower()}|{ip or '-'}".encode()).hexdigest()
+    return f"login-failures:{digest}"
 
 
 def is_locked(username: str, ip: str | None) -> bool:

@@ -12,6 +12,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from chat.ids import new_conversation_id, new_message_id, validate_public_id
+from usage.pricing import money_str
 
 PREVIEW_CHARS = 100
 
@@ -101,7 +102,7 @@ class Conversation(models.Model):
             "total_tokens": self.total_tokens,
             "reasoning_tokens": self.reasoning_tokens,
             "cached_tokens": self.cached_tokens,
-            "cost": str(self.estimated_cost),
+            "cost": money_str(self.estimated_cost),
             "message_count": self.message_count,
         }
 

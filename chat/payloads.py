@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 from chat.markdown import render_markdown
 from chat.models import Message
+from usage.pricing import money_str
 
 
 def iso(value: datetime | None) -> str | None:
@@ -17,8 +17,7 @@ def iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def money(value) -> str | None:
-    return None if value is None else str(value)
+money = money_str
 
 
 def message_payload(message: Message, *, with_html: bool = False) -> dict[str, Any]:
@@ -101,6 +100,4 @@ def conversation_payload(conversation) -> dict[str, Any]:
     }
 
 
-def decimal_str(value) -> str | None:
-    """A Decimal as plain digits: databases hand zero back as 0E-8, which clients cannot read."""
-    return None if value is None else f"{Decimal(value).quantize(Decimal('0.00000001')):f}"
+decimal_str = money_str

@@ -102,3 +102,17 @@ def _seeded_prices(request):
         from django.apps import apps as django_apps
 
         importlib.import_module("usage.migrations.0002_seed_model_prices").seed(django_apps, None)
+
+
+@pytest.fixture(autouse=True)
+def _tasks_run_inline(request):
+    """Tests see a task's effect at once; only a test that starts a real worker sends to the broker."""
+    from chatlima.celery import app
+
+    if request.node.get_closest_marker("celery_worker"):
+        yield
+        return
+    previous = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = previous

@@ -22,6 +22,11 @@ class TokenFigures(Protocol):
     reasoning_tokens: int
 
 
+def money_str(value: Decimal | None) -> str | None:
+    """Money as plain digits to 8 places: databases hand zero back as 0E-8, which clients cannot read."""
+    return None if value is None else f"{Decimal(value).quantize(Decimal('0.00000001')):f}"
+
+
 def _tokens(usage: Any, name: str) -> int:
     return max(0, int(getattr(usage, name, 0) or 0))
 

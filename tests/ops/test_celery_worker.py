@@ -75,6 +75,7 @@ def worker_queue():
         os.unlink(log.name)
 
 
+@pytest.mark.celery_worker
 @pytest.mark.django_db(transaction=True)
 def test_a_real_worker_computes_the_rollups_the_admin_report_shows(worker_queue, client, django_user_model):
     queue, proc, log_path = worker_queue
