@@ -19,6 +19,8 @@ from django.shortcuts import get_object_or_404
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
 from rest_framework.decorators import api_view, permission_classes
 from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
@@ -26,6 +28,7 @@ from rest_framework.response import Response
 
 from usage import alerts, tokens
 from usage.models import ApiUsageLog, BudgetAlert
+from usage.pricing import money_str
 
 logger = logging.getLogger(__name__)
 CHECK_TIMEOUT_SECONDS = 3.0
@@ -83,6 +86,24 @@ async def health(request: HttpRequest) -> JsonResponse:
     )
 
 
+_CACHE_STATS = {"hits": serializers.IntegerField(), "misses": serializers.IntegerField(), "entries": serializers.IntegerField()}
+StatsSerializer = inline_serializer(
+    "OperationsStats",
+    {
+        **{name: serializers.IntegerField() for name in (
+            "users", "conversations", "messages", "requests",
+            "total_prompt_tokens", "total_completion_tokens", "total_tokens",
+        )},
+        "total_estimated_cost": serializers.CharField(),
+        "total_actual_cost": serializers.CharField(allow_null=True),
+        "currency": serializers.CharField(),
+        "token_cache": inline_serializer("TokenCacheStats", _CACHE_STATS),
+        **_CACHE_STATS,
+    },
+)
+
+
+@extend_schema(responses=StatsSerializer)
 @api_view(["GET"])
 @permission_classes([IsAdminUser])
 def stats(request: Request) -> Response:
@@ -108,8 +129,8 @@ def stats(request: Request) -> Response:
             "total_prompt_tokens": usage["prompt_tokens"],
             "total_completion_tokens": usage["completion_tokens"],
             "total_tokens": usage["total_tokens"],
-            "total_estimated_cost": str(usage["cost"]),
-            "total_actual_cost": None if usage["actual_cost"] is None else str(usage["actual_cost"]),
+            "total_estimated_cost": money_str(usage["cost"]),
+            "total_actual_cost": money_str(usage["actual_cost"]),
             "currency": "USD",
             "token_cache": {"hits": cache["hits"], "misses": cache["misses"], "entries": cache["entries"]},
             "hits": cache["hits"],
