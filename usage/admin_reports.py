@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 from dataclasses import dataclass, field
 from datetime import UTC, date, timedelta
 from decimal import Decimal
@@ -21,6 +20,7 @@ from django.db.models import DecimalField, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from usage.charts import nice_max
 from usage.models import DailyModelRollup, DailyUsageRollup
 
 MAX_DAYS = 366
@@ -148,16 +148,6 @@ def build_report(start: date, end: date) -> Report:
     return report
 
 
-def _nice_max(value: float) -> float:
-    """A round axis maximum at or above `value` (1, 2, 5 x 10^n)."""
-    if value <= 0:
-        return 1.0
-    magnitude = 10 ** math.floor(math.log10(value))
-    for step in (1, 2, 5, 10):
-        if value <= step * magnitude:
-            return float(step * magnitude)
-    return float(10 * magnitude)
-
 
 def daily_chart(days: list[dict[str, Any]], width: int = 900, height: int = 240) -> dict[str, Any]:
     """Geometry for the SVG: token bars on the left axis, the cost line on the right axis."""
@@ -165,8 +155,8 @@ def daily_chart(days: list[dict[str, Any]], width: int = 900, height: int = 240)
     plot_w, plot_h = width - pad_left - pad_right, height - pad_top - pad_bottom
     n = max(len(days), 1)
     slot = plot_w / n
-    token_max = _nice_max(max((d["total_tokens"] for d in days), default=0))
-    cost_max = _nice_max(float(max((d["cost"] for d in days), default=Decimal("0"))))
+    token_max = nice_max(max((d["total_tokens"] for d in days), default=0))
+    cost_max = nice_max(float(max((d["cost"] for d in days), default=Decimal("0"))))
     bars, points, labels = [], [], []
     every = max(1, n // 10)
     for i, d in enumerate(days):

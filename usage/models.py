@@ -122,13 +122,9 @@ def provider_is_configured(provider: str) -> bool:
     return bool(settings.PROVIDERS.get(provider, {}).get("api_key"))
 
 
-class DailyUsageRollup(models.Model):
-    """Usage summed per (user's local day, user, provider, model), recomputed from the raw rows."""
+class RollupFigures(models.Model):
+    """The figures every rollup carries, recomputed (never incremented) from the raw rows."""
 
-    day = models.DateField()
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="daily_usage")
-    provider = models.CharField(max_length=32)
-    model_name = models.CharField(max_length=128)
     requests = models.PositiveIntegerField(default=0)
     errors = models.PositiveIntegerField(default=0)
     cancelled = models.PositiveIntegerField(default=0)
@@ -140,6 +136,18 @@ class DailyUsageRollup(models.Model):
     cost = models.DecimalField(**MONEY, default=Decimal("0"))
     actual_cost = models.DecimalField(**MONEY, null=True, blank=True)
     computed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        abstract = True
+
+
+class DailyUsageRollup(RollupFigures):
+    """Usage summed per (user's local day, user, provider, model), recomputed from the raw rows."""
+
+    day = models.DateField()
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="daily_usage")
+    provider = models.CharField(max_length=32)
+    model_name = models.CharField(max_length=128)
 
     class Meta:
         constraints = [
@@ -183,7 +191,7 @@ class BudgetAlert(models.Model):
         return f"{self.threshold}% alert for {self.user_id} ({self.period_start:%Y-%m-%d})"
 
 
-class DailyModelRollup(models.Model):
+class DailyModelRollup(RollupFigures):
     """The daily rollups summed over all users per (day, provider, model): what the admin report reads
     for its totals and breakdowns, so a report costs a few hundred rows however many users there are."""
 
@@ -191,17 +199,6 @@ class DailyModelRollup(models.Model):
     provider = models.CharField(max_length=32)
     model_name = models.CharField(max_length=128)
     users = models.PositiveIntegerField(default=0)
-    requests = models.PositiveIntegerField(default=0)
-    errors = models.PositiveIntegerField(default=0)
-    cancelled = models.PositiveIntegerField(default=0)
-    prompt_tokens = models.BigIntegerField(default=0)
-    completion_tokens = models.BigIntegerField(default=0)
-    total_tokens = models.BigIntegerField(default=0)
-    cached_tokens = models.BigIntegerField(default=0)
-    reasoning_tokens = models.BigIntegerField(default=0)
-    cost = models.DecimalField(**MONEY, default=Decimal("0"))
-    actual_cost = models.DecimalField(**MONEY, null=True, blank=True)
-    computed_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         constraints = [
