@@ -55,7 +55,10 @@ def server_env(args: argparse.Namespace) -> dict[str, str]:
         "DATABASE_URL": args.database_url,
         "DATABASE_CONN_MAX_AGE": "600",
         "CHATLIMA_OFFLINE_CHUNK_DELAY_MS": str(args.pace_ms),
-        "DJANGO_DEBUG": "1",
+        # Production settings: DEBUG records every query and would measure that instead.
+        "DJANGO_DEBUG": "0",
+        "DJANGO_SECRET_KEY": "bench-" + os.urandom(24).hex(),
+        "DJANGO_SECURE_SSL_REDIRECT": "0",
         "DJANGO_LOG_LEVEL": "WARNING",
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
         "CHATLIMA_USER_THROTTLE": "1000000/min",
