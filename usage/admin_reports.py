@@ -156,7 +156,7 @@ def daily_chart(days: list[dict[str, Any]], width: int = 900, height: int = 240)
     n = max(len(days), 1)
     slot = plot_w / n
     token_max = nice_max(max((d["total_tokens"] for d in days), default=0))
-    cost_max = nice_max(float(max((d["cost"] for d in days), default=Decimal("0"))))
+    cost_max = nice_max(max((d["cost"] for d in days), default=Decimal("0")))
     bars, points, labels = [], [], []
     every = max(1, n // 10)
     for i, d in enumerate(days):
@@ -167,7 +167,7 @@ def daily_chart(days: list[dict[str, Any]], width: int = 900, height: int = 240)
             "w": round(max(slot * 0.7, 1), 1), "h": round(h, 1),
             "title": f"{d['day']}: {d['total_tokens']:,} tokens, ${d['cost']}",
         })
-        points.append(f"{x + slot / 2:.1f},{pad_top + plot_h - plot_h * float(d['cost']) / cost_max:.1f}")
+        points.append(f"{x + slot / 2:.1f},{pad_top + plot_h - plot_h * d['cost'] / cost_max:.1f}")
         if i % every == 0:
             labels.append({"x": round(x + slot / 2, 1), "text": d["day"].strftime("%m-%d")})
     ticks = [

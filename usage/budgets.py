@@ -225,7 +225,8 @@ def _days_until_limit(budget: Budget, user_id: int, now: datetime) -> float | No
         estimates.append(max(budget.token_limit - budget.tokens_used, 0) / per_day)
     if budget.cost_limit is not None and cost > 0:
         per_day_cost = cost / RATE_WINDOW_DAYS
-        estimates.append(float(max(budget.cost_limit - budget.cost_used, Decimal("0")) / per_day_cost))
+        days_left = max(budget.cost_limit - budget.cost_used, Decimal("0")) / per_day_cost  # Decimal money in, days out
+        estimates.append(float(days_left))
     return round(min(estimates), 1) if estimates else None
 
 

@@ -31,18 +31,19 @@ def money_display(value: Decimal | str | None) -> str:
     return f"{whole}.{frac.rstrip('0').ljust(2, '0')}"
 
 
-def nice_max(value: float) -> float:
-    """A round axis maximum at or above `value` (1, 2, 5 x 10^n), so tick labels read well."""
+def nice_max(value: int | Decimal) -> Decimal:
+    """A round axis maximum at or above `value` (1, 2, 5 x 10^n), so tick labels read well.
+
+    Decimal, so a cost axis never passes through float.
+    """
+    value = Decimal(value)
     if value <= 0:
-        return 1.0
-    magnitude = 10 ** math.floor(math.log10(value))
-    for step in (1, 2, 5, 10):
-        if value <= step * magnitude:
-            return float(step * magnitude)
-    return float(10 * magnitude)  # pragma: no cover - the loop always returns
+        return Decimal(1)
+    magnitude = Decimal(10) ** math.floor(value.log10())
+    return next(step * magnitude for step in (1, 2, 5, 10) if value <= step * magnitude)
 
 
-def _cost_label(value: float) -> str:
+def _cost_label(value: Decimal) -> str:
     return f"${value:.4g}"
 
 
@@ -57,7 +58,7 @@ def daily_tokens_and_cost_svg(points: list[DayPoint], *, chart_id: str = "daily-
     n = max(len(points), 1)
     slot = plot_w / n
     token_max = nice_max(max((p.tokens for p in points), default=0))
-    cost_max = nice_max(float(max((p.cost for p in points), default=Decimal("0"))))
+    cost_max = nice_max(max((p.cost for p in points), default=Decimal("0")))
     bottom = pad_top + plot_h
     first = points[0].day.isoformat() if points else ""
     last = points[-1].day.isoformat() if points else ""
@@ -87,7 +88,7 @@ def daily_tokens_and_cost_svg(points: list[DayPoint], *, chart_id: str = "daily-
         label = f"{p.day.isoformat()}: {p.tokens:,} tokens, ${money_display(p.cost)}"
         parts.append(f'<rect class="bar" x="{x + slot * 0.15:.1f}" y="{bottom - h:.1f}" width="{max(slot * 0.7, 1):.1f}" '
                      f'height="{h:.1f}"><title>{escape(label)}</title></rect>')
-        coords.append((x + slot / 2, bottom - plot_h * float(p.cost) / cost_max))
+        coords.append((x + slot / 2, bottom - plot_h * p.cost / cost_max))
         if i % every == 0:
             parts.append(f'<text x="{x + slot / 2:.1f}" y="{bottom + 18}" text-anchor="middle">'
                          f'{p.day.strftime("%m-%d")}</text>')

@@ -12,7 +12,7 @@ from chat.exchange import start_exchange
 from chat.models import Message
 from usage.models import ApiUsageLog
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("seeded_prices")]
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 async def run(user, body: dict) -> list[dict]:
