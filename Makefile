@@ -5,6 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
+WORKERS ?= 1
 
 .PHONY: install run test e2e-deps migrations-check lint bench-estimator clean
 
@@ -27,7 +28,7 @@ run: install
 		$(VENV)/bin/celery -A chatlima worker --beat --loglevel=info --concurrency=2 & \
 	fi; \
 	echo "ChatLima on http://$(HOST):$(PORT)/"; \
-	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) chatlima.asgi:application
+	$(PY) -m chatlima.serve --workers $(WORKERS) -b $(HOST) -p $(PORT)
 
 # Chromium for the browser tests comes from Debian, never a browser download.
 e2e-deps:

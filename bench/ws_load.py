@@ -4,10 +4,12 @@ One command:
 
     .venv/bin/python bench/ws_load.py --clients 500 --messages 2
 
-By default it migrates a PostgreSQL database of its own (``--database-url``), starts daphne on a
-random free loopback port with the offline model paced at ``--pace-ms`` per word, runs the clients,
-prints the figures and stops the server. ``--url ws://127.0.0.1:PORT/ws/chat/ --token T`` targets a
-server that is already running instead (then the server's pace must match ``--pace-ms``).
+By default it migrates a PostgreSQL database of its own (``--database-url``) and starts the app as
+production runs it: ``python -m chatlima.serve`` with ``--workers`` daphne processes on a random
+free loopback port, Redis (``--redis-url``) as Celery broker and channel layer, and a Celery worker.
+The offline model is paced at ``--pace-ms`` per word. It runs the clients, prints the figures and
+stops everything. ``--url ws://127.0.0.1:PORT/ws/chat/ --token T`` targets a server that is already
+running instead (then the server's pace must match ``--pace-ms``).
 
 Figures:
   * completed exchanges per second (wall clock of the whole run);
@@ -15,7 +17,8 @@ Figures:
     first-word delay (p50/p99);
   * stream duration / the model's own pace: (first chunk -> ``stream_end``) over the time the model
     itself takes to produce the words after the first (p50/p99);
-  * errors, and the server's peak RSS (VmHWM of the daphne process, when it was started here).
+  * errors; the server's peak RSS (VmHWM of each daphne process, when it was started here) and the
+    CPU time the server and this client used (they share the machine's cores).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import socket
 import statistics
 import subprocess
@@ -70,6 +74,22 @@ def server_env(args: argparse.Namespace) -> dict[str, str]:
     else:
         env.pop("REDIS_URL", None)
     return env
+
+
+def children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a live process, from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def ensure_database(url: str) -> None:
@@ -178,8 +198,16 @@ async def client(url: str, origin: str, messages: int, text: str, stats: Stats, 
         stats.errors.append(f"{type(exc).__name__}: {exc}")
 
 
+def start_celery_worker(env: dict[str, str], quiet: bool) -> subprocess.Popen:
+    return subprocess.Popen(
+        [str(Path(PY).with_name("celery")), "-A", "chatlima", "worker", "--pool=solo", "--concurrency=1",
+         "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel=WARNING"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL if quiet else None,
+    )
+
+
 async def run(args: argparse.Namespace) -> int:
-    server = None
+    server = worker = None
     port = None
     if args.url:
         url, tokens = args.url, [args.token]
@@ -190,10 +218,12 @@ async def run(args: argparse.Namespace) -> int:
         tokens = prepare_users(env, args.users or args.clients)
         port = free_port()
         server = subprocess.Popen(
-            [str(Path(PY).with_name("daphne")), "-b", "127.0.0.1", "-p", str(port),
-             "--websocket_connect_timeout", "60", args.asgi_app],
+            [PY, "-m", "chatlima.serve", "--workers", str(args.workers), "-b", "127.0.0.1", "-p", str(port),
+             "--app", args.asgi_app, "--websocket_connect_timeout", "60"],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE if args.quiet else None,
         )
+        if args.redis_url and not args.no_celery_worker:
+            worker = start_celery_worker(env, args.quiet)
         await wait_for_port(port, 30)
         url = f"ws://127.0.0.1:{port}/ws/chat/"
         origin = f"http://127.0.0.1:{port}"
@@ -204,31 +234,42 @@ async def run(args: argparse.Namespace) -> int:
         tasks = [asyncio.ensure_future(client(f"{url}?token={tokens[i % len(tokens)]}", origin, args.messages, args.text, stats, start,
                                               args.timeout, args.max_tokens, ramp)) for i in range(args.clients)]
         await asyncio.sleep(args.connect_seconds)  # let every socket open before the streams start together
+        daphnes = children(server.pid) if server else []
+        server_cpu = sum(cpu_seconds(pid) for pid in daphnes)
+        client_cpu = resource.getrusage(resource.RUSAGE_SELF)
         began = time.perf_counter()
         start.set()
         await asyncio.gather(*tasks)
         wall = time.perf_counter() - began
+        server_cpu = sum(cpu_seconds(pid) for pid in daphnes) - server_cpu
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        client_cpu = after.ru_utime + after.ru_stime - client_cpu.ru_utime - client_cpu.ru_stime
         pace = args.pace_ms / 1000
         overhead = [(t - pace) * 1000 for t in stats.first_chunk]
         # The model takes one pace per word; the first word is already out when the clock starts.
         ratios = [d / (max(w - 1, 1) * pace) for d, w in zip(stats.stream, stats.words, strict=False)] if pace else []
-        rss = peak_rss_mb(server.pid) if server else None
+        peaks = [peak_rss_mb(pid) or 0 for pid in daphnes]
         print(f"clients={args.clients} users={len(tokens)} messages/client={args.messages} pace={args.pace_ms} ms/word "
               f"words/answer~{statistics.median(stats.words) if stats.words else 0:.0f} "
-              f"channel layer={'redis' if args.redis_url else 'in-memory'}")
+              f"server={len(daphnes) or 'external'} daphne worker(s), redis={'yes' if args.redis_url else 'no'}")
         print(f"completed exchanges: {stats.completed} in {wall:.2f} s = {stats.completed / wall:.1f}/s")
         print(f"overhead to first chunk (ms): p50 {percentile(overhead, 50):.1f}  p99 {percentile(overhead, 99):.1f}")
         print(f"stream duration / model pace: p50 {percentile(ratios, 50):.2f}  p99 {percentile(ratios, 99):.2f}")
         print(f"errors: {len(stats.errors)}" + (f" (first: {stats.errors[0]})" if stats.errors else ""))
-        print(f"server peak RSS: {rss:.0f} MB" if rss is not None else "server peak RSS: n/a (external server)")
+        if peaks:
+            print(f"server peak RSS per worker: {', '.join(f'{p:.0f}' for p in peaks)} MB")
+            print(f"CPU during the run: server {server_cpu:.1f} s, this client {client_cpu:.1f} s "
+                  f"(of {wall * (os.cpu_count() or 1):.1f} s the machine's cores had)")
         return 1 if stats.errors else 0
     finally:
-        if server is not None:
-            server.terminate()
+        for process in (server, worker):
+            if process is None:
+                continue
+            process.terminate()
             try:
-                server.wait(timeout=10)
+                process.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                server.kill()
+                process.kill()
 
 
 def main() -> int:
@@ -242,8 +283,10 @@ def main() -> int:
     parser.add_argument("--text", default="Tell me about the benchmark.")
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL",
                                                                  "postgres://root@127.0.0.1:5432/chatlima_h4_bench"))
-    parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", ""),
-                        help="use channels-redis (default: the in-memory layer)")
+    parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/1"),
+                        help="Celery broker and channel layer; '' runs tasks inline with the in-memory layer")
+    parser.add_argument("--no-celery-worker", action="store_true", help="queue tasks but start no worker")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="daphne processes")
     parser.add_argument("--url", help="target a running server instead of starting one")
     parser.add_argument("--token", help="API token for --url")
     parser.add_argument("--origin")

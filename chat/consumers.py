@@ -24,6 +24,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     a `cancel` or a disconnect cancels that task and the pipeline settles it as `cancelled`.
     """
 
+    # Nothing reaches a socket from other processes (no groups, no channel sends), so it does not
+    # subscribe to the channel layer: on channels-redis that subscription is one blocking read per
+    # open socket, and under load a read that times out closed the socket with 1011.
+    channel_layer_alias = None
+
     async def connect(self) -> None:
         self.user = self.scope.get("user")
         self.tasks: dict[str, asyncio.Task] = {}  # request_id -> task

@@ -57,6 +57,7 @@ MESSAGE_STATUS_FOR = {
     S.INTERRUPTED: Message.Status.INTERRUPTED,
 }
 TITLE_CHARS = 60
+CONTEXT_PAGE = 50  # history rows read at a time while filling the context's token budget
 MONEY_PLACES = Decimal("0.00000001")
 
 
@@ -208,6 +209,18 @@ def _check_model(model: str) -> str:
     return name
 
 
+def _in_pages(rows, size: int):
+    """A queryset's rows, fetched `size` at a time until the caller stops: plain LIMIT/OFFSET reads,
+    since a PostgreSQL server-side cursor costs three round trips for what is usually one page."""
+    start = 0
+    while True:
+        page = list(rows[start:start + size])
+        yield from page
+        if len(page) < size:
+            return
+        start += size
+
+
 def build_context(conversation: Conversation | None, exclude_pk: int | None, model: str) -> tuple[Turn, ...]:
     """Recent history, newest first until the context token budget is spent, returned oldest first."""
     if conversation is None:
@@ -220,7 +233,7 @@ def build_context(conversation: Conversation | None, exclude_pk: int | None, mod
         .exclude(status=Message.Status.STREAMING).exclude(content="")
         .order_by("-timestamp", "-pk").values_list("pk", "role", "content")
     )
-    for pk, role, content in recent.iterator(chunk_size=50):
+    for pk, role, content in _in_pages(recent, CONTEXT_PAGE):
         if pk == exclude_pk:
             continue
         cost = count_tokens(content, model)
@@ -395,7 +408,8 @@ def prepare_exchange(user: User, req: SendRequest) -> Prepared | Replay:
              "model": model, "estimated_prompt_tokens": estimate, "conversation_usage": before,
              "message_id": assistant.public_id}
     target = SettleTarget(
-        usage_log_id=row.pk, user_id=user.pk, model=model, reservation_id=hold.reservation_id,
+        usage_log_id=row.pk, user_id=user.pk, model=model, request_id=request_id, provider=provider,
+        reservation_id=hold.reservation_id,
         held_tokens=hold.tokens, held_cost=hold.cost, assistant_pk=assistant.pk,
         user_message_pk=user_message.pk, conversation_pk=conversation.pk, metadata=dict(row.metadata),
     )
@@ -437,6 +451,8 @@ class SettleTarget:
     usage_log_id: Any
     user_id: int
     model: str
+    request_id: str
+    provider: str
     reservation_id: int | None
     held_tokens: int | None
     held_cost: Decimal | None
@@ -449,8 +465,8 @@ class SettleTarget:
     def of(cls, row: ApiUsageLog) -> SettleTarget:
         assistant = row.message
         return cls(
-            usage_log_id=row.pk, user_id=row.user_id, model=row.model_name,
-            reservation_id=(row.metadata or {}).get("reservation_id"), held_tokens=None, held_cost=None,
+            usage_log_id=row.pk, user_id=row.user_id, model=row.model_name, request_id=row.request_id,
+            provider=row.provider, reservation_id=(row.metadata or {}).get("reservation_id"), held_tokens=None, held_cost=None,
             assistant_pk=row.message_id, user_message_pk=assistant.user_message_id if assistant else None,
             conversation_pk=row.conversation_id, metadata=dict(row.metadata or {}),
         )
@@ -480,15 +496,16 @@ def settle_exchange(target: SettleTarget, outcome: Outcome) -> dict | None:
     if outcome.error_code:
         extra["error_code"] = outcome.error_code
     now = timezone.now()
+    figures_of_row = dict(
+        status=outcome.status, prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
+        total_tokens=usage.total_tokens, cached_tokens=usage.cached_tokens,
+        reasoning_tokens=usage.reasoning_tokens, cost_estimate=cost, actual_cost=actual,
+        response_time_ms=outcome.response_time_ms, time_to_first_token_ms=outcome.time_to_first_token_ms,
+        usage_source=source, error_message=outcome.error_message[:2000],
+        metadata={**target.metadata, **extra},
+    )
     with transaction.atomic():
-        finished = ApiUsageLog.objects.filter(pk=target.usage_log_id, status=S.PENDING).update(
-            status=outcome.status, prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
-            total_tokens=usage.total_tokens, cached_tokens=usage.cached_tokens,
-            reasoning_tokens=usage.reasoning_tokens, cost_estimate=cost, actual_cost=actual,
-            response_time_ms=outcome.response_time_ms, time_to_first_token_ms=outcome.time_to_first_token_ms,
-            usage_source=source, error_message=outcome.error_message[:2000],
-            metadata={**target.metadata, **extra},
-        )
+        finished = ApiUsageLog.objects.filter(pk=target.usage_log_id, status=S.PENDING).update(**figures_of_row)
         if not finished:
             return None
         budgets.settle_reservation(
@@ -525,11 +542,18 @@ def settle_exchange(target: SettleTarget, outcome: Outcome) -> dict | None:
         if outcome.text:
             totals["last_message_preview"] = preview_of(outcome.text)
         Conversation.objects.filter(pk=target.conversation_pk).update(version=version, **totals)
-        user_id, log_id = target.user_id, target.usage_log_id
-        transaction.on_commit(lambda: exchange_settled.send(sender=ApiUsageLog, user_id=user_id, usage_log_id=log_id))
+        # The row as just written, for the listeners (they need not read it back).
+        settled_row = ApiUsageLog(
+            pk=target.usage_log_id, request_id=target.request_id, user_id=target.user_id,
+            conversation_id=target.conversation_pk, message_id=target.assistant_pk, provider=target.provider,
+            model_name=target.model, **figures_of_row,
+        )
+        transaction.on_commit(lambda: exchange_settled.send(
+            sender=ApiUsageLog, user_id=settled_row.user_id, usage_log_id=settled_row.pk, usage_log=settled_row,
+        ))
 
-    assistant = Message.objects.select_related("user_message").get(pk=target.assistant_pk)
-    conversation = Conversation.objects.get(pk=target.conversation_pk)
+    assistant = Message.objects.select_related("user_message", "conversation").get(pk=target.assistant_pk)
+    conversation = assistant.conversation
     return {
         "usage": {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
                   "total_tokens": usage.total_tokens, "cached_tokens": usage.cached_tokens,

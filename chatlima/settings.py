@@ -159,6 +159,8 @@ CELERY_BEAT_SCHEDULE: dict = {}
 # Usage rollups: the day just ended shortly after midnight UTC, and today's every hour.
 CELERY_BEAT_SCHEDULE["usage-rollup-after-midnight"] = {"task": "usage.rollup_recent", "schedule": __import__("celery.schedules").schedules.crontab(minute=5, hour=0)}
 CELERY_BEAT_SCHEDULE["usage-rollup-hourly"] = {"task": "usage.rollup_recent", "schedule": __import__("celery.schedules").schedules.crontab(minute=20)}
+# With a broker, a user's rollups are refreshed at most once per this many seconds after their exchanges.
+CHATLIMA_ROLLUP_REFRESH_SECONDS = int(env("CHATLIMA_ROLLUP_REFRESH_SECONDS", "30"))
 CELERY_BEAT_SCHEDULE["usage-retention"] = {"task": "usage.purge_old_usage_logs", "schedule": __import__("celery.schedules").schedules.crontab(minute=40, hour=1)}
 
 REST_FRAMEWORK = {

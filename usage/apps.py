@@ -13,34 +13,39 @@ class UsageConfig(AppConfig):
 
     def ready(self) -> None:
         from django.contrib.auth import get_user_model
-        from django.db.models.signals import post_save, pre_save
+        from django.db.models.signals import post_delete, post_save, pre_save
 
+        from usage.models import ModelPrice
+        from usage.pricing import forget_prices
         from usage.signals import exchange_settled
 
         exchange_settled.connect(_on_exchange_settled, dispatch_uid="usage.on_exchange_settled")
+        post_save.connect(forget_prices, sender=ModelPrice, dispatch_uid="usage.forget_prices_saved")
+        post_delete.connect(forget_prices, sender=ModelPrice, dispatch_uid="usage.forget_prices_deleted")
         user_model = get_user_model()
         pre_save.connect(_remember_timezone, sender=user_model, dispatch_uid="usage.remember_timezone")
         post_save.connect(_rebuild_on_timezone_change, sender=user_model, dispatch_uid="usage.timezone_change")
 
 
-def _on_exchange_settled(sender, user_id: int, usage_log_id, **kwargs) -> None:
-    """Log the exchange, refresh its day's rollup and send any budget alert; none may break the settled exchange."""
+def _on_exchange_settled(sender, user_id: int, usage_log_id, usage_log=None, **kwargs) -> None:
+    """Log the exchange, keep its rollups current and send any budget alert; none may break the settled exchange.
+
+    The pipeline sends the settled row along (`usage_log`), which saves reading it back.
+    """
     from usage.alerts import check_budget_alerts
     from usage.exchange_log import log_exchange
     from usage.models import ApiUsageLog
-    from usage.tasks import refresh_rollup_for
+    from usage.tasks import refresh_rollups_soon
 
-    usage_log = None
     try:
-        usage_log = ApiUsageLog.objects.select_related("user").filter(pk=usage_log_id).first()
+        if usage_log is None:
+            usage_log = ApiUsageLog.objects.filter(pk=usage_log_id).first()
         if usage_log is not None:
             log_exchange(usage_log)
     except Exception:
         logger.exception("logging exchange %s failed", usage_log_id)
     try:
-        if usage_log is not None:
-            # With a broker this runs in a worker; without one (development) it runs inline.
-            refresh_rollup_for.delay(str(usage_log.pk))
+        refresh_rollups_soon(user_id, usage_log_id)
     except Exception:
         logger.exception("refreshing the rollup of exchange %s failed", usage_log_id)
     try:

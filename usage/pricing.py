@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+import time
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Protocol
+
+from django.utils import timezone
 
 from usage.models import ModelPrice
 
@@ -13,6 +16,11 @@ logger = logging.getLogger(__name__)
 
 MILLION = Decimal(1_000_000)
 COST_PLACES = Decimal("0.00000001")
+# Every exchange looks its model's price up several times; prices change a few times a year.
+# Saving a price clears this process's memory at once (see usage.apps); other processes follow
+# within PRICE_MEMORY_SECONDS.
+PRICE_MEMORY_SECONDS = 30.0
+_remembered: dict[tuple[str, date], tuple[float, ModelPrice | None]] = {}
 
 
 class TokenFigures(Protocol):
@@ -56,11 +64,30 @@ def cost_of(model_id: str, usage: TokenFigures, on: date | None = None) -> Decim
 
     A model the table does not know costs None (and a warning is logged): never another model's price.
     """
-    price = ModelPrice.objects.for_model(model_id, on)
+    price = price_for(model_id, on)
     if price is None:
         logger.warning("no price for model %r on %s: cost left unknown", model_id, on or "today")
         return None
     return price_cost(price, usage)
+
+
+def price_for(model_id: str, on: date | None = None) -> ModelPrice | None:
+    """`ModelPrice.objects.for_model`, remembered for PRICE_MEMORY_SECONDS in this process."""
+    key = (model_id, on or timezone.now().date())
+    now = time.monotonic()
+    hit = _remembered.get(key)
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    price = ModelPrice.objects.for_model(model_id, key[1])
+    if len(_remembered) > 1000:
+        _remembered.clear()
+    _remembered[key] = (now + PRICE_MEMORY_SECONDS, price)
+    return price
+
+
+def forget_prices(**kwargs: Any) -> None:
+    """Drop the remembered prices (a price row was saved or deleted)."""
+    _remembered.clear()
 
 
 def _price_str(value: Decimal | None) -> str | None:

@@ -209,6 +209,15 @@ def refresh_for(usage_log: ApiUsageLog) -> int | None:
     return rollup_day(day, user_ids=[usage_log.user_id])
 
 
+def refresh_user_recent(user_id: int, now: datetime | None = None) -> int:
+    """Recompute one user's local today and yesterday (an exchange settled now may have started yesterday)."""
+    user = get_user_model().objects.filter(pk=user_id).only("timezone").first()
+    if user is None:
+        return 0
+    today = (now or timezone.now()).astimezone(zoneinfo.ZoneInfo(user.timezone)).date()
+    return sum(rollup_day(day, user_ids=[user_id]) or 0 for day in (today - timedelta(days=1), today))
+
+
 def rebuild_user(user_id: int) -> int:
     """Recompute all of one user's rollups in their current time zone (after a time zone change).
 

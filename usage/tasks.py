@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import date
 
 from celery import shared_task
+from django.conf import settings
+from django.core.cache import cache
 
 from usage import retention, rollups
 
@@ -37,3 +39,23 @@ def refresh_rollup_for(usage_log_id: str) -> int | None:
 
     usage_log = ApiUsageLog.objects.select_related("user").filter(pk=usage_log_id).first()
     return None if usage_log is None else rollups.refresh_for(usage_log)
+
+
+@shared_task(name="usage.refresh_user_recent_rollups")
+def refresh_user_recent_rollups(user_id: int) -> int:
+    return rollups.refresh_user_recent(user_id)
+
+
+def refresh_rollups_soon(user_id: int, usage_log_id) -> None:
+    """Keep a user's rollups current after an exchange, without a refresh per exchange.
+
+    With no broker (development, tests) the exchange's day is refreshed inline, at once. With one,
+    the first exchange of a window queues one refresh for just after the window ends; exchanges
+    settled while it waits are committed before it runs, so it counts them too.
+    """
+    if refresh_rollup_for.app.conf.task_always_eager:
+        refresh_rollup_for.delay(str(usage_log_id))
+        return
+    window = settings.CHATLIMA_ROLLUP_REFRESH_SECONDS
+    if cache.add(f"rollup-refresh-queued:{user_id}", True, timeout=window):
+        refresh_user_recent_rollups.apply_async((user_id,), countdown=window + 1)

@@ -49,9 +49,9 @@ def provider_name_for_model(model_id: str) -> str | None:
 
     Synchronous (a database read): async callers wrap it in `sync_to_async`.
     """
-    from usage.models import ModelPrice
+    from usage.pricing import price_for
 
-    price = ModelPrice.objects.for_model(model_id)
+    price = price_for(model_id)
     if price is None or price.provider not in _ADAPTERS:
         return None
     return price.provider

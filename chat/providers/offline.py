@@ -87,16 +87,14 @@ class OfflineProvider:
         limit = request.max_tokens
         completion = 0
         finish = "stop"
-        first = True
         for word in _WORDS.findall(demo_answer(request)):
             cost = count_tokens(word, request.model)
             if limit is not None and completion + cost > limit:
                 finish = "length"
                 break
-            if not first:
-                # sleep(0) still yields to the loop, so a cancel lands between words even at full speed.
-                await asyncio.sleep(delay)
-            first = False
+            # Every word takes the model's pace, the first one too (its time to first token); sleep(0)
+            # still yields to the loop, so a cancel lands between words even at full speed.
+            await asyncio.sleep(delay)
             completion += cost
             yield word
         prompt = estimate_prompt_tokens(request)

@@ -275,3 +275,36 @@ def test_a_settled_exchange_refreshes_its_users_local_day_at_once(db):
     rollup = DailyUsageRollup.objects.get()
     assert (rollup.user_id, rollup.day, rollup.requests, rollup.total_tokens) == (user.pk, date(2026, 3, 11), 1, 100)
     assert_model_rollups_match_user_rollups()
+
+
+def test_with_a_broker_a_users_exchanges_queue_one_rollup_refresh_per_window(db, settings, monkeypatch):
+    from django.core.cache import cache
+
+    from chatlima.celery import app
+    from usage import tasks
+
+    settings.CHATLIMA_ROLLUP_REFRESH_SECONDS = 30
+    app.conf.task_always_eager = False  # the autouse _tasks_run_inline fixture puts it back
+    queued = []
+    monkeypatch.setattr(tasks.refresh_user_recent_rollups, "apply_async",
+                        lambda args, countdown: queued.append((args, countdown)))
+    user, other = user_in("busy_user", "UTC"), user_in("quiet_user", "UTC")
+    cache.delete_many([f"rollup-refresh-queued:{u.pk}" for u in (user, other)])
+    for _ in range(5):
+        tasks.refresh_rollups_soon(user.pk, "log-id")
+    tasks.refresh_rollups_soon(other.pk, "log-id")
+    # Queued for just after the window, so the exchanges settled meanwhile are counted by it.
+    assert queued == [((user.pk,), 31), ((other.pk,), 31)]
+    assert DailyUsageRollup.objects.count() == 0
+
+
+def test_a_queued_refresh_recomputes_the_users_local_today_and_yesterday(db):
+    from usage.rollups import refresh_user_recent
+
+    user = user_in("late_user", "America/New_York")
+    make_log(user, datetime(2026, 3, 10, 3, 0, tzinfo=UTC), prompt_tokens=5, completion_tokens=5)  # the 9th in New York
+    make_log(user, datetime(2026, 3, 10, 16, 0, tzinfo=UTC), prompt_tokens=7, completion_tokens=3)  # the 10th
+    make_log(user, datetime(2026, 3, 8, 16, 0, tzinfo=UTC))  # two days back: left to the hourly run
+    refresh_user_recent(user.pk, now=datetime(2026, 3, 10, 18, 0, tzinfo=UTC))
+    stored = {(r.day, r.requests, r.total_tokens) for r in DailyUsageRollup.objects.filter(user=user)}
+    assert stored == {(date(2026, 3, 9), 1, 10), (date(2026, 3, 10), 1, 10)}

@@ -59,3 +59,19 @@ def test_one_rollup_row_per_day_user_provider_model(owner):
     DailyUsageRollup.objects.create(**key, requests=1)
     with pytest.raises(IntegrityError), transaction.atomic():
         DailyUsageRollup.objects.create(**key, requests=2)
+
+
+def test_a_saved_price_is_used_at_once_although_prices_are_remembered(django_assert_num_queries):
+    from usage.pricing import price_for
+
+    today = date.today()
+    assert price_for("gpt-4o-mini", today).input_per_mtok == Decimal("0.15")
+    with django_assert_num_queries(0):
+        assert price_for("gpt-4o-mini", today).input_per_mtok == Decimal("0.15")
+    ModelPrice.objects.create(
+        provider="openai", model_id="gpt-4o-mini", display_name="GPT-4o mini", input_per_mtok=Decimal("0.11"),
+        output_per_mtok=Decimal("0.40"), effective_date=today,
+    )
+    assert price_for("gpt-4o-mini", today).input_per_mtok == Decimal("0.11")
+    ModelPrice.objects.filter(model_id="gpt-4o-mini", effective_date=today).get().delete()
+    assert price_for("gpt-4o-mini", today).input_per_mtok == Decimal("0.15")

@@ -1,0 +1,70 @@
+"""Serve ChatLima with several daphne processes on one listening socket.
+
+    python -m chatlima.serve --workers 2 -b 127.0.0.1 -p 8000
+
+One daphne process runs one event loop, so it uses one core. This opens the socket once and starts
+`--workers` daphne processes that all accept on it (daphne's `--fd`); the kernel hands each new
+connection to one of them. A WebSocket stays with the process that accepted it, and the consumer
+keeps no state shared between processes, so nothing else is needed. Stopping this process (or any
+worker dying) stops them all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+DAPHNE = str(Path(sys.executable).with_name("daphne"))
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(4096)
+    sock.set_inheritable(True)
+    return sock
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-b", "--bind", default="127.0.0.1")
+    parser.add_argument("-p", "--port", type=int, default=8000)
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", os.cpu_count() or 1)))
+    parser.add_argument("--app", default="chatlima.asgi:application")
+    args, daphne_args = parser.parse_known_args(argv)
+
+    sock = listening_socket(args.bind, args.port)
+    command = [DAPHNE, "--fd", str(sock.fileno()), *daphne_args, args.app]
+    workers = [subprocess.Popen(command, pass_fds=(sock.fileno(),)) for _ in range(max(1, args.workers))]
+    sock.close()  # the workers hold it now
+
+    def stop(*_: object) -> None:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.terminate()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        while all(worker.poll() is None for worker in workers):
+            time.sleep(0.2)
+    finally:
+        stop()
+        deadline = time.monotonic() + 10
+        for worker in workers:
+            try:
+                worker.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                worker.kill()
+    return max((worker.returncode or 0) for worker in workers)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

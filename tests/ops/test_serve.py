@@ -1,0 +1,55 @@
+"""`python -m chatlima.serve`: several daphne processes sharing one listening socket."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from django.conf import settings
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(c) for c in path.read_text().split()] if path.exists() else []
+
+
+def test_serve_runs_the_asked_number_of_workers_on_one_port_and_stops_them_all(tmp_path):
+    port = _free_port()
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'serve.sqlite3'}", "DJANGO_DEBUG": "1"}
+    env.pop("REDIS_URL", None)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "chatlima.serve", "--workers", "2", "-b", "127.0.0.1", "-p", str(port)],
+        cwd=settings.BASE_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        body = None
+        while body is None and time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
+                    body = json.loads(response.read())
+            except OSError:
+                time.sleep(0.2)
+        assert body is not None and body["checks"]["database"] == "ok"
+        workers = _children(server.pid)
+        assert len(workers) == 2
+        for _ in range(6):  # both workers accept on the same socket; every request is answered
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as response:
+                assert response.status == 200
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
+    assert server.returncode == 0
+    assert all(not Path(f"/proc/{pid}").exists() for pid in workers)
