@@ -27,17 +27,16 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F
-from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts.models import BudgetReservation, User
 from chat import sync_clock
 from chat.ids import is_valid_id, new_conversation_id, new_message_id
-from chat.models import Conversation, Message, preview_of
+from chat.models import USAGE_FIELDS, Conversation, Message, preview_of
 from chat.payloads import message_payload
 from chat.providers.base import ChatRequest, ProviderError, Turn, Usage
 from chatlima.errors import ClientError
+from chatlima.sql import update_row
 from usage import budgets
 from usage.models import ApiUsageLog
 from usage.signals import exchange_settled
@@ -372,10 +371,10 @@ def prepare_exchange(user: User, req: SendRequest) -> Prepared | Replay:
                 before = Conversation(owner=user).usage_dict()
             else:
                 before = conversation.usage_dict()
-                Conversation.objects.filter(pk=conversation.pk).update(
-                    updated_at=now, version=version, model=model, message_count=F("message_count") + added,
-                    last_message_preview=preview_of(req.message), last_message_at=now, last_model=model,
-                )
+                update_row(Conversation, {"pk": conversation.pk}, add={"message_count": added}, set={
+                    "updated_at": now, "version": version, "model": model, "last_message_preview": preview_of(req.message),
+                    "last_message_at": now, "last_model": model,
+                })
             if reuse is None:
                 user_message = Message.objects.create(
                     owner=user, conversation=conversation, public_id=request_id, role=Message.Role.USER,
@@ -411,6 +410,7 @@ def prepare_exchange(user: User, req: SendRequest) -> Prepared | Replay:
         usage_log_id=row.pk, user_id=user.pk, model=model, request_id=request_id, provider=provider,
         reservation_id=hold.reservation_id,
         held_tokens=hold.tokens, held_cost=hold.cost, assistant_pk=assistant.pk,
+        assistant_public_id=assistant.public_id, assistant_timestamp=assistant.timestamp,
         user_message_pk=user_message.pk, conversation_pk=conversation.pk, metadata=dict(row.metadata),
     )
     return Prepared(
@@ -457,6 +457,8 @@ class SettleTarget:
     held_tokens: int | None
     held_cost: Decimal | None
     assistant_pk: int
+    assistant_public_id: str
+    assistant_timestamp: datetime
     user_message_pk: int | None
     conversation_pk: int
     metadata: dict = field(default_factory=dict)
@@ -467,7 +469,8 @@ class SettleTarget:
         return cls(
             usage_log_id=row.pk, user_id=row.user_id, model=row.model_name, request_id=row.request_id,
             provider=row.provider, reservation_id=(row.metadata or {}).get("reservation_id"), held_tokens=None, held_cost=None,
-            assistant_pk=row.message_id, user_message_pk=assistant.user_message_id if assistant else None,
+            assistant_pk=row.message_id, assistant_public_id=assistant.public_id,
+            assistant_timestamp=assistant.timestamp, user_message_pk=assistant.user_message_id,
             conversation_pk=row.conversation_id, metadata=dict(row.metadata or {}),
         )
 
@@ -505,17 +508,17 @@ def settle_exchange(target: SettleTarget, outcome: Outcome) -> dict | None:
         metadata={**target.metadata, **extra},
     )
     with transaction.atomic():
-        finished = ApiUsageLog.objects.filter(pk=target.usage_log_id, status=S.PENDING).update(**figures_of_row)
+        finished = update_row(ApiUsageLog, {"pk": target.usage_log_id, "status": S.PENDING}, set=figures_of_row)
         if not finished:
             return None
-        budgets.settle_reservation(
+        budget = budgets.settle_reservation(
             target.user_id, target.reservation_id, usage.total_tokens,
             actual if actual is not None else cost,
             state=BudgetReservation.State.SETTLED if outcome.status == S.SUCCESS else BudgetReservation.State.RELEASED,
             held_tokens=target.held_tokens, held_cost=target.held_cost,
         )
         version = sync_clock.tick(target.user_id)
-        Message.objects.filter(pk=target.assistant_pk).update(
+        figures_of_answer = dict(
             version=version,
             content=outcome.text, status=MESSAGE_STATUS_FOR[outcome.status],
             completion_tokens=usage.completion_tokens, total_tokens=usage.total_tokens,
@@ -523,26 +526,24 @@ def settle_exchange(target: SettleTarget, outcome: Outcome) -> dict | None:
             completion_id=usage.completion_id[:255], elapsed_ms=outcome.response_time_ms, cost=cost,
             actual_cost=actual, figures_source=figures,
         )
+        update_row(Message, {"pk": target.assistant_pk}, set=figures_of_answer)
         if target.user_message_pk:
-            Message.objects.filter(pk=target.user_message_pk).update(
-                prompt_tokens=usage.prompt_tokens, figures_source=figures, version=version
-            )
+            update_row(Message, {"pk": target.user_message_pk},
+                       set={"prompt_tokens": usage.prompt_tokens, "figures_source": figures, "version": version})
         # Running totals move by exactly this exchange's figures (the sums recompute_totals() derives).
         totals = {
-            "input_tokens": F("input_tokens") + usage.prompt_tokens,
-            "output_tokens": F("output_tokens") + usage.completion_tokens,
-            "total_tokens": F("total_tokens") + usage.total_tokens,
-            "reasoning_tokens": F("reasoning_tokens") + usage.reasoning_tokens,
-            "cached_tokens": F("cached_tokens") + usage.cached_tokens,
-            "estimated_cost": F("estimated_cost") + (cost or Decimal("0")),
-            "updated_at": now,
+            "input_tokens": usage.prompt_tokens, "output_tokens": usage.completion_tokens,
+            "total_tokens": usage.total_tokens, "reasoning_tokens": usage.reasoning_tokens,
+            "cached_tokens": usage.cached_tokens, "estimated_cost": cost or Decimal("0"),
         }
         if actual is not None:
-            totals["actual_cost"] = Coalesce(F("actual_cost"), Decimal("0")) + actual
+            totals["actual_cost"] = actual
+        stamps = {"version": version, "updated_at": now}
         if outcome.text:
-            totals["last_message_preview"] = preview_of(outcome.text)
-        Conversation.objects.filter(pk=target.conversation_pk).update(version=version, **totals)
-        # The row as just written, for the listeners (they need not read it back).
+            stamps["last_message_preview"] = preview_of(outcome.text)
+        update_row(Conversation, {"pk": target.conversation_pk}, add=totals, set=stamps)
+        conversation = Conversation(**Conversation.objects.values(*USAGE_FIELDS).get(pk=target.conversation_pk))
+        # The rows as just written, for the listeners and the events: nothing is read back.
         settled_row = ApiUsageLog(
             pk=target.usage_log_id, request_id=target.request_id, user_id=target.user_id,
             conversation_id=target.conversation_pk, message_id=target.assistant_pk, provider=target.provider,
@@ -550,18 +551,28 @@ def settle_exchange(target: SettleTarget, outcome: Outcome) -> dict | None:
         )
         transaction.on_commit(lambda: exchange_settled.send(
             sender=ApiUsageLog, user_id=settled_row.user_id, usage_log_id=settled_row.pk, usage_log=settled_row,
+            budget=budget,
         ))
 
-    assistant = Message.objects.select_related("user_message", "conversation").get(pk=target.assistant_pk)
-    conversation = assistant.conversation
+    assistant = Message(
+        pk=target.assistant_pk, owner_id=target.user_id, conversation_id=target.conversation_pk,
+        public_id=target.assistant_public_id, role=Message.Role.ASSISTANT, model=target.model,
+        timestamp=target.assistant_timestamp, user_message_id=target.user_message_pk, **figures_of_answer,
+    )
+    if target.user_message_pk:
+        assistant.user_message = Message(
+            pk=target.user_message_pk, public_id=target.request_id, role=Message.Role.USER,
+            prompt_tokens=usage.prompt_tokens, figures_source=figures,
+        )
     return {
         "usage": {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
                   "total_tokens": usage.total_tokens, "cached_tokens": usage.cached_tokens,
                   "reasoning_tokens": usage.reasoning_tokens},
         "cost": {"estimated": None if cost is None else str(cost), "actual": None if actual is None else str(actual),
                  "currency": "USD"},
-        "status": outcome.status, "assistant": assistant, "user_message": assistant.user_message,
-        "conversation": conversation,
+        "status": outcome.status, "assistant": assistant,
+        "user_message": assistant.user_message if target.user_message_pk else None,
+        "conversation": conversation, "budget": budget,
     }
 
 
@@ -581,7 +592,7 @@ def settled_events(request_id: str, user: User, settled: dict, outcome: Outcome)
          "message": message_payload(settled["assistant"], with_html=True),
          "usage": usage, "cost": settled["cost"],
          "conversation_usage": settled["conversation"].usage_dict(),
-         "budget": budgets.budget_payload(user)},
+         "budget": budgets.budget_payload(user, budget=settled["budget"])},
     ]
 
 

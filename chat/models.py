@@ -107,6 +107,9 @@ class Conversation(models.Model):
         }
 
 
+# What `Conversation.usage_dict()` reads.
+USAGE_FIELDS = ["input_tokens", "output_tokens", "total_tokens", "reasoning_tokens", "cached_tokens",
+                "estimated_cost", "message_count"]
 TOTAL_FIELDS = [
     "input_tokens", "output_tokens", "total_tokens", "reasoning_tokens", "cached_tokens",
     "estimated_cost", "actual_cost", "message_count", "last_message_preview", "last_message_at", "last_model",

@@ -54,9 +54,12 @@ def _describe(budget: Budget, threshold: int) -> str:
     return f"You have used {threshold}% of your {budget.period} budget ({used})."
 
 
-def check_budget_alerts(user_id: int) -> list[BudgetAlert]:
-    """Send the alerts a user's budget now calls for; returns the alerts created (usually none)."""
-    budget = Budget.objects.filter(user_id=user_id).select_related("user").first()
+def check_budget_alerts(user_id: int, budget: Budget | None = None) -> list[BudgetAlert]:
+    """Send the alerts a user's budget now calls for; returns the alerts created (usually none).
+
+    A caller that has just read the budget passes it, which saves the read.
+    """
+    budget = budget or Budget.objects.filter(user_id=user_id).select_related("user").first()
     if budget is None:
         return []
     ratio = usage_ratio(budget)

@@ -27,10 +27,10 @@ class UsageConfig(AppConfig):
         post_save.connect(_rebuild_on_timezone_change, sender=user_model, dispatch_uid="usage.timezone_change")
 
 
-def _on_exchange_settled(sender, user_id: int, usage_log_id, usage_log=None, **kwargs) -> None:
+def _on_exchange_settled(sender, user_id: int, usage_log_id, usage_log=None, budget=None, **kwargs) -> None:
     """Log the exchange, keep its rollups current and send any budget alert; none may break the settled exchange.
 
-    The pipeline sends the settled row along (`usage_log`), which saves reading it back.
+    The pipeline sends the settled row and budget along (`usage_log`, `budget`): nothing is read back.
     """
     from usage.alerts import check_budget_alerts
     from usage.exchange_log import log_exchange
@@ -49,7 +49,7 @@ def _on_exchange_settled(sender, user_id: int, usage_log_id, usage_log=None, **k
     except Exception:
         logger.exception("refreshing the rollup of exchange %s failed", usage_log_id)
     try:
-        check_budget_alerts(user_id)
+        check_budget_alerts(user_id, budget)
     except Exception:
         logger.exception("budget alerts for user %s failed", user_id)
 

@@ -20,12 +20,13 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models import F, Q, Sum
+from django.db.models import F, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts.models import Budget, BudgetReservation, User
 from chatlima.errors import ClientError
+from chatlima.sql import update_row
 from usage.models import ApiUsageLog
 
 RATE_WINDOW_DAYS = 7
@@ -65,13 +66,13 @@ def used_in(user_id: int, start: datetime, end: datetime | None = None) -> tuple
     return int(sums["t"]), Decimal(sums["c"])
 
 
-def current_budget(user: User, now: datetime | None = None) -> Budget:
+def current_budget(user: User, now: datetime | None = None, budget: Budget | None = None) -> Budget:
     """The user's budget, rolled over to the period containing `now` when a boundary has passed.
 
     The rollover is a compare-and-set on `period_start`, so two requests crossing the boundary
-    together reset it once.
+    together reset it once. A caller that has just read the row passes it as `budget`.
     """
-    budget = Budget.objects.for_user(user)
+    budget = budget or Budget.objects.for_user(user)
     start, _ = period_bounds(budget.period, user.tzinfo, now)
     if budget.period_start < start:
         tokens, cost = used_in(user.pk, start)
@@ -109,6 +110,22 @@ def _limit_details(budget: Budget, tokens: int, cost: Decimal, period_end: datet
     }
 
 
+def _hold(budget_pk: int, tokens: int, cost: Decimal) -> bool:
+    """Add a hold to a budget row if it fits under both limits; the database decides, under the row lock."""
+    connection = transaction.get_connection()
+    table = connection.ops.quote_name(Budget._meta.db_table)
+    cost = Budget._meta.get_field("cost_held").get_db_prep_save(cost, connection)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET tokens_held = tokens_held + %s, cost_held = cost_held + %s "
+            "WHERE id = %s "
+            "AND (token_limit IS NULL OR token_limit >= tokens_used + tokens_held + %s) "
+            "AND (cost_limit IS NULL OR cost_limit >= cost_used + cost_held + %s)",
+            [tokens, cost, budget_pk, tokens, cost],
+        )
+        return cursor.rowcount == 1
+
+
 def reserve(user: User, request_id: str, tokens: int, cost: Decimal | Callable[[], Decimal] = Decimal("0"),
             ttl_seconds: int | None = None) -> Hold:
     """Hold `tokens` (and `cost`) on the user's budget for one exchange, or raise TOKEN_LIMIT_EXCEEDED.
@@ -121,12 +138,7 @@ def reserve(user: User, request_id: str, tokens: int, cost: Decimal | Callable[[
     budget = current_budget(user)
     if callable(cost):
         cost = cost() if budget.cost_limit is not None else Decimal("0")
-    fits = Q(token_limit__isnull=True) | Q(token_limit__gte=F("tokens_used") + F("tokens_held") + tokens)
-    fits &= Q(cost_limit__isnull=True) | Q(cost_limit__gte=F("cost_used") + F("cost_held") + cost)
-    updated = Budget.objects.filter(fits, pk=budget.pk).update(
-        tokens_held=F("tokens_held") + tokens, cost_held=F("cost_held") + cost
-    )
-    if not updated:
+    if not _hold(budget.pk, tokens, cost):
         budget.refresh_from_db()
         _, end = period_bounds(budget.period, user.tzinfo)
         raise ClientError(
@@ -159,26 +171,27 @@ def _close(reservation_id: int, state: str) -> BudgetReservation | None:
 
 def settle_reservation(user_id: int, reservation_id: int | None, tokens: int, cost: Decimal | None,
                        *, state: str = BudgetReservation.State.SETTLED,
-                       held_tokens: int | None = None, held_cost: Decimal | None = None) -> None:
+                       held_tokens: int | None = None, held_cost: Decimal | None = None) -> Budget:
     """Count what a usage row recorded against the budget and close the hold (if still held).
 
     The figures are counted even when the hold already expired: budgets count usage rows, and a
     usage row is only written once. Callers that know the hold's size pass it, which saves a read.
+    Returns the budget as it now stands (read under the row lock this update holds).
     """
     assert transaction.get_connection().in_atomic_block, "settle_reservation() must run inside a transaction"
     release_tokens, release_cost = 0, Decimal("0")
     if reservation_id is not None:
-        closed = BudgetReservation.objects.filter(pk=reservation_id, state=BudgetReservation.State.HELD).update(
-            state=state, closed_at=timezone.now()
-        )
+        closed = update_row(BudgetReservation, {"pk": reservation_id, "state": BudgetReservation.State.HELD},
+                            set={"state": state, "closed_at": timezone.now()})
         if closed:
             if held_tokens is None or held_cost is None:
                 held_tokens, held_cost = BudgetReservation.objects.values_list("tokens", "cost").get(pk=reservation_id)
             release_tokens, release_cost = held_tokens, held_cost
-    Budget.objects.filter(user_id=user_id).update(
-        tokens_held=F("tokens_held") - release_tokens, cost_held=F("cost_held") - release_cost,
-        tokens_used=F("tokens_used") + tokens, cost_used=F("cost_used") + (cost or Decimal("0")),
-    )
+    update_row(Budget, {"user_id": user_id}, add={
+        "tokens_held": -release_tokens, "cost_held": -release_cost,
+        "tokens_used": tokens, "cost_used": cost or Decimal("0"),
+    })
+    return Budget.objects.get(user_id=user_id)
 
 
 def release_reservation(reservation_id: int, state: str = BudgetReservation.State.RELEASED) -> bool:
@@ -230,10 +243,10 @@ def _days_until_limit(budget: Budget, user_id: int, now: datetime) -> float | No
     return round(min(estimates), 1) if estimates else None
 
 
-def budget_payload(user: User, now: datetime | None = None) -> dict[str, Any]:
+def budget_payload(user: User, now: datetime | None = None, budget: Budget | None = None) -> dict[str, Any]:
     """GET /api/v1/budget (API.md), plus what the open holds take and when the period ends."""
     now = _as_aware(now or timezone.now())
-    budget = current_budget(user, now)
+    budget = current_budget(user, now, budget)
     _, end = period_bounds(budget.period, user.tzinfo, now)
 
     def iso(value: datetime | None) -> str | None:

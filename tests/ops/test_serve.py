@@ -29,12 +29,13 @@ def test_serve_runs_the_asked_number_of_workers_on_one_port_and_stops_them_all(t
     port = _free_port()
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'serve.sqlite3'}", "DJANGO_DEBUG": "1"}
     env.pop("REDIS_URL", None)
+    log = tmp_path / "serve.log"
     server = subprocess.Popen(
         [sys.executable, "-m", "chatlima.serve", "--workers", "2", "-b", "127.0.0.1", "-p", str(port)],
-        cwd=settings.BASE_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=settings.BASE_DIR, env=env, stdout=subprocess.DEVNULL, stderr=log.open("w"),
     )
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         body = None
         while body is None and time.monotonic() < deadline:
             try:
@@ -42,14 +43,14 @@ def test_serve_runs_the_asked_number_of_workers_on_one_port_and_stops_them_all(t
                     body = json.loads(response.read())
             except OSError:
                 time.sleep(0.2)
-        assert body is not None and body["checks"]["database"] == "ok"
+        assert body is not None and body["checks"]["database"] == "ok", log.read_text()
         workers = _children(server.pid)
-        assert len(workers) == 2
+        assert len(workers) == 2, log.read_text()
         for _ in range(6):  # both workers accept on the same socket; every request is answered
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as response:
                 assert response.status == 200
     finally:
         server.terminate()
         server.wait(timeout=15)
-    assert server.returncode == 0
+    assert server.returncode == 0, log.read_text()
     assert all(not Path(f"/proc/{pid}").exists() for pid in workers)
