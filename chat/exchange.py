@@ -36,7 +36,7 @@ from chat.models import USAGE_FIELDS, Conversation, Message, preview_of
 from chat.payloads import message_payload
 from chat.providers.base import ChatRequest, ProviderError, Turn, Usage
 from chatlima.errors import ClientError
-from chatlima.sql import update_row
+from chatlima.sql import insert_row, update_row
 from usage import budgets
 from usage.models import ApiUsageLog
 from usage.signals import exchange_settled
@@ -362,12 +362,12 @@ def prepare_exchange(user: User, req: SendRequest) -> Prepared | Replay:
             added = 1 if reuse else 2
             if conversation is None:
                 title = req.message.strip().splitlines()[0][:TITLE_CHARS]
-                conversation = Conversation.objects.create(
+                conversation = insert_row(Conversation(
                     owner=user, public_id=new_conversation_id(), title=title, model=model,
                     system_prompt=req.system_prompt or "", created_at=now, updated_at=now, version=version,
                     message_count=added, last_message_preview=preview_of(req.message), last_message_at=now,
                     last_model=model,
-                )
+                ))
                 before = Conversation(owner=user).usage_dict()
             else:
                 before = conversation.usage_dict()
@@ -376,24 +376,24 @@ def prepare_exchange(user: User, req: SendRequest) -> Prepared | Replay:
                     "last_message_at": now, "last_model": model,
                 })
             if reuse is None:
-                user_message = Message.objects.create(
+                user_message = insert_row(Message(
                     owner=user, conversation=conversation, public_id=request_id, role=Message.Role.USER,
                     content=req.message, model=model, timestamp=now, version=version,
-                )
+                ))
             else:
                 user_message = reuse
                 Message.objects.filter(pk=reuse.pk).update(version=version)
-            assistant = Message.objects.create(
+            assistant = insert_row(Message(
                 owner=user, conversation=conversation, role=Message.Role.ASSISTANT, content="", model=model,
                 timestamp=now + timedelta(microseconds=1), status=Message.Status.STREAMING,
                 user_message=user_message, version=version,
-            )
-            row = ApiUsageLog.objects.create(
+            ))
+            row = insert_row(ApiUsageLog(
                 request_id=request_id, user=user, conversation=conversation, message=assistant,
                 provider=provider, model_name=model, status=S.PENDING, created_at=now,
                 metadata={"estimated_prompt_tokens": estimate, "max_tokens": max_tokens,
                           "reservation_id": hold.reservation_id},
-            )
+            ))
     except IntegrityError:
         # Another request stored this client_message_id first: answer as a retry of it.
         existing = _existing_user_message(user, req)

@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from accounts.models import Budget, BudgetReservation, User
 from chatlima.errors import ClientError
-from chatlima.sql import update_row
+from chatlima.sql import insert_row, update_row
 from usage.models import ApiUsageLog
 
 RATE_WINDOW_DAYS = 7
@@ -148,10 +148,10 @@ def reserve(user: User, request_id: str, tokens: int, cost: Decimal | Callable[[
         )
     now = timezone.now()
     ttl = ttl_seconds if ttl_seconds is not None else settings.CHATLIMA_RESERVATION_TTL_SECONDS
-    reservation = BudgetReservation.objects.create(
+    reservation = insert_row(BudgetReservation(
         user=user, request_id=request_id, tokens=tokens, cost=cost, created_at=now,
         expires_at=now + timedelta(seconds=ttl),
-    )
+    ))
     return Hold(reservation.pk, tokens, cost)
 
 
