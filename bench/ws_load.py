@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import resource
 import socket
 import statistics
@@ -147,6 +148,7 @@ async def wait_for_port(port: int, timeout: float) -> None:
 class Stats:
     def __init__(self) -> None:
         self.first_chunk: list[float] = []  # seconds from send to the first chunk
+        self.first_chunk_later: list[float] = []  # the same for each client's later messages (no synchronized burst)
         self.stream: list[float] = []  # seconds from the first chunk to stream_end
         self.words: list[int] = []  # words in the answer
         self.completed = 0
@@ -154,7 +156,8 @@ class Stats:
 
 
 async def client(url: str, origin: str, messages: int, text: str, stats: Stats, start: asyncio.Event,
-                 timeout: float, max_tokens: int | None = None, ramp: asyncio.Semaphore | None = None) -> None:
+                 timeout: float, max_tokens: int | None = None, ramp: asyncio.Semaphore | None = None,
+                 spread: float = 0.0) -> None:
     from websockets.asyncio.client import connect
 
     try:
@@ -165,7 +168,10 @@ async def client(url: str, origin: str, messages: int, text: str, stats: Stats, 
         async with ws:
             await start.wait()
             conversation_id = None
-            for _ in range(messages):
+            for index in range(messages):
+                if spread:
+                    # Real users do not press Send in the same millisecond: a random pause before each message.
+                    await asyncio.sleep(random.uniform(0, spread))
                 body = {"type": "send_message", "message": text}
                 if max_tokens:
                     body["max_tokens"] = max_tokens
@@ -183,6 +189,8 @@ async def client(url: str, origin: str, messages: int, text: str, stats: Stats, 
                         elif kind == "stream_chunk" and first is None:
                             first = time.perf_counter()
                             stats.first_chunk.append(first - sent_at)
+                            if index:
+                                stats.first_chunk_later.append(first - sent_at)
                         elif kind == "stream_end":
                             end = time.perf_counter()
                             if first is not None:
@@ -232,7 +240,7 @@ async def run(args: argparse.Namespace) -> int:
         start = asyncio.Event()
         ramp = asyncio.Semaphore(args.connect_concurrency)
         tasks = [asyncio.ensure_future(client(f"{url}?token={tokens[i % len(tokens)]}", origin, args.messages, args.text, stats, start,
-                                              args.timeout, args.max_tokens, ramp)) for i in range(args.clients)]
+                                              args.timeout, args.max_tokens, ramp, args.spread_seconds)) for i in range(args.clients)]
         await asyncio.sleep(args.connect_seconds)  # let every socket open before the streams start together
         daphnes = children(server.pid) if server else []
         server_cpu = sum(cpu_seconds(pid) for pid in daphnes)
@@ -246,14 +254,19 @@ async def run(args: argparse.Namespace) -> int:
         client_cpu = after.ru_utime + after.ru_stime - client_cpu.ru_utime - client_cpu.ru_stime
         pace = args.pace_ms / 1000
         overhead = [(t - pace) * 1000 for t in stats.first_chunk]
+        overhead_later = [(t - pace) * 1000 for t in stats.first_chunk_later]
         # The model takes one pace per word; the first word is already out when the clock starts.
         ratios = [d / (max(w - 1, 1) * pace) for d, w in zip(stats.stream, stats.words, strict=False)] if pace else []
         peaks = [peak_rss_mb(pid) or 0 for pid in daphnes]
         print(f"clients={args.clients} users={len(tokens)} messages/client={args.messages} pace={args.pace_ms} ms/word "
               f"words/answer~{statistics.median(stats.words) if stats.words else 0:.0f} "
-              f"server={len(daphnes) or 'external'} daphne worker(s), redis={'yes' if args.redis_url else 'no'}")
+              f"server={len(daphnes) or 'external'} daphne worker(s), redis={'yes' if args.redis_url else 'no'} "
+              f"spread={args.spread_seconds} s")
         print(f"completed exchanges: {stats.completed} in {wall:.2f} s = {stats.completed / wall:.1f}/s")
         print(f"overhead to first chunk (ms): p50 {percentile(overhead, 50):.1f}  p99 {percentile(overhead, 99):.1f}")
+        if overhead_later:
+            print(f"  of later messages only (after the first, synchronized send): p50 "
+                  f"{percentile(overhead_later, 50):.1f}  p99 {percentile(overhead_later, 99):.1f}")
         print(f"stream duration / model pace: p50 {percentile(ratios, 50):.2f}  p99 {percentile(ratios, 99):.2f}")
         print(f"errors: {len(stats.errors)}" + (f" (first: {stats.errors[0]})" if stats.errors else ""))
         if peaks:
@@ -294,6 +307,8 @@ def main() -> int:
                         help="time allowed for every socket to open before the streams start")
     parser.add_argument("--connect-concurrency", type=int, default=25, help="handshakes in flight at once")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds allowed per exchange")
+    parser.add_argument("--spread-seconds", type=float, default=0.0,
+                        help="each client pauses a random 0..S seconds before each message (0: all send at once)")
     parser.add_argument("--asgi-app", default="chatlima.asgi:application", help="what daphne serves")
     parser.add_argument("--quiet", action="store_true", help="hide the server's log")
     args = parser.parse_args()
