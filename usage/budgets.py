@@ -20,7 +20,7 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models import F, Sum
+from django.db.models import Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -157,15 +157,13 @@ def reserve(user: User, request_id: str, tokens: int, cost: Decimal | Callable[[
 
 def _close(reservation_id: int, state: str) -> BudgetReservation | None:
     """Move a held reservation to `state` and take its hold off the budget, exactly once."""
-    closed = BudgetReservation.objects.filter(pk=reservation_id, state=BudgetReservation.State.HELD).update(
-        state=state, closed_at=timezone.now()
-    )
+    closed = update_row(BudgetReservation, {"pk": reservation_id, "state": BudgetReservation.State.HELD},
+                        set={"state": state, "closed_at": timezone.now()})
     if not closed:
         return None
     reservation = BudgetReservation.objects.get(pk=reservation_id)
-    Budget.objects.filter(user_id=reservation.user_id).update(
-        tokens_held=F("tokens_held") - reservation.tokens, cost_held=F("cost_held") - reservation.cost
-    )
+    update_row(Budget, {"user_id": reservation.user_id},
+               add={"tokens_held": -reservation.tokens, "cost_held": -reservation.cost})
     return reservation
 
 
