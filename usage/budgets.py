@@ -155,11 +155,15 @@ def reserve(user: User, request_id: str, tokens: int, cost: Decimal | Callable[[
     return Hold(reservation.pk, tokens, cost)
 
 
+def _mark_closed(reservation_id: int, state: str) -> bool:
+    """Move a reservation out of `held` (a compare-and-set: True for exactly one caller)."""
+    return update_row(BudgetReservation, {"pk": reservation_id, "state": BudgetReservation.State.HELD},
+                      set={"state": state, "closed_at": timezone.now()}) == 1
+
+
 def _close(reservation_id: int, state: str) -> BudgetReservation | None:
     """Move a held reservation to `state` and take its hold off the budget, exactly once."""
-    closed = update_row(BudgetReservation, {"pk": reservation_id, "state": BudgetReservation.State.HELD},
-                        set={"state": state, "closed_at": timezone.now()})
-    if not closed:
+    if not _mark_closed(reservation_id, state):
         return None
     reservation = BudgetReservation.objects.get(pk=reservation_id)
     update_row(Budget, {"user_id": reservation.user_id},
@@ -178,13 +182,10 @@ def settle_reservation(user_id: int, reservation_id: int | None, tokens: int, co
     """
     assert transaction.get_connection().in_atomic_block, "settle_reservation() must run inside a transaction"
     release_tokens, release_cost = 0, Decimal("0")
-    if reservation_id is not None:
-        closed = update_row(BudgetReservation, {"pk": reservation_id, "state": BudgetReservation.State.HELD},
-                            set={"state": state, "closed_at": timezone.now()})
-        if closed:
-            if held_tokens is None or held_cost is None:
-                held_tokens, held_cost = BudgetReservation.objects.values_list("tokens", "cost").get(pk=reservation_id)
-            release_tokens, release_cost = held_tokens, held_cost
+    if reservation_id is not None and _mark_closed(reservation_id, state):
+        if held_tokens is None or held_cost is None:
+            held_tokens, held_cost = BudgetReservation.objects.values_list("tokens", "cost").get(pk=reservation_id)
+        release_tokens, release_cost = held_tokens, held_cost
     update_row(Budget, {"user_id": user_id}, add={
         "tokens_held": -release_tokens, "cost_held": -release_cost,
         "tokens_used": tokens, "cost_used": cost or Decimal("0"),
