@@ -22,7 +22,7 @@ install: $(VENV)/.installed
 run: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py create_demo_user
-	$(PY) manage.py settle_interrupted
+	$(PY) manage.py settle_interrupted --wait &
 	@if [ -n "$$REDIS_URL" ]; then \
 		echo "REDIS_URL is set: starting a Celery worker with beat"; \
 		$(VENV)/bin/celery -A chatlima worker --beat --loglevel=info --concurrency=2 & \

@@ -27,18 +27,21 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import BudgetReservation, User
-from chat import sync_clock
+from chat import partials, sync_clock
 from chat.ids import is_valid_id, new_conversation_id, new_message_id
 from chat.models import USAGE_FIELDS, Conversation, Message, preview_of
+from chat.partials import LiveAnswer
 from chat.payloads import message_payload
-from chat.providers.base import ChatRequest, ProviderError, Turn, Usage
+from chat.providers.base import ChatRequest, ProviderError, Reasoning, Turn, Usage
 from chatlima.errors import ClientError
 from chatlima.sql import insert_row, update_row
 from usage import budgets
 from usage.models import ApiUsageLog
+from usage.pricing import money_str
 from usage.signals import exchange_settled
 from usage.tokens import count_tokens
 
@@ -49,6 +52,12 @@ STATUS_FOR_CODE = {"RATE_LIMITED": S.RATE_LIMITED, "TIMEOUT": S.TIMEOUT, "PROVID
 CODE_FOR_STATUS = {
     S.ERROR: "PROVIDER_ERROR", S.TIMEOUT: "TIMEOUT", S.RATE_LIMITED: "RATE_LIMITED",
     S.CANCELLED: "CANCELLED", S.INTERRUPTED: "PROVIDER_ERROR",
+}
+# usage.source -> (the usage row's usage_source, the messages' figures_source)
+FIGURES_SOURCE = {
+    "provider": (ApiUsageLog.Source.PROVIDER, Message.FiguresSource.PROVIDER),
+    "estimate": (ApiUsageLog.Source.ESTIMATE, Message.FiguresSource.ESTIMATE),
+    "none": (ApiUsageLog.Source.NONE, Message.FiguresSource.NONE),
 }
 MESSAGE_STATUS_FOR = {
     S.SUCCESS: Message.Status.COMPLETE, S.ERROR: Message.Status.ERROR, S.TIMEOUT: Message.Status.ERROR,
@@ -147,8 +156,8 @@ def usage_dict(row: ApiUsageLog) -> dict[str, int]:
 
 def cost_dict(row: ApiUsageLog) -> dict[str, Any]:
     return {
-        "estimated": None if row.cost_estimate is None else str(row.cost_estimate),
-        "actual": None if row.actual_cost is None else str(row.actual_cost),
+        "estimated": money_str(row.cost_estimate),
+        "actual": money_str(row.actual_cost),
         "currency": "USD",
     }
 
@@ -272,7 +281,7 @@ def _replay_events(user: User, user_message: Message) -> Replay:
         "reasoning_tokens": (answer.reasoning_tokens or 0) if answer else 0,
     }
     cost = cost_dict(row) if row is not None else {
-        "estimated": None if answer is None or answer.cost is None else str(answer.cost),
+        "estimated": None if answer is None else money_str(answer.cost),
         "actual": None, "currency": "USD",
     }
     events += [
@@ -493,8 +502,7 @@ def settle_exchange(target: SettleTarget, outcome: Outcome) -> dict | None:
     usage = outcome.usage
     cost = _money(cost_of(target.model, usage))
     actual = _money(usage.actual_cost)
-    source = ApiUsageLog.Source.ESTIMATE if usage.is_estimate else ApiUsageLog.Source.PROVIDER
-    figures = Message.FiguresSource.ESTIMATE if usage.is_estimate else Message.FiguresSource.PROVIDER
+    source, figures = FIGURES_SOURCE[usage.source]
     extra = {"retries": outcome.retries, "finish_reason": usage.finish_reason, **outcome.extra}
     if outcome.error_code:
         extra["error_code"] = outcome.error_code
@@ -568,7 +576,7 @@ def settle_exchange(target: SettleTarget, outcome: Outcome) -> dict | None:
         "usage": {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
                   "total_tokens": usage.total_tokens, "cached_tokens": usage.cached_tokens,
                   "reasoning_tokens": usage.reasoning_tokens},
-        "cost": {"estimated": None if cost is None else str(cost), "actual": None if actual is None else str(actual),
+        "cost": {"estimated": money_str(cost), "actual": money_str(actual),
                  "currency": "USD"},
         "status": outcome.status, "assistant": assistant,
         "user_message": assistant.user_message if target.user_message_pk else None,
@@ -604,13 +612,6 @@ def _settle_and_describe(user: User, prepared: Prepared, outcome: Outcome) -> li
     return settled_events(prepared.request_id, user, settled, outcome)
 
 
-def save_partial(prepared: Prepared, text: str, heartbeat: bool = True) -> None:
-    """Keep the answer so far (a restart keeps it) and, with `heartbeat`, push the hold's expiry forward."""
-    Message.objects.filter(pk=prepared.assistant_pk, status=Message.Status.STREAMING).update(content=text)
-    if heartbeat:
-        budgets.touch_reservation(prepared.reservation_id)
-
-
 # --- streaming ---------------------------------------------------------------------------------
 
 
@@ -626,15 +627,13 @@ class Exchange:
     def request_id(self) -> str:
         return self.prepared.request_id
 
-    def _estimate(self, text: str) -> Usage:
-        return _provider_layer_base().estimate_usage(self.prepared.chat_request, text)
-
     async def events(self) -> AsyncIterator[dict]:
         p = self.prepared
         loop = asyncio.get_running_loop()
         interval = settings.CHATLIMA_STREAM_BATCH_MS / 1000
-        save_every = settings.CHATLIMA_PARTIAL_SAVE_SECONDS
-        parts: list[str] = []
+        live = LiveAnswer(assistant_pk=p.assistant_pk, reservation_id=p.reservation_id)
+        parts = live.parts
+        thoughts: list[str] = []
         pending: list[str] = []
         running = 0
         usage: Usage | None = None
@@ -648,9 +647,8 @@ class Exchange:
             yield p.start_event
             provider = _provider_layer().get_provider(p.provider)
             started = time.perf_counter()
-            last_flush = last_save = last_beat = loop.time()
-            # The hold's expiry only needs pushing a few times per TTL, not at every partial save.
-            beat_every = settings.CHATLIMA_RESERVATION_TTL_SECONDS / 4
+            last_flush = loop.time()
+            partials.saver().add(live)
             stream = provider.stream(p.chat_request)
             # A provider that goes quiet must not hold the exchange (and its hold) forever; the first
             # item may include the provider's own retries.
@@ -666,6 +664,12 @@ class Exchange:
                 if isinstance(item, Usage):
                     usage = item
                     continue
+                if isinstance(item, Reasoning):
+                    if item.text:
+                        first_token = first_token or time.perf_counter()
+                        thoughts.append(item.text)
+                        live.estimated_tokens += count_tokens(item.text, p.model)
+                    continue
                 if not item:
                     continue
                 if first_token is None:
@@ -677,16 +681,12 @@ class Exchange:
                 if len(parts) == 1 or now - last_flush >= interval:
                     batch = "".join(pending)
                     pending.clear()
-                    running += count_tokens(batch, p.model)
+                    tokens = count_tokens(batch, p.model)
+                    running += tokens
+                    live.estimated_tokens += tokens
                     last_flush = now
                     yield {"type": "stream_chunk", "request_id": p.request_id, "chunk": batch,
                            "estimated_completion_tokens": running}
-                if save_every and now - last_save >= save_every:
-                    last_save = now
-                    beat = now - last_beat >= beat_every
-                    if beat:
-                        last_beat = now
-                    await run_db(save_partial, p, "".join(parts), beat)
             ended = time.perf_counter()
             if pending:
                 batch = "".join(pending)
@@ -702,6 +702,7 @@ class Exchange:
             error_code = exc.code if exc.code in STATUS_FOR_CODE else "PROVIDER_ERROR"
             error_message = exc.message
             retries = exc.retries
+            usage = exc.usage
         except (asyncio.CancelledError, GeneratorExit):
             status = S.CANCELLED
             error_code, error_message = "CANCELLED", "The exchange was cancelled."
@@ -711,9 +712,11 @@ class Exchange:
             status = S.ERROR
             error_code, error_message = "PROVIDER_ERROR", f"The provider failed: {type(exc).__name__}."
         finally:
+            partials.saver().remove(live)
             ended = ended or time.perf_counter()
             result = await _shielded(self._finish(
-                stream, parts, usage, status, error_code, error_message, retries, started, first_token, ended
+                stream, parts, thoughts, usage, status, error_code, error_message, retries, started, first_token,
+                ended,
             ))
         for event in result or []:
             yield event
@@ -721,10 +724,10 @@ class Exchange:
     async def abandon(self) -> None:
         """Settle as cancelled an exchange whose stream never started (no provider call)."""
         if not self.settled:
-            await _shielded(self._finish(None, [], None, S.CANCELLED, "CANCELLED", "The exchange was cancelled.",
+            await _shielded(self._finish(None, [], [], None, S.CANCELLED, "CANCELLED", "The exchange was cancelled.",
                                          0, None, None, None))
 
-    async def _finish(self, stream, parts, usage, status, error_code, error_message, retries,
+    async def _finish(self, stream, parts, thoughts, usage, status, error_code, error_message, retries,
                       started, first_token, ended) -> list[dict]:
         if stream is not None:
             try:
@@ -734,7 +737,7 @@ class Exchange:
                 logger.warning("closing the provider stream of %s failed", self.request_id, exc_info=True)
         text = "".join(parts)
         if usage is None:
-            usage = self._estimate(text)
+            usage = charged_usage(self.prepared.chat_request, text, "".join(thoughts))
         retries = max(retries, getattr(usage, "retries", 0) or 0)
         outcome = Outcome(
             status=status, text=text, usage=usage,
@@ -747,15 +750,33 @@ class Exchange:
         return events
 
 
+def charged_usage(request: ChatRequest, text: str, reasoning_text: str = "") -> Usage:
+    """What an exchange the provider reported no usage for is charged: the estimate of the prompt
+    and of the output that really arrived; nothing at all when no output arrived (API.md: nothing is
+    charged that the provider did not bill)."""
+    base = _provider_layer_base()
+    if not text and not reasoning_text:
+        return base.unbilled_usage()
+    return base.estimate_usage(request, text, reasoning_text=reasoning_text)
+
+
+async def _finish_despite_cancel(task: asyncio.Future) -> Any:
+    """Wait for `task` to the end however many times the caller is cancelled meanwhile, then pass
+    one cancellation on: settling must not be lost to a second cancel or a disconnect."""
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.wait({task})
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+    return task.result()
+
+
 async def _shielded(coro) -> Any:
     """Await `coro` to the end even if the caller is cancelled meanwhile (settling must not be lost)."""
-    task = asyncio.ensure_future(coro)
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        # Cancelled while settling: let the settle finish, then pass the cancellation on.
-        await asyncio.wait({task})
-        raise
+    return await _finish_despite_cancel(asyncio.ensure_future(coro))
 
 
 async def start_exchange(user: User, body: Any) -> Exchange | Replay:
@@ -767,9 +788,9 @@ async def start_exchange(user: User, body: Any) -> Exchange | Replay:
     req = body if isinstance(body, SendRequest) else parse_send_body(body)
     task = asyncio.ensure_future(run_db(prepare_exchange, user, req))
     try:
-        prepared = await asyncio.shield(task)
+        prepared = await _finish_despite_cancel(task)
     except asyncio.CancelledError:
-        await asyncio.wait({task})
+        # However many cancels came while preparing: settle what was prepared, exactly once.
         if not task.cancelled() and task.exception() is None and isinstance(task.result(), Prepared):
             await Exchange(user, task.result()).abandon()
         raise
@@ -781,41 +802,51 @@ async def start_exchange(user: User, body: Any) -> Exchange | Replay:
 # --- exchanges a restart left behind -----------------------------------------------------------
 
 
-def _interrupted_usage(row: ApiUsageLog, text: str) -> Usage:
+def _interrupted_usage(row: ApiUsageLog, answer: Message) -> Usage:
+    """What an interrupted exchange is charged: the estimate of its prompt and of the output its
+    server last saved (text, and the running estimate that includes reasoning); nothing if none was."""
+    completion = max(count_tokens(answer.content, row.model_name) if answer.content else 0,
+                     answer.completion_tokens or 0)
+    if not completion:
+        return _provider_layer_base().unbilled_usage("interrupted")
     prompt = int((row.metadata or {}).get("estimated_prompt_tokens") or 0)
-    completion = count_tokens(text, row.model_name)
     return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion,
                  source="estimate", finish_reason="interrupted")
 
 
-def settle_interrupted_exchanges(older_than: datetime | None = None) -> int:
-    """Settle pending exchanges as `interrupted`, keeping their partial answers; returns how many.
+def stale_before(now: datetime | None = None) -> datetime:
+    """Heartbeats older than this have stopped: `CHATLIMA_HEARTBEAT_STALE_SECONDS` (several save
+    intervals) before now."""
+    return (now or timezone.now()) - timedelta(seconds=settings.CHATLIMA_HEARTBEAT_STALE_SECONDS)
 
-    Without `older_than`: every pending exchange (at start-up nothing can still be streaming).
-    With it: those whose hold's heartbeat stopped before it (a periodic task's stale sweep).
+
+def settle_interrupted_exchanges(now: datetime | None = None) -> int:
+    """Settle as `interrupted` the pending exchanges whose heartbeat has stopped, keeping their saved
+    partial answers; returns how many.
+
+    Only exchanges no live server streams: a streaming answer's `heartbeat_at` is stamped every save
+    interval (chat.partials); one that never beat counts from its usage row's creation. Each settle
+    is `settle_exchange`'s compare-and-set, so a sweep racing a live settle or another sweep counts
+    the exchange once.
     """
-    pending = ApiUsageLog.objects.filter(status=S.PENDING)
-    if older_than is not None:
-        pending = pending.filter(created_at__lt=older_than)
+    cutoff = stale_before(now)
+    pending = (
+        ApiUsageLog.objects.filter(status=S.PENDING, message__isnull=False)
+        .filter(Q(message__heartbeat_at__lt=cutoff) | Q(message__heartbeat_at__isnull=True, created_at__lt=cutoff))
+        .select_related("message")
+    )
     count = 0
-    for row in pending.select_related("message").iterator():
-        if older_than is not None:
-            reservation_id = (row.metadata or {}).get("reservation_id")
-            alive = BudgetReservation.objects.filter(
-                pk=reservation_id, state=BudgetReservation.State.HELD, expires_at__gte=older_than
-            ).exists()
-            if alive:
-                continue
-        text = row.message.content if row.message else ""
-        outcome = Outcome(status=S.INTERRUPTED, text=text, usage=_interrupted_usage(row, text),
+    for row in pending.iterator():
+        outcome = Outcome(status=S.INTERRUPTED, text=row.message.content, usage=_interrupted_usage(row, row.message),
                           error_code="INTERRUPTED", error_message="The server stopped during this exchange.")
-        if row.message_id is None:
-            continue
         if settle_exchange(SettleTarget.of(row), outcome) is not None:
             count += 1
     return count
 
 
-def settle_stale_exchanges(now: datetime | None = None) -> int:
-    """Interrupted-settle exchanges whose heartbeat (hold expiry) has passed."""
-    return settle_interrupted_exchanges(older_than=now or timezone.now())
+def has_fresh_pending(now: datetime | None = None) -> bool:
+    """Whether some pending exchange still has a recent heartbeat (a live server, or one just gone)."""
+    cutoff = stale_before(now)
+    return ApiUsageLog.objects.filter(status=S.PENDING).filter(
+        Q(message__heartbeat_at__gte=cutoff) | Q(message__heartbeat_at__isnull=True, created_at__gte=cutoff)
+    ).exists()

@@ -137,6 +137,7 @@ class Message(models.Model):
         PROVIDER = "provider"
         ESTIMATE = "estimate"
         CLIENT = "client"
+        NONE = "none"  # a failed call the provider did not bill
 
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="messages")
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
@@ -162,6 +163,9 @@ class Message(models.Model):
     figures_source = models.CharField(max_length=16, choices=FiguresSource.choices, blank=True)
     version = models.BigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
+    # While an answer streams: when its server last saved it (see chat.partials). A pending exchange
+    # whose heartbeat has stopped belongs to a server that is gone.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from chat.exchange import settle_stale_exchanges as _settle_stale
+from chat.exchange import settle_interrupted_exchanges as _settle_stale
 from usage.budgets import expire_stale_reservations
 
 

@@ -256,9 +256,11 @@ if not DEBUG:
 # The exchange pipeline (chat/exchange.py).
 # Stream deltas are batched into one frame per interval so a slow client cannot pile up frames; 0 = every delta.
 CHATLIMA_STREAM_BATCH_MS = int(env("CHATLIMA_STREAM_BATCH_MS", "50"))
-# A streaming answer's partial text is saved this often, so a restart keeps it; each save is also the
-# exchange's heartbeat that pushes its budget hold's expiry forward.
-CHATLIMA_PARTIAL_SAVE_SECONDS = float(env("CHATLIMA_PARTIAL_SAVE_SECONDS", "5"))
+# Streaming answers' partial text is saved this often (one transaction per process for all of them,
+# chat/partials.py), so a kill loses at most about this much; each save is the exchanges' heartbeat.
+CHATLIMA_PARTIAL_SAVE_SECONDS = float(env("CHATLIMA_PARTIAL_SAVE_SECONDS", "1"))
+# A pending exchange whose heartbeat is older than this belongs to a server that is gone.
+CHATLIMA_HEARTBEAT_STALE_SECONDS = float(env("CHATLIMA_HEARTBEAT_STALE_SECONDS", "10"))
 CHATLIMA_RESERVATION_TTL_SECONDS = int(env("CHATLIMA_RESERVATION_TTL_SECONDS", str(max(300, int(2 * PROVIDER_TIMEOUT_SECONDS)))))
 # SQLite takes one writer at a time: its database work runs on one thread; PostgreSQL gets a thread pool.
 CHATLIMA_DB_THREAD_SENSITIVE = envbool("CHATLIMA_DB_THREAD_SENSITIVE", DATABASES["default"]["ENGINE"].endswith("sqlite3"))

@@ -26,6 +26,7 @@ class ApiUsageLog(models.Model):
     class Source(models.TextChoices):
         PROVIDER = "provider"
         ESTIMATE = "estimate"
+        NONE = "none"  # nothing arrived and the provider reported nothing: nothing is charged
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     # The user message's id; like every client id it is unique per user.

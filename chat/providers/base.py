@@ -1,10 +1,11 @@
 """The one small interface every provider adapter implements.
 
-`stream(request)` yields text deltas (str) and then exactly one `Usage` as its
-last item. Adapters raise `ProviderError` with one of the contract's codes
-(RATE_LIMITED, PROVIDER_ERROR, TIMEOUT); a cancelled task must close the
-provider's HTTP stream (async generators closed by `aclose()` do this when
-they use `async with` on the SDK stream).
+`stream(request)` yields answer text deltas (str) and reasoning deltas (`Reasoning`), then exactly
+one `Usage` as its last item. Adapters raise `ProviderError` with one of the contract's codes
+(RATE_LIMITED, PROVIDER_ERROR, TIMEOUT), carrying the provider's usage when the failure came with
+one; a stream that ends without a finish reason and without usage has broken off and raises too.
+A cancelled task must close the provider's HTTP stream (async generators closed by `aclose()` do
+this when they use `async with` on the SDK stream).
 """
 
 from __future__ import annotations
@@ -31,6 +32,13 @@ class ChatRequest:
     max_tokens: int | None = None
 
 
+@dataclass(frozen=True)
+class Reasoning:
+    """A reasoning (thinking) delta: output the provider bills, but not answer text."""
+
+    text: str
+
+
 @dataclass
 class Usage:
     """Normalised usage. `completion_tokens` includes reasoning tokens for every provider."""
@@ -43,7 +51,7 @@ class Usage:
     completion_id: str = ""
     finish_reason: str = ""
     actual_cost: Decimal | None = None  # what the provider billed, where it says (OpenRouter)
-    source: str = "provider"  # "provider" or "estimate"
+    source: str = "provider"  # "provider", "estimate", or "none" (nothing arrived, nothing reported)
     retries: int = 0
     extra: dict = field(default_factory=dict)
 
@@ -61,11 +69,26 @@ class Completion:
 class ProviderError(Exception):
     """A provider failure with the contract's code: RATE_LIMITED, PROVIDER_ERROR or TIMEOUT."""
 
-    def __init__(self, code: str, message: str, *, retries: int = 0) -> None:
+    def __init__(self, code: str, message: str, *, retries: int = 0, usage: Usage | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.retries = retries
+        self.usage = usage  # what the provider reported alongside the failure, if anything
+
+
+def reconcile(prompt: int, completion: int, total: int | None, reasoning: int = 0) -> tuple[int, int, int, int]:
+    """Figures in the contract's terms: completion includes reasoning, prompt + completion = total.
+
+    Some providers report reasoning outside `completion_tokens` (xAI: prompt 12, completion 2,
+    reasoning 340, total 354); whatever the provider's total holds beyond prompt + completion is
+    output it billed, so it joins the completion. Reasoning is part of the completion, never more.
+    Returns (prompt, completion, total, reasoning).
+    """
+    if total is not None and total > prompt + completion:
+        completion = total - prompt
+    total = prompt + completion
+    return prompt, completion, total, min(reasoning, completion)
 
 
 class Provider(Protocol):
@@ -96,16 +119,24 @@ def estimate_prompt_tokens(request: ChatRequest) -> int:
     return REPLY_PRIMING + sum(PER_MESSAGE_OVERHEAD + count_tokens(p, request.model) for p in parts)
 
 
-def estimate_usage(request: ChatRequest, completion_text: str, *, finish_reason: str = "") -> Usage:
-    """A `Usage` built from the estimator, marked as such (source="estimate")."""
+def estimate_usage(request: ChatRequest, completion_text: str, *, finish_reason: str = "",
+                   reasoning_text: str = "") -> Usage:
+    """A `Usage` built from the estimator, marked as such (source="estimate"): the prompt, and the
+    answer and reasoning text that arrived."""
     from usage.tokens import count_tokens
 
     prompt = estimate_prompt_tokens(request)
-    completion = count_tokens(completion_text, request.model)
+    reasoning = count_tokens(reasoning_text, request.model) if reasoning_text else 0
+    completion = count_tokens(completion_text, request.model) + reasoning
     return Usage(
         prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion,
-        finish_reason=finish_reason, source="estimate",
+        reasoning_tokens=reasoning, finish_reason=finish_reason, source="estimate",
     )
+
+
+def unbilled_usage(finish_reason: str = "") -> Usage:
+    """A call that produced nothing and whose provider reported nothing: nothing is charged."""
+    return Usage(finish_reason=finish_reason, source="none")
 
 
 async def collect(stream: AsyncIterator[str | Usage]) -> Completion:
@@ -115,7 +146,7 @@ async def collect(stream: AsyncIterator[str | Usage]) -> Completion:
     async for item in stream:
         if isinstance(item, Usage):
             usage = item
-        else:
+        elif isinstance(item, str):
             parts.append(item)
     if usage is None:
         raise ProviderError("PROVIDER_ERROR", "The provider stream ended without usage.")

@@ -18,7 +18,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from chat.providers.base import ProviderError, Usage
+from chat.providers.base import ProviderError, Reasoning, Usage
 
 logger = logging.getLogger("chat.providers")
 
@@ -123,10 +123,14 @@ class Failure:
 
 
 async def with_retries(
-    attempt: Callable[[], AsyncIterator[str | Usage]], classify: Callable[[BaseException], Failure]
-) -> AsyncIterator[str | Usage]:
-    """Run `attempt()` (one provider call, yielding deltas then a Usage), retrying before the first
-    delta; the final Usage carries how many retries it took."""
+    attempt: Callable[[], AsyncIterator[str | Reasoning | Usage]], classify: Callable[[BaseException], Failure]
+) -> AsyncIterator[str | Reasoning | Usage]:
+    """Run `attempt()` (one provider call, yielding deltas then a Usage), retrying only while
+    nothing (answer text or reasoning) has arrived; the final Usage carries how many retries it took.
+
+    Once output has arrived a failure is never retried: the provider has billed that call, and a
+    second one would bill again and send a different answer after part of another.
+    """
     retries = 0
     while True:
         started = False
@@ -135,7 +139,7 @@ async def with_retries(
             async for item in stream:
                 if isinstance(item, Usage):
                     item.retries = retries
-                elif item:
+                elif item and (isinstance(item, str) or item.text):
                     started = True
                 yield item
             return
@@ -158,6 +162,11 @@ async def with_retries(
             raise ProviderError(failure.code, failure.message, retries=retries) from exc
         finally:
             await stream.aclose()
+
+
+def broken_off(name: str, usage: Usage | None = None) -> ProviderError:
+    """A stream that ended with neither a finish reason nor usage: the connection was cut short."""
+    return ProviderError("PROVIDER_ERROR", f"The {name} stream broke off before it finished.", usage=usage)
 
 
 def is_timeout(exc: BaseException) -> bool:

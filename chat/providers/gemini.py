@@ -6,7 +6,9 @@ On the wire the SDK (google-genai 3.x) POSTs `{base_url}/v1/models/{model}:strea
 
 `usage_metadata` is cumulative across chunks and may come on a chunk with no text, so the LAST one
 wins (summing would count the prompt once per chunk). Thinking tokens are output tokens:
-completion = candidates + thoughts, reasoning = thoughts, total = Gemini's own total.
+completion = candidates + thoughts, reasoning = thoughts; the prompt of a server-side tool call
+(`toolUsePromptTokenCount`) is input: prompt = promptTokenCount + toolUsePromptTokenCount; the
+figures add up to Gemini's own `totalTokenCount`. A stream without a finish reason broke off.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from chat.providers.base import ChatRequest, Completion, ProviderError, Usage, collect, estimate_usage
-from chat.providers.common import Failure, is_timeout, logger, parse_retry_after, pick, to_int, with_retries
+from chat.providers.base import (
+    ChatRequest, Completion, ProviderError, Reasoning, Usage, collect, estimate_usage, reconcile,
+)
+from chat.providers.common import Failure, broken_off, is_timeout, logger, parse_retry_after, pick, to_int, with_retries
 from usage.tokens import count_tokens
 
 _FINISH = {"STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter", "RECITATION": "content_filter",
@@ -63,23 +67,27 @@ def _finish_reason(value: Any) -> str:
     return _FINISH.get(name, name.lower())
 
 
-def usage_from_gemini(meta: Any, request: ChatRequest, text: str, response_id: str, finish_reason: str) -> Usage:
+def usage_from_gemini(meta: Any, request: ChatRequest, text: str, response_id: str, finish_reason: str,
+                      reasoning_text: str = "") -> Usage:
     """Normalise Gemini's usage metadata; the estimator fills in when it is missing (marked)."""
     prompt = to_int(pick(meta, "prompt_token_count"))
     candidates = to_int(pick(meta, "candidates_token_count"))
-    if prompt is None and candidates is None:
-        usage = estimate_usage(request, text, finish_reason=finish_reason)
+    thoughts = to_int(pick(meta, "thoughts_token_count"))
+    if prompt is None and candidates is None and thoughts is None:
+        usage = estimate_usage(request, text, finish_reason=finish_reason, reasoning_text=reasoning_text)
         usage.completion_id = response_id
         return usage
-    prompt, candidates = prompt or 0, candidates or 0
-    thoughts = to_int(pick(meta, "thoughts_token_count")) or 0
-    total = to_int(pick(meta, "total_token_count"))
+    tool_prompt = to_int(pick(meta, "tool_use_prompt_token_count")) or 0
+    thoughts = thoughts or 0
+    prompt, completion, total, reasoning = reconcile(
+        (prompt or 0) + tool_prompt, (candidates or 0) + thoughts, to_int(pick(meta, "total_token_count")), thoughts,
+    )
     return Usage(
         prompt_tokens=prompt,
-        completion_tokens=candidates + thoughts,
-        total_tokens=total if total is not None else prompt + candidates + thoughts,
-        cached_tokens=to_int(pick(meta, "cached_content_token_count")) or 0,
-        reasoning_tokens=thoughts,
+        completion_tokens=completion,
+        total_tokens=total,
+        cached_tokens=min(prompt, to_int(pick(meta, "cached_content_token_count")) or 0),
+        reasoning_tokens=reasoning,
         completion_id=response_id,
         finish_reason=finish_reason,
         source="provider",
@@ -174,7 +182,7 @@ class GeminiProvider:
             automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
         )
 
-    async def _attempt(self, request: ChatRequest) -> AsyncIterator[str | Usage]:
+    async def _attempt(self, request: ChatRequest) -> AsyncIterator[str | Reasoning | Usage]:
         client = self._client()
         stream = await client.aio.models.generate_content_stream(
             model=request.model, contents=contents_for(request), config=self._config(request),
@@ -182,6 +190,7 @@ class GeminiProvider:
         meta = None
         response_id = finish_reason = ""
         parts: list[str] = []
+        thoughts: list[str] = []
         async for chunk in _pumped(stream):
             response_id = response_id or (pick(chunk, "response_id") or "")
             chunk_meta = pick(chunk, "usage_metadata")
@@ -191,13 +200,22 @@ class GeminiProvider:
                 finish_reason = _finish_reason(pick(candidate, "finish_reason")) or finish_reason
                 for part in pick(candidate, "content", "parts") or ():
                     text = pick(part, "text")
+                    if not isinstance(text, str) or not text:
+                        continue
                     # Thought summaries are not the answer (their tokens are counted as thoughts).
-                    if text and not pick(part, "thought"):
+                    if pick(part, "thought"):
+                        thoughts.append(text)
+                        yield Reasoning(text)
+                    else:
                         parts.append(text)
                         yield text
+        text, reasoning_text = "".join(parts), "".join(thoughts)
+        if not finish_reason:
+            partial = None if meta is None else usage_from_gemini(meta, request, text, response_id, "", reasoning_text)
+            raise broken_off(self.name, partial)
         if meta is None:
             logger.info("gemini stream for %s ended without usage: estimating", request.model)
-        yield usage_from_gemini(meta, request, "".join(parts), response_id, finish_reason)
+        yield usage_from_gemini(meta, request, text, response_id, finish_reason, reasoning_text)
 
     def stream(self, request: ChatRequest) -> AsyncIterator[str | Usage]:
         return with_retries(lambda: self._attempt(request), classify_gemini_error)

@@ -3,11 +3,18 @@ server at a configured base URL), through the official `openai` SDK.
 
 The SDK's own retries are off (`max_retries=0`): ours retry only before the first delta and count
 what they did. Usage comes from the final usage-only chunk (`stream_options.include_usage`).
+
+The SDK builds, authenticates and sends the request and raises its own errors for HTTP statuses;
+the event stream itself is read here, from the SDK's streaming response (`with_streaming_response`).
+The SDK's chunk iterator raises on any chunk that carries an `error` and drops the rest of that
+chunk, and OpenRouter sends its billed usage in that very chunk: reading the events ourselves keeps
+the usage of an error chunk.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import weakref
 from collections.abc import AsyncIterator
 from typing import Any
@@ -15,8 +22,12 @@ from typing import Any
 import openai
 from django.conf import settings
 
-from chat.providers.base import ChatRequest, Completion, ProviderError, Usage, collect, estimate_usage
-from chat.providers.common import Failure, is_timeout, logger, parse_retry_after, pick, to_decimal, to_int, with_retries
+from chat.providers.base import (
+    ChatRequest, Completion, ProviderError, Reasoning, Usage, collect, estimate_usage, reconcile,
+)
+from chat.providers.common import (
+    Failure, broken_off, is_timeout, logger, parse_retry_after, pick, to_decimal, to_int, with_retries,
+)
 from usage.tokens import count_tokens
 
 # One client per (key, base URL, timeout) per event loop: clients keep a connection pool, which
@@ -43,28 +54,59 @@ def messages_for(request: ChatRequest) -> list[dict[str, str]]:
     return messages
 
 
-def usage_from_openai(raw: Any, request: ChatRequest, text: str, completion_id: str, finish_reason: str) -> Usage:
-    """Normalise an OpenAI-style usage object (SDK model, dict or dump); the estimator fills in when
-    the figures are missing, marked as an estimate."""
+def usage_from_openai(raw: Any, request: ChatRequest, text: str, completion_id: str, finish_reason: str,
+                      reasoning_text: str = "") -> Usage:
+    """Normalise an OpenAI-style usage object (SDK model, dict or dump) into the contract's terms
+    (`reconcile`); the estimator fills in when the figures are missing, marked as an estimate."""
     prompt = to_int(pick(raw, "prompt_tokens"))
     completion = to_int(pick(raw, "completion_tokens"))
     if prompt is None and completion is None:
-        usage = estimate_usage(request, text, finish_reason=finish_reason)
+        usage = estimate_usage(request, text, finish_reason=finish_reason, reasoning_text=reasoning_text)
         usage.completion_id = completion_id
         return usage
-    prompt, completion = prompt or 0, completion or 0
-    total = to_int(pick(raw, "total_tokens"))
+    prompt, completion, total, reasoning = reconcile(
+        prompt or 0, completion or 0, to_int(pick(raw, "total_tokens")),
+        to_int(pick(raw, "completion_tokens_details", "reasoning_tokens")) or 0,
+    )
     return Usage(
         prompt_tokens=prompt,
         completion_tokens=completion,
-        total_tokens=total if total is not None else prompt + completion,
-        cached_tokens=to_int(pick(raw, "prompt_tokens_details", "cached_tokens")) or 0,
-        reasoning_tokens=to_int(pick(raw, "completion_tokens_details", "reasoning_tokens")) or 0,
+        total_tokens=total,
+        cached_tokens=min(prompt, to_int(pick(raw, "prompt_tokens_details", "cached_tokens")) or 0),
+        reasoning_tokens=reasoning,
         completion_id=completion_id,
         finish_reason=finish_reason,
         actual_cost=to_decimal(pick(raw, "cost")),
         source="provider",
     )
+
+
+async def sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
+    """The `data` of each server-sent event (comment lines such as `: OPENROUTER PROCESSING` and
+    other fields skipped); stops at `[DONE]`."""
+    data: list[str] = []
+    async for line in lines:
+        if not line:
+            if data:
+                joined = "\n".join(data)
+                data.clear()
+                if joined.startswith("[DONE]"):
+                    return
+                yield joined
+            continue
+        if line.startswith("data:"):
+            value = line[5:]
+            data.append(value[1:] if value.startswith(" ") else value)
+    if data and not data[0].startswith("[DONE]"):
+        yield "\n".join(data)
+
+
+def _chunk_error(error: Any) -> ProviderError:
+    code = to_int(pick(error, "code"))
+    message = pick(error, "message")
+    text = f"The provider sent an error mid-stream: {message}" if isinstance(message, str) else (
+        "The provider sent an error mid-stream.")
+    return ProviderError("RATE_LIMITED" if code == 429 else "PROVIDER_ERROR", text[:500])
 
 
 def classify_openai_error(exc: BaseException) -> Failure:
@@ -127,28 +169,50 @@ class OpenAICompatProvider:
             kwargs["extra_body"] = extra
         return kwargs
 
-    async def _attempt(self, request: ChatRequest) -> AsyncIterator[str | Usage]:
+    async def _attempt(self, request: ChatRequest) -> AsyncIterator[str | Reasoning | Usage]:
         client = self._client()
-        stream = await client.chat.completions.create(**self._create_kwargs(request))
-        raw_usage = None
+        raw_usage = error = None
         completion_id = finish_reason = ""
         parts: list[str] = []
-        async with stream:
-            async for chunk in stream:
+        thoughts: list[str] = []
+        async with client.chat.completions.with_streaming_response.create(**self._create_kwargs(request)) as response:
+            async for data in sse_data(response.iter_lines()):
+                try:
+                    chunk = json.loads(data)
+                except ValueError:
+                    logger.warning("%s sent an event that is not JSON: %.80r", self.name, data)
+                    continue
+                if not isinstance(chunk, dict):
+                    continue
                 completion_id = completion_id or (pick(chunk, "id") or "")
-                chunk_usage = pick(chunk, "usage")
-                if chunk_usage is not None:
-                    # The usage-only chunk (empty `choices`) comes last; keep the latest seen.
-                    raw_usage = chunk_usage
+                if chunk.get("usage") is not None:
+                    # Usually the usage-only chunk (empty `choices`) at the end; keep the latest seen.
+                    raw_usage = chunk["usage"]
+                if chunk.get("error"):
+                    error = _chunk_error(chunk["error"])
                 for choice in pick(chunk, "choices") or ():
                     finish_reason = pick(choice, "finish_reason") or finish_reason
+                    # DeepSeek and xAI call it `reasoning_content`, OpenRouter, Groq and Cerebras `reasoning`.
+                    thought = pick(choice, "delta", "reasoning_content") or pick(choice, "delta", "reasoning")
+                    if isinstance(thought, str) and thought:
+                        thoughts.append(thought)
+                        yield Reasoning(thought)
                     content = pick(choice, "delta", "content")
-                    if content:
+                    if isinstance(content, str) and content:
                         parts.append(content)
                         yield content
+                if error is not None:
+                    break
+        text, reasoning_text = "".join(parts), "".join(thoughts)
+        if error is not None:
+            if raw_usage is not None:
+                error.usage = usage_from_openai(raw_usage, request, text, completion_id, finish_reason, reasoning_text)
+            raise error
+        if raw_usage is None and not finish_reason:
+            raise broken_off(self.name)
         if raw_usage is None:
             logger.info("%s stream for %s ended without usage: estimating", self.name, request.model)
-        yield usage_from_openai(raw_usage, request, "".join(parts), completion_id, finish_reason)
+        yield usage_from_openai(raw_usage, request, text, completion_id, finish_reason, reasoning_text)
 
     def stream(self, request: ChatRequest) -> AsyncIterator[str | Usage]:
         return with_retries(lambda: self._attempt(request), classify_openai_error)

@@ -180,3 +180,29 @@ async def test_many_sockets_stream_at_once(owner, paced):
     assert len(await rows(owner, status="success")) == 5
     for ws in sockets:
         await ws.disconnect()
+
+
+@pytest.mark.parametrize("cancels", [1, 2, 3])
+async def test_cancels_right_after_sending_settle_each_exchange_exactly_once(owner, paced, cancels):
+    """Cancel frames that land while the exchange is still being prepared (10 sends in a row)."""
+    ws = await connect(owner)
+    for n in range(10):
+        await ws.send_json_to({"type": "send_message", "message": f"Hello {n}", "client_message_id": f"msg_c{n}"})
+        for _ in range(cancels):
+            await ws.send_json_to({"type": "cancel", "request_id": f"msg_c{n}"})
+    await asyncio.sleep(0.5)
+    await ws.disconnect()
+
+    @database_sync_to_async
+    def answer_states() -> list[str]:
+        from chat.models import Message
+
+        return list(Message.objects.filter(owner=owner, role="assistant").values_list("status", flat=True))
+
+    settled = await rows(owner)
+    assert settled and all(row.status != "pending" for row in settled)
+    assert len({row.request_id for row in settled}) == len(settled)
+    assert await holds(owner) == 0
+    assert "streaming" not in await answer_states()
+    b = await budget(owner)
+    assert b.tokens_held == 0 and b.tokens_used == sum(row.total_tokens for row in settled)

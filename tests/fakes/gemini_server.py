@@ -42,8 +42,8 @@ class FakeGemini(FakeServer):
     ) -> None:
         """Set how every following stream answers (until scripted again).
 
-        `usage` keys (final figures): prompt, candidates, thoughts, cached, total (default: prompt +
-        candidates + thoughts). Every chunk carries the usage so far (cumulative, as Gemini does);
+        `usage` keys (final figures): prompt, candidates, thoughts, cached, tool_prompt (sent as
+        toolUsePromptTokenCount), total (default: prompt + tool_prompt + candidates + thoughts). Every chunk carries the usage so far (cumulative, as Gemini does);
         with `final_chunk_without_text` the final figures arrive on a last chunk with no text.
         `thoughts` are thought-summary parts (`"thought": true`), which are not answer text.
         """
@@ -66,13 +66,16 @@ class FakeGemini(FakeServer):
         prompt = u.get("prompt", 0)
         candidates = round(u.get("candidates", 0) * fraction)
         thoughts = u.get("thoughts", 0)
+        tool = u.get("tool_prompt", 0)
         body: dict[str, Any] = {
             "promptTokenCount": prompt,
             "candidatesTokenCount": candidates,
-            "totalTokenCount": u.get("total", prompt + u.get("candidates", 0) + thoughts) if fraction >= 1
-            else prompt + candidates + thoughts,
+            "totalTokenCount": u.get("total", prompt + tool + u.get("candidates", 0) + thoughts) if fraction >= 1
+            else prompt + tool + candidates + thoughts,
             "promptTokensDetails": [{"modality": "TEXT", "tokenCount": prompt}],
         }
+        if tool:
+            body["toolUsePromptTokenCount"] = tool
         if thoughts:
             body["thoughtsTokenCount"] = thoughts
         if u.get("cached"):

@@ -35,6 +35,9 @@ class FakeOpenAI(FakeServer):
         model: str | None = None,
         comments: bool = False,
         usage_on_last_content_chunk: bool = False,
+        reasoning: list[str] | tuple[str, ...] = (),
+        reasoning_key: str = "reasoning_content",
+        error_chunk: dict[str, Any] | None = None,
     ) -> None:
         """Set how every following stream answers (until scripted again).
 
@@ -42,6 +45,9 @@ class FakeOpenAI(FakeServer):
         cached_tokens, reasoning_tokens, cost (OpenRouter; a str is sent as a JSON string, a number
         as a JSON number). `include_usage=False` ends the stream without a usage chunk.
         `comments=True` interleaves SSE comment lines (OpenRouter sends ": OPENROUTER PROCESSING").
+        `reasoning` deltas come first, as `delta.<reasoning_key>` (`reasoning_content` as DeepSeek and
+        xAI send it, `reasoning` as OpenRouter, Groq and Cerebras do). `error_chunk` ends the stream
+        with a chunk carrying both that `error` and the usage, as OpenRouter does, then `[DONE]`.
         """
         self._deltas = list(deltas)
         self._usage = usage if usage is not None else {"prompt_tokens": 12, "completion_tokens": len(self._deltas)}
@@ -51,6 +57,9 @@ class FakeOpenAI(FakeServer):
         self._model = model
         self._comments = comments
         self._usage_on_last = usage_on_last_content_chunk
+        self._reasoning = list(reasoning)
+        self._reasoning_key = reasoning_key
+        self._error_chunk = error_chunk
 
     # --- wire format ---------------------------------------------------------------------------
 
@@ -85,7 +94,16 @@ class FakeOpenAI(FakeServer):
         request = recorded.body if isinstance(recorded.body, dict) else {}
         model = self._model or request.get("model") or "gpt-fake"
         wants_usage = bool((request.get("stream_options") or {}).get("include_usage"))
-        events = []
+        events = [self._chunk(model, [{"index": 0, "delta": {self._reasoning_key: text}, "finish_reason": None}])
+                  for text in self._reasoning]
+        if self._error_chunk is not None:
+            events += [self._chunk(model, [{"index": 0, "delta": {"content": d}, "finish_reason": None}])
+                       for d in self._deltas]
+            payload = {"id": self._completion_id, "object": "chat.completion.chunk", "created": int(time.time()),
+                       "model": model, "error": self._error_chunk,
+                       "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": None}],
+                       "usage": self.usage_json()}
+            return events + [self._data(json.dumps(payload)), self._data("[DONE]")]
         for index, delta in enumerate(self._deltas):
             d = {"content": delta}
             if index == 0:

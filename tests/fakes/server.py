@@ -42,6 +42,7 @@ class Action:
     body: Any = None
     events: list[str] | None = None  # SSE events; None: built from the script when the request comes
     disconnect_after: int | None = None  # close the socket after this many events
+    end_after: int | None = None  # end the body cleanly after this many events (a stream cut short upstream)
     delay_before: float = 0.0  # seconds before the response headers
     delay_between: float = 0.0  # seconds between events
 
@@ -134,6 +135,13 @@ class FakeServer:
         action.disconnect_after = n
         self._push(action)
 
+    def end_after(self, n: int) -> None:
+        """The next stream sends `n` events, then ends its body cleanly: no finish reason, no usage,
+        no `[DONE]` (what a proxy or an upstream that gave up sends)."""
+        action = self._stream_action()
+        action.end_after = n
+        self._push(action)
+
     def slow_stream(self, seconds_between: float) -> None:
         """The next stream waits `seconds_between` between events (a stalled stream mid-answer)."""
         action = self._stream_action()
@@ -221,6 +229,8 @@ class FakeServer:
             handler.wfile.flush()
 
         for index, event in enumerate(action.events):
+            if action.end_after is not None and index >= action.end_after:
+                break
             if action.disconnect_after is not None and index >= action.disconnect_after:
                 handler.wfile.flush()
                 handler.connection.shutdown(socket.SHUT_RDWR)

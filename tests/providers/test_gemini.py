@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 
 from chat import providers
-from chat.providers.base import ChatRequest, ProviderError, Turn, Usage, estimate_usage
+from chat.providers.base import ChatRequest, ProviderError, Reasoning, Turn, Usage, estimate_usage
 from usage.pricing import cost_of
 from usage.tokens import count_tokens
 
@@ -17,9 +17,10 @@ def request(model="gemini-2.5-flash", message="Say hello", **kw) -> ChatRequest:
 
 
 async def drain(stream) -> tuple[list[str], Usage]:
+    """The answer deltas and the usage (reasoning deltas dropped)."""
     items = [item async for item in stream]
-    assert isinstance(items[-1], Usage) and all(isinstance(i, str) for i in items[:-1])
-    return items[:-1], items[-1]
+    assert isinstance(items[-1], Usage) and all(isinstance(i, (str, Reasoning)) for i in items[:-1])
+    return [i for i in items[:-1] if isinstance(i, str)], items[-1]
 
 
 async def test_streams_text_and_keeps_the_last_cumulative_usage(fake_gemini):
@@ -28,8 +29,11 @@ async def test_streams_text_and_keeps_the_last_cumulative_usage(fake_gemini):
                        response_id="resp-123")
     req = request(system_prompt="Be brief.", history=(Turn("user", "hi"), Turn("assistant", "hey")),
                   temperature=0.3, max_tokens=256)
-    deltas, usage = await drain(providers.get_provider("gemini").stream(req))
-    assert deltas == ["Hel", "lo", " there"]  # the thought summary is not answer text
+    items = [item async for item in providers.get_provider("gemini").stream(req)]
+    # The thought summary is reasoning, not answer text.
+    assert items[0] == Reasoning("Thinking about greetings")
+    deltas, usage = [i for i in items if isinstance(i, str)], items[-1]
+    assert deltas == ["Hel", "lo", " there"]
     # Thoughts are output: completion = candidates + thoughts; the provider's total, never a sum of chunks.
     assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (1000, 500, 1500)
     assert (usage.cached_tokens, usage.reasoning_tokens) == (200, 300)
@@ -59,10 +63,11 @@ def test_cost_of_gemini_usage_matches_hand_computed_figure(fake_gemini):
     assert cost_of("gemini-2.5-flash", usage) == Decimal("0.00149600")
 
 
-async def test_provider_total_is_kept_even_when_it_differs_from_the_parts(fake_gemini):
+async def test_provider_total_is_kept_and_what_it_holds_beyond_the_parts_is_output(fake_gemini):
     fake_gemini.script(usage={"prompt": 10, "candidates": 5, "thoughts": 20, "total": 37})
     _, usage = await drain(providers.get_provider("gemini").stream(request()))
-    assert usage.total_tokens == 37 and usage.completion_tokens == 25
+    assert usage.total_tokens == 37 and usage.completion_tokens == 27
+    assert usage.prompt_tokens + usage.completion_tokens == usage.total_tokens
 
 
 async def test_usage_on_the_last_text_chunk(fake_gemini):
@@ -155,3 +160,25 @@ async def test_closing_mid_answer_closes_the_http_stream(fake_gemini):
     import asyncio
 
     assert await asyncio.to_thread(fake_gemini.client_gone.wait, 3)
+
+
+async def test_tool_use_prompt_tokens_are_input(fake_gemini):
+    # A server-side tool call: totalTokenCount 4301 = 1844 prompt + 1934 tool-use prompt + 432 + 91.
+    fake_gemini.script(usage={"prompt": 1844, "tool_prompt": 1934, "candidates": 432, "thoughts": 91, "cached": 901})
+    _, usage = await drain(providers.get_provider("gemini").stream(request()))
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (3778, 523, 4301)
+    assert (usage.cached_tokens, usage.reasoning_tokens) == (901, 91)
+
+
+async def test_a_stream_without_a_finish_reason_broke_off_and_keeps_the_partial_usage(fake_gemini):
+    fake_gemini.script(deltas=["Hel", "lo", " there"], usage={"prompt": 9, "candidates": 3})
+    fake_gemini.end_after(2)
+    received = []
+    with pytest.raises(ProviderError) as caught:
+        async for item in providers.get_provider("gemini").stream(request()):
+            received.append(item)
+    assert received == ["Hel", "lo"]
+    assert caught.value.code == "PROVIDER_ERROR" and "broke off" in caught.value.message
+    # What Gemini had counted when the stream stopped (its usage is cumulative).
+    assert caught.value.usage.source == "provider" and caught.value.usage.prompt_tokens == 9
+    assert len(fake_gemini.requests) == 1

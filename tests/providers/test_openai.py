@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from chat import providers
-from chat.providers.base import ChatRequest, ProviderError, Turn, Usage, estimate_usage
+from chat.providers.base import ChatRequest, ProviderError, Reasoning, Turn, Usage, estimate_usage
 from usage.pricing import cost_of
 
 
@@ -17,9 +17,10 @@ def request(model="gpt-4o", message="Say hello", **kw) -> ChatRequest:
 
 
 async def drain(stream) -> tuple[list[str], Usage]:
+    """The answer deltas and the usage (reasoning deltas dropped)."""
     items = [item async for item in stream]
-    assert isinstance(items[-1], Usage) and all(isinstance(i, str) for i in items[:-1])
-    return items[:-1], items[-1]
+    assert isinstance(items[-1], Usage) and all(isinstance(i, (str, Reasoning)) for i in items[:-1])
+    return [i for i in items[:-1] if isinstance(i, str)], items[-1]
 
 
 async def test_streams_deltas_and_reads_cached_and_reasoning_usage(fake_openai):
@@ -221,3 +222,64 @@ def test_openai_itself_gets_max_completion_tokens(settings):
     assert "max_completion_tokens" in provider._create_kwargs(request(max_tokens=5))
     settings.PROVIDERS = {**settings.PROVIDERS, "openai": {"api_key": "k", "base_url": "https://api.openai.com/v1"}}
     assert provider._create_kwargs(request(max_tokens=5))["max_completion_tokens"] == 5
+
+
+# --- reporting styles seen in real recordings (shared/provider-recordings) ---------------------
+
+
+async def test_reasoning_reported_outside_completion_tokens_joins_the_completion(fake_openai):
+    # xAI: completion_tokens 2 excludes reasoning 340; the total 354 holds both.
+    fake_openai.script(deltas=["Hi"], reasoning=["First, ", "think."],
+                       usage={"prompt_tokens": 12, "completion_tokens": 2, "total_tokens": 354,
+                              "reasoning_tokens": 340, "cached_tokens": 11})
+    _, usage = await drain(providers.get_provider("openai").stream(request()))
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (12, 342, 354)
+    assert (usage.reasoning_tokens, usage.cached_tokens) == (340, 11)
+
+
+async def test_reasoning_deltas_are_not_answer_text(fake_openai):
+    fake_openai.script(deltas=["Answer."], reasoning=["Let me ", "think"], reasoning_key="reasoning")
+    items = [item async for item in providers.get_provider("openai").stream(request())]
+    assert items[:2] == [Reasoning("Let me "), Reasoning("think")]
+    assert [i for i in items if isinstance(i, str)] == ["Answer."]
+
+
+async def test_an_error_chunk_keeps_the_usage_it_carries_and_is_not_retried(fake_openrouter):
+    # OpenRouter: reasoning streamed, then one chunk with BOTH an error and the billed usage.
+    fake_openrouter.script(deltas=[], reasoning=["We need", " to respond"], reasoning_key="reasoning",
+                           usage={"prompt_tokens": 43, "completion_tokens": 10, "total_tokens": 53,
+                                  "reasoning_tokens": 11, "cost": 0},
+                           error_chunk={"code": 400, "message": "Token limit reached"})
+    received = []
+    with pytest.raises(ProviderError) as caught:
+        async for item in providers.get_provider("openrouter").stream(request(model="minimax/minimax-m2:free")):
+            received.append(item)
+    assert received == [Reasoning("We need"), Reasoning(" to respond")]
+    assert caught.value.code == "PROVIDER_ERROR" and "Token limit reached" in caught.value.message
+    usage = caught.value.usage
+    assert usage is not None and usage.source == "provider"
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens, usage.reasoning_tokens) == (43, 10, 53, 10)
+    assert usage.actual_cost == Decimal("0")
+    assert len(fake_openrouter.requests) == 1
+
+
+async def test_a_drop_after_reasoning_only_is_not_retried(fake_openai):
+    fake_openai.script(deltas=["Answer"], reasoning=["Hmm", " let me see"])
+    fake_openai.disconnect_after(2)
+    with pytest.raises(ProviderError) as caught:
+        async for _ in providers.get_provider("openai").stream(request()):
+            pass
+    assert caught.value.code == "PROVIDER_ERROR" and caught.value.usage is None
+    assert len(fake_openai.requests) == 1
+
+
+async def test_a_stream_that_ends_without_finish_or_usage_broke_off(fake_openai):
+    # The body ends cleanly (no connection error) but with no finish reason, no usage, no [DONE].
+    fake_openai.end_after(2)
+    received = []
+    with pytest.raises(ProviderError) as caught:
+        async for item in providers.get_provider("openai").stream(request()):
+            received.append(item)
+    assert received == ["Hello", " from"]
+    assert caught.value.code == "PROVIDER_ERROR" and "broke off" in caught.value.message
+    assert len(fake_openai.requests) == 1
