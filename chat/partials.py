@@ -78,6 +78,7 @@ class PartialSaver:
     def __init__(self) -> None:
         self.live: set[LiveAnswer] = set()
         self._task: asyncio.Task | None = None
+        self._writing = False
         self._last_touch = 0.0
 
     def add(self, answer: LiveAnswer) -> None:
@@ -90,6 +91,9 @@ class PartialSaver:
 
     def remove(self, answer: LiveAnswer) -> None:
         self.live.discard(answer)
+        if not self.live and self._task is not None and not self._writing:
+            self._task.cancel()  # nothing left to save: stop sleeping (a loop may be closing)
+            self._task = None
 
     async def _run(self, interval: float) -> None:
         from chat.exchange import run_db
@@ -113,12 +117,15 @@ class PartialSaver:
                 reservations = [a.reservation_id for a in self.live if a.reservation_id]
             if not changed and not alive:
                 continue
+            self._writing = True
             try:
                 await run_db(write_partials, changed, alive, reservations)
             except Exception:  # noqa: BLE001 - a failed save is retried at the next interval
                 logger.warning("saving %d partial answers failed", len(changed) + len(alive), exc_info=True)
                 for answer in self.live:
                     answer.saved_parts = -1
+            finally:
+                self._writing = False
 
 
 _savers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, PartialSaver] = weakref.WeakKeyDictionary()

@@ -73,6 +73,7 @@ def _transcript(current: Conversation) -> list[Message]:
             # render_markdown sanitises (nh3): no script, handler or javascript: URL survives.
             message.html = mark_safe(render_markdown(message.content))  # noqa: S308
         message.is_estimate = message.figures_source == Message.FiguresSource.ESTIMATE
+        message.not_charged = message.figures_source == Message.FiguresSource.NONE
         message.cost_display = money_display(message.cost)
     return messages
 

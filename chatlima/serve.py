@@ -45,7 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     workers = [subprocess.Popen(command, pass_fds=(sock.fileno(),)) for _ in range(max(1, args.workers))]
     sock.close()  # the workers hold it now
 
+    stopping = []
+
     def stop(*_: object) -> None:
+        stopping.append(True)
         for worker in workers:
             if worker.poll() is None:
                 worker.terminate()
@@ -63,7 +66,10 @@ def main(argv: list[str] | None = None) -> int:
                 worker.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 worker.kill()
-    return max((worker.returncode or 0) for worker in workers)
+    # A worker still starting when we stopped it dies of the SIGTERM itself (before twisted handles
+    # it): that is the stop we asked for, not a failure.
+    asked = -signal.SIGTERM if stopping else None
+    return max((0 if worker.returncode == asked else worker.returncode or 0) for worker in workers)
 
 
 if __name__ == "__main__":

@@ -246,9 +246,18 @@
     });
   }
 
-  function userBilledBadges(article, promptTokens, isEstimate) {
+  // A call the provider did not bill (it failed before any output): nothing was charged.
+  function notChargedFlag(text) {
+    var flag = el("span", "badge flag", text);
+    flag.setAttribute("data-badge", "status");
+    flag.setAttribute("data-state", "not-charged");
+    return flag;
+  }
+
+  function userBilledBadges(article, promptTokens, source) {
+    if (source === "none") return setBadges(article, [notChargedFlag("not charged")]);
     if (promptTokens === null || promptTokens === undefined) return;
-    setBadges(article, [badge("input", isEstimate ? "estimate" : "billed", promptTokens + " tokens in",
+    setBadges(article, [badge("input", source === "estimate" ? "estimate" : "billed", promptTokens + " tokens in",
       { "data-tokens": String(promptTokens) })]);
   }
 
@@ -258,6 +267,9 @@
   }
 
   function assistantBadges(article, message) {
+    if (message.figures_source === "none") {
+      return setBadges(article, [notChargedFlag(message.status === "cancelled" ? "stopped, not charged" : "failed, not charged")]);
+    }
     var isEstimate = message.figures_source === "estimate";
     var state = isEstimate ? "estimate" : "billed";
     var nodes = [];
@@ -525,14 +537,14 @@
         if (!conversation) return;
         (conversation.messages || []).forEach(function (message) {
           if (message.role === "user" && message.id === ended.requestId) {
-            userBilledBadges(ended.userBubble, message.prompt_tokens, message.figures_source === "estimate");
+            userBilledBadges(ended.userBubble, message.prompt_tokens, message.figures_source);
           } else if (message.role === "assistant" && message.user_message_id === ended.requestId && ended.assistant) {
             ended.assistant.setAttribute("data-message-id", message.id);
             var content = ended.assistant.querySelector(".bubble-content");
             // What was stored (and billed) may run a few words past what had arrived.
             if ((message.content || "").length > content.textContent.length) content.textContent = message.content;
             assistantBadges(ended.assistant, message);
-            if (message.status === "error" || message.status === "interrupted") {
+            if ((message.status === "error" || message.status === "interrupted") && message.figures_source !== "none") {
               var flag = el("span", "badge flag", message.status);
               flag.setAttribute("data-badge", "status");
               ended.assistant.querySelector(".badges").appendChild(flag);
@@ -656,7 +668,7 @@
     var userBubble = findUserBubble(payload.user_message ? payload.user_message.id : payload.request_id) || current.userBubble;
     var prompt = payload.user_message ? payload.user_message.prompt_tokens : null;
     if (prompt === null || prompt === undefined) prompt = payload.usage ? payload.usage.prompt_tokens : null;
-    userBilledBadges(userBubble, prompt, message.figures_source === "estimate");
+    userBilledBadges(userBubble, prompt, message.figures_source);
 
     setConversationUsage(payload.conversation_usage);
     updateAccount(current.before, payload.conversation_usage);

@@ -279,3 +279,24 @@ def test_provider_figures_replace_the_estimate_as_billed_ones(page, e2e_db, fake
     page.reload()
     assert badge(page, answer_row["public_id"], "reasoning").text_content() == "30 reasoning"
     assert badge(page, user_row["public_id"], "input").get_attribute("data-state") == "billed"
+
+
+def test_a_failed_call_says_failed_not_charged(page, e2e_db, fake_gemini, shoot):
+    username = sign_up(page, "unbilled")
+    fake_gemini.fail_next(400)  # a client error: not retried, no output, no usage
+    page.select_option("#model-select", "gemini-2.5-flash")
+    page.fill("#message-input", "This call will fail")
+    page.keyboard.press("Enter")
+    page.locator("#chat-error:not([hidden])").wait_for()
+    user_row, answer_row = messages_of(e2e_db, username)
+    assert (answer_row["status"], answer_row["figures_source"], answer_row["completion_tokens"]) == ("error", "none", 0)
+    assert user_row["prompt_tokens"] == 0
+    flag = page.locator(f'article[data-message-id="{answer_row["public_id"]}"] [data-state="not-charged"]')
+    flag.wait_for()
+    assert flag.text_content() == "failed, not charged"
+    assert page.locator(f'article[data-message-id="{user_row["public_id"]}"] [data-state="not-charged"]').text_content() == "not charged"
+    shoot(page, "chat-failed-not-charged")
+    page.reload()
+    assert page.locator(f'article[data-message-id="{answer_row["public_id"]}"] [data-state="not-charged"]').text_content() == "failed, not charged"
+    assert page.locator(f'article[data-message-id="{user_row["public_id"]}"] [data-badge="input"]').count() == 0
+    shoot(page, "chat-failed-not-charged-reloaded")
