@@ -34,7 +34,6 @@ from accounts.models import BudgetReservation, User
 from chat import partials, sync_clock
 from chat.ids import is_valid_id, new_conversation_id, new_message_id
 from chat.models import USAGE_FIELDS, Conversation, Message, preview_of
-from chat.partials import LiveAnswer
 from chat.payloads import message_payload
 from chat.providers.base import ChatRequest, ProviderError, Reasoning, Turn, Usage
 from chatlima.errors import ClientError
@@ -631,7 +630,7 @@ class Exchange:
         p = self.prepared
         loop = asyncio.get_running_loop()
         interval = settings.CHATLIMA_STREAM_BATCH_MS / 1000
-        live = LiveAnswer(assistant_pk=p.assistant_pk, reservation_id=p.reservation_id)
+        live = partials.LiveAnswer(assistant_pk=p.assistant_pk, reservation_id=p.reservation_id)
         parts = live.parts
         thoughts: list[str] = []
         pending: list[str] = []

@@ -18,14 +18,13 @@ import asyncio
 import logging
 import weakref
 from dataclasses import dataclass, field
-from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from accounts.models import BudgetReservation
 from chat.models import Message
+from usage import budgets
 
 logger = logging.getLogger(__name__)
 
@@ -67,9 +66,7 @@ def write_partials(changed: list[tuple[int, str, int]], alive: list[int], reserv
                     [now, *sorted(alive), streaming],
                 )
         if reservations:
-            ttl = settings.CHATLIMA_RESERVATION_TTL_SECONDS
-            BudgetReservation.objects.filter(pk__in=reservations, state=BudgetReservation.State.HELD).update(
-                expires_at=now + timedelta(seconds=ttl))
+            budgets.touch_reservations(reservations)
 
 
 class PartialSaver:

@@ -19,6 +19,7 @@ from chat.markdown import render_markdown
 from chat.models import Conversation, Message
 from usage.charts import money_display
 from usage.models import ModelPrice
+from usage.pricing import money_str
 from usage.tokens import count_tokens
 
 SIDEBAR_CONVERSATIONS = 50
@@ -129,12 +130,14 @@ def budget_summary(user) -> dict[str, Any]:
         data = {
             "period": budget.period, "period_end": None, "token_limit": budget.token_limit,
             "total_tokens_used": budget.tokens_used, "remaining_tokens": budget.remaining_tokens,
-            "cost_limit": None if budget.cost_limit is None else str(budget.cost_limit),
-            "cost_used": str(budget.cost_used),
+            "cost_limit": money_str(budget.cost_limit),
+            "cost_used": money_str(budget.cost_used),
         }
     limit = data.get("token_limit")
     used = data.get("total_tokens_used") or 0
     data["percent_used"] = min(100, round(100 * used / limit)) if limit else 0
+    data["cost_limit_display"] = money_display(data.get("cost_limit"))
+    data["cost_used_display"] = money_display(data.get("cost_used"))
     return data
 
 

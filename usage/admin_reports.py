@@ -20,8 +20,9 @@ from django.db.models import DecimalField, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from usage.charts import nice_max
+from usage.charts import money_display, nice_max
 from usage.models import DailyModelRollup, DailyUsageRollup
+from usage.pricing import money_str
 
 MAX_DAYS = 366
 TOP_USERS = 20
@@ -39,6 +40,7 @@ SUMS = {
     "actual_cost": Sum("actual_cost"),
 }
 INTEGER_FIGURES = ("requests", "errors", "cancelled", "prompt_tokens", "completion_tokens", "total_tokens")
+MONEY_FIGURES = ("cost", "actual_cost")
 CSV_FIGURES = [
     "requests", "errors", "cancelled", "error_rate", "cancel_rate", "prompt_tokens", "completion_tokens",
     "total_tokens", "cached_tokens", "reasoning_tokens", "cost", "actual_cost",
@@ -72,9 +74,10 @@ def _with_rates(row: dict[str, Any]) -> dict[str, Any]:
         (Decimal(row["cancelled"]) / requests * 100).quantize(Decimal("0.1")) if requests else Decimal("0")
     )
     # Formatted here, not with template filters: a 90-day page has thousands of figures.
+    # Money by the pages' one display rule (the dashboard and the chat page use it too).
     row["show"] = {name: f"{row[name]:,}" for name in INTEGER_FIGURES}
-    row["show"]["cost"] = f"{row['cost']:,.6f}"
-    row["show"]["actual_cost"] = "—" if row["actual_cost"] is None else f"{row['actual_cost']:,.6f}"
+    row["show"]["cost"] = money_display(row["cost"])
+    row["show"]["actual_cost"] = "—" if row["actual_cost"] is None else money_display(row["actual_cost"])
     return row
 
 
@@ -165,7 +168,7 @@ def daily_chart(days: list[dict[str, Any]], width: int = 900, height: int = 240)
         bars.append({
             "x": round(x + slot * 0.15, 1), "y": round(pad_top + plot_h - h, 1),
             "w": round(max(slot * 0.7, 1), 1), "h": round(h, 1),
-            "title": f"{d['day']}: {d['total_tokens']:,} tokens, ${d['cost']}",
+            "title": f"{d['day']}: {d['total_tokens']:,} tokens, ${money_display(d['cost'])}",
         })
         points.append(f"{x + slot / 2:.1f},{pad_top + plot_h - plot_h * d['cost'] / cost_max:.1f}")
         if i % every == 0:
@@ -186,13 +189,19 @@ def daily_chart(days: list[dict[str, Any]], width: int = 900, height: int = 240)
 
 
 def report_csv(report: Report) -> str:
-    """The figures the page shows, one section per table."""
+    """The figures the page shows, one section per table; money as the API spells it (`money_str`)."""
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["section", "key", *CSV_FIGURES])
 
+    def cell(row: dict[str, Any], name: str) -> Any:
+        value = row.get(name)
+        if value is None:
+            return ""
+        return money_str(value) if name in MONEY_FIGURES else value
+
     def write(section: str, key: str, row: dict[str, Any]) -> None:
-        writer.writerow([section, key, *("" if row.get(f) is None else row[f] for f in CSV_FIGURES)])
+        writer.writerow([section, key, *(cell(row, f) for f in CSV_FIGURES)])
 
     write("total", f"{report.start}..{report.end}", report.totals)
     for row in report.days:

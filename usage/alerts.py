@@ -19,6 +19,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from accounts.models import Budget
+from usage.charts import money_display
 from usage.models import BudgetAlert
 
 logger = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ def _describe(budget: Budget, threshold: int) -> str:
     if budget.token_limit:
         parts.append(f"{budget.tokens_used:,} of {budget.token_limit:,} tokens")
     if budget.cost_limit:
-        parts.append(f"${budget.cost_used.quantize(Decimal('0.01'))} of ${budget.cost_limit.quantize(Decimal('0.01'))}")
+        parts.append(f"${money_display(budget.cost_used)} of ${money_display(budget.cost_limit)}")
     used = " and ".join(parts)
     if threshold >= 100:
         return f"You have used your whole {budget.period} budget ({used}). New requests will be refused until it resets."

@@ -28,6 +28,7 @@ from accounts.models import Budget, BudgetReservation, User
 from chatlima.errors import ClientError
 from chatlima.sql import insert_row, update_row
 from usage.models import ApiUsageLog
+from usage.pricing import money_str
 
 RATE_WINDOW_DAYS = 7
 RATE_CACHE_SECONDS = 60
@@ -101,9 +102,9 @@ def _limit_details(budget: Budget, tokens: int, cost: Decimal, period_end: datet
         "tokens_used": budget.tokens_used,
         "tokens_held": budget.tokens_held,
         "tokens_requested": tokens,
-        "cost_limit": None if budget.cost_limit is None else str(budget.cost_limit),
-        "cost_used": str(budget.cost_used),
-        "cost_requested": str(cost),
+        "cost_limit": money_str(budget.cost_limit),
+        "cost_used": money_str(budget.cost_used),
+        "cost_requested": money_str(cost),
         "period": budget.period,
         "period_end": period_end.astimezone(UTC).isoformat().replace("+00:00", "Z"),
         "reset_at": period_end.astimezone(UTC).isoformat().replace("+00:00", "Z"),
@@ -198,10 +199,13 @@ def release_reservation(reservation_id: int, state: str = BudgetReservation.Stat
         return _close(reservation_id, state) is not None
 
 
-def touch_reservation(reservation_id: int, ttl_seconds: int | None = None) -> None:
-    """Push a live exchange's hold expiry forward (its heartbeat)."""
+def touch_reservations(reservation_ids: list[int], ttl_seconds: int | None = None) -> None:
+    """Push live exchanges' hold expiry forward (chat.partials does, a few times per TTL).
+
+    One UPDATE of the still-held rows; no lock beyond the rows it updates.
+    """
     ttl = ttl_seconds if ttl_seconds is not None else settings.CHATLIMA_RESERVATION_TTL_SECONDS
-    BudgetReservation.objects.filter(pk=reservation_id, state=BudgetReservation.State.HELD).update(
+    BudgetReservation.objects.filter(pk__in=reservation_ids, state=BudgetReservation.State.HELD).update(
         expires_at=timezone.now() + timedelta(seconds=ttl)
     )
 
@@ -243,7 +247,10 @@ def _days_until_limit(budget: Budget, user_id: int, now: datetime) -> float | No
 
 
 def budget_payload(user: User, now: datetime | None = None, budget: Budget | None = None) -> dict[str, Any]:
-    """GET /api/v1/budget (API.md), plus what the open holds take and when the period ends."""
+    """GET /api/v1/budget (API.md), plus what the open holds take and when the period ends.
+
+    Money as `usage.pricing.money_str` spells it (8 places, never 0E-8); pages format it for show.
+    """
     now = _as_aware(now or timezone.now())
     budget = current_budget(user, now, budget)
     _, end = period_bounds(budget.period, user.tzinfo, now)
@@ -262,8 +269,8 @@ def budget_payload(user: User, now: datetime | None = None, budget: Budget | Non
         "total_tokens_used": budget.tokens_used,
         "remaining_tokens": budget.remaining_tokens,
         "tokens_held": budget.tokens_held,
-        "cost_limit": None if budget.cost_limit is None else str(budget.cost_limit),
-        "cost_used": str(budget.cost_used),
+        "cost_limit": money_str(budget.cost_limit),
+        "cost_used": money_str(budget.cost_used),
         "currency": "USD",
         "estimated_days_until_limit": _days_until_limit(budget, user.pk, now),
     }

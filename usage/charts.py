@@ -10,6 +10,8 @@ from decimal import Decimal
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
+from usage.pricing import money_str
+
 
 @dataclass(frozen=True)
 class DayPoint:
@@ -26,7 +28,7 @@ def money_display(value: Decimal | str | None) -> str:
     """Money as pages show it: up to 8 decimals, trailing zeros dropped, at least 2 (chat.js does the same)."""
     if value is None:
         return ""
-    text = f"{Decimal(value).quantize(Decimal('0.00000001')):f}"
+    text = money_str(Decimal(value))
     whole, _, frac = text.partition(".")
     return f"{whole}.{frac.rstrip('0').ljust(2, '0')}"
 

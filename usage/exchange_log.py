@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from usage.models import ApiUsageLog
+from usage.pricing import money_str
 
 logger = logging.getLogger("chatlima.exchange")
 
@@ -24,8 +25,8 @@ def exchange_fields(usage_log: ApiUsageLog) -> dict:
         "total_tokens": usage_log.total_tokens,
         "cached_tokens": usage_log.cached_tokens,
         "reasoning_tokens": usage_log.reasoning_tokens,
-        "cost_estimate": None if usage_log.cost_estimate is None else str(usage_log.cost_estimate),
-        "actual_cost": None if usage_log.actual_cost is None else str(usage_log.actual_cost),
+        "cost_estimate": money_str(usage_log.cost_estimate),
+        "actual_cost": money_str(usage_log.actual_cost),
         # How the figures were counted: reported by the provider, or our estimate.
         "usage_source": usage_log.usage_source,
         "response_time_ms": usage_log.response_time_ms,

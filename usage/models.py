@@ -8,9 +8,16 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Count, Q
 from django.utils import timezone
 
 MONEY = {"max_digits": 16, "decimal_places": 8}
+
+
+class ApiUsageLogQuerySet(models.QuerySet):
+    def finished(self) -> ApiUsageLogQuerySet:
+        """Rows of exchanges that have finished, whatever their outcome; a pending one is still streaming."""
+        return self.exclude(status=ApiUsageLog.Status.PENDING)
 
 
 class ApiUsageLog(models.Model):
@@ -22,6 +29,9 @@ class ApiUsageLog(models.Model):
         RATE_LIMITED = "rate_limited"
         CANCELLED = "cancelled"
         INTERRUPTED = "interrupted"
+
+    # What each status counts as, decided once (see `outcome_counts`).
+    ERROR_STATUSES = (Status.ERROR, Status.TIMEOUT, Status.RATE_LIMITED, Status.INTERRUPTED)
 
     class Source(models.TextChoices):
         PROVIDER = "provider"
@@ -55,6 +65,8 @@ class ApiUsageLog(models.Model):
     metadata = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
+    objects = ApiUsageLogQuerySet.as_manager()
+
     class Meta:
         db_table = "api_usage_logs"
         constraints = [
@@ -69,6 +81,22 @@ class ApiUsageLog(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model_name} {self.status} {self.request_id}"
+
+    @staticmethod
+    def outcome_counts() -> dict[str, Count]:
+        """The request, error and cancellation counts every figure uses (API, dashboard, rollups, report).
+
+        - requests: every finished row, whatever its outcome; `pending` (still streaming) is not counted.
+        - errors: `error`, `timeout`, `rate_limited` and `interrupted`: the exchange failed on the
+          provider's or the server's side (an interrupted one was cut by a server restart).
+        - cancelled: `cancelled`, the user chose to stop: counted apart, never an error.
+        `success` counts as a request only; `pending` is neither an error nor a request.
+        """
+        return {
+            "requests": Count("pk", filter=~Q(status=ApiUsageLog.Status.PENDING)),
+            "errors": Count("pk", filter=Q(status__in=ApiUsageLog.ERROR_STATUSES)),
+            "cancelled": Count("pk", filter=Q(status=ApiUsageLog.Status.CANCELLED)),
+        }
 
 
 class ModelPriceQuerySet(models.QuerySet):
@@ -124,7 +152,10 @@ def provider_is_configured(provider: str) -> bool:
 
 
 class RollupFigures(models.Model):
-    """The figures every rollup carries, recomputed (never incremented) from the raw rows."""
+    """The figures every rollup carries, recomputed (never incremented) from the finished raw rows.
+
+    `requests`, `errors` and `cancelled` are counted as `ApiUsageLog.outcome_counts` decides.
+    """
 
     requests = models.PositiveIntegerField(default=0)
     errors = models.PositiveIntegerField(default=0)

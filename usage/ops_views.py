@@ -12,7 +12,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.db import connection
-from django.db.models import Count, DecimalField, Sum, Value
+from django.db.models import DecimalField, Sum, Value
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
@@ -110,7 +110,7 @@ def stats(request: Request) -> Response:
     """Totals across all users (staff only), with the token-count cache's figures."""
     money = DecimalField(max_digits=20, decimal_places=8)
     usage = ApiUsageLog.objects.aggregate(
-        requests=Count("id"),
+        requests=ApiUsageLog.outcome_counts()["requests"],
         prompt_tokens=Coalesce(Sum("prompt_tokens"), 0),
         completion_tokens=Coalesce(Sum("completion_tokens"), 0),
         total_tokens=Coalesce(Sum("total_tokens"), 0),

@@ -31,8 +31,18 @@ class TokenFigures(Protocol):
 
 
 def money_str(value: Decimal | None) -> str | None:
-    """Money as plain digits to 8 places: databases hand zero back as 0E-8, which clients cannot read."""
-    return None if value is None else f"{Decimal(value).quantize(Decimal('0.00000001')):f}"
+    """Money as every payload and export spells it: plain digits to 8 places ("0.00000000", "1.50000000").
+
+    The one formatter for money leaving the server (API answers, stream frames, CSV): databases hand
+    zero back as 0E-8, which clients cannot read, and a limit stored to 6 places would otherwise read
+    differently from a cost stored to 8. Rounds half up, as `price_cost` does. Money is Decimal: a
+    float is refused rather than spelled with its binary error.
+    """
+    if value is None:
+        return None
+    if isinstance(value, float):
+        raise TypeError("money is Decimal, never float")
+    return f"{Decimal(value).quantize(COST_PLACES, rounding=ROUND_HALF_UP):f}"
 
 
 def _tokens(usage: Any, name: str) -> int:

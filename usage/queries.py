@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, F, Q, QuerySet, Sum
+from django.db.models import F, QuerySet, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
@@ -17,9 +17,8 @@ from django.utils.dateparse import parse_date, parse_datetime
 from chat.models import Conversation
 from chatlima.errors import ClientError
 from usage.models import ApiUsageLog, DailyUsageRollup, ModelPrice
+from usage.pricing import money_str, price_payload  # the one money format, the one price format
 
-MONEY_PLACES = Decimal("0.00000001")  # the money columns' precision
-ERROR_STATUSES = (ApiUsageLog.Status.ERROR, ApiUsageLog.Status.TIMEOUT, ApiUsageLog.Status.RATE_LIMITED)
 HISTORY_DEFAULT_LIMIT = 50
 HISTORY_MAX_LIMIT = 500
 DAILY_DEFAULT_DAYS = 30
@@ -36,21 +35,6 @@ def _iso(value: datetime | None) -> str | None:
     if value is None:
         return None
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def price_str(value: Decimal | None) -> str | None:
-    """A price as a short decimal string: 0.300000 -> "0.30", 0.075 -> "0.075"."""
-    if value is None:
-        return None
-    normal = value.normalize()
-    if normal.as_tuple().exponent > -2:
-        normal = normal.quantize(Decimal("0.01"))
-    return f"{normal:f}"
-
-
-def money_str(value: Decimal | None) -> str | None:
-    """Plain digits: databases hand zero back as 0E-8."""
-    return None if value is None else f"{Decimal(value).quantize(MONEY_PLACES):f}"
 
 
 # --------------------------------------------------------------------------- dates
@@ -117,7 +101,7 @@ def usage_logs(user, since: datetime | None = None, until: datetime | None = Non
 
 def settled_logs(user, since: datetime | None = None, until: datetime | None = None) -> QuerySet[ApiUsageLog]:
     """Rows of exchanges that have finished; a pending one is still in flight."""
-    return usage_logs(user, since, until).exclude(status=ApiUsageLog.Status.PENDING)
+    return usage_logs(user, since, until).finished()
 
 
 def token_usage(user, conversation: Conversation | None = None) -> dict[str, Any]:
@@ -149,12 +133,14 @@ def token_usage(user, conversation: Conversation | None = None) -> dict[str, Any
 
 
 def stats_by_model(user, since: datetime | None, until: datetime | None) -> list[dict[str, Any]]:
+    """Per-model figures of the finished rows; requests and errors as `ApiUsageLog.outcome_counts` decides."""
+    counts = ApiUsageLog.outcome_counts()
     rows = (
         settled_logs(user, since, until)
         .values("provider", "model_name")
         .annotate(
-            total_requests=Count("id"),
-            error_count=Count("id", filter=Q(status__in=ERROR_STATUSES)),
+            total_requests=counts["requests"],
+            error_count=counts["errors"],
             total_prompt_tokens=Coalesce(Sum("prompt_tokens"), 0),
             total_completion_tokens=Coalesce(Sum("completion_tokens"), 0),
             total_tokens=Coalesce(Sum("total_tokens"), 0),
@@ -251,14 +237,7 @@ def model_catalogue() -> dict[str, Any]:
                 "display_name": price.display_name,
                 "available": price.is_available,
                 "context_window": price.context_window,
-                "pricing": {
-                    "currency": price.currency,
-                    "input_per_mtok": price_str(price.input_per_mtok),
-                    "output_per_mtok": price_str(price.output_per_mtok),
-                    "cached_input_per_mtok": price_str(price.cached_input_per_mtok),
-                    "reasoning_per_mtok": price_str(price.reasoning_per_mtok),
-                    "effective_date": price.effective_date.isoformat(),
-                },
+                "pricing": price_payload(price),
             }
         )
     return {"models": models, "default": settings.CHATLIMA_DEFAULT_MODEL}

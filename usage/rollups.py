@@ -30,12 +30,7 @@ from usage.models import ApiUsageLog, DailyModelRollup, DailyUsageRollup
 
 logger = logging.getLogger(__name__)
 
-ERROR_STATUSES = (
-    ApiUsageLog.Status.ERROR,
-    ApiUsageLog.Status.TIMEOUT,
-    ApiUsageLog.Status.RATE_LIMITED,
-    ApiUsageLog.Status.INTERRUPTED,
-)
+ERROR_STATUSES = ApiUsageLog.ERROR_STATUSES  # the one decision, kept on the model (ApiUsageLog.outcome_counts)
 FIGURES = (
     "requests", "errors", "cancelled", "prompt_tokens", "completion_tokens", "total_tokens",
     "cached_tokens", "reasoning_tokens", "cost", "actual_cost",
@@ -70,17 +65,19 @@ def rows_of_day(day: date, tz_names: Iterable[str]) -> Q:
 
 
 def aggregate_rows(day: date, user_ids: list[int] | None = None):
-    """The day's figures per (user, provider, model) as one GROUP BY query."""
-    logs = ApiUsageLog.objects.filter(rows_of_day(day, timezones_in_use(user_ids)))
+    """The day's figures per (user, provider, model) as one GROUP BY query.
+
+    Finished rows only: a pending exchange is counted when it settles (its settle refreshes the rollup).
+    Requests, errors and cancellations are counted as `ApiUsageLog.outcome_counts` decides.
+    """
+    logs = ApiUsageLog.objects.finished().filter(rows_of_day(day, timezones_in_use(user_ids)))
     if user_ids is not None:
         logs = logs.filter(user_id__in=user_ids)
     money = DecimalField(max_digits=16, decimal_places=8)
     return (
         logs.values("user_id", "provider", "model_name")
         .annotate(
-            requests=Count("id"),
-            errors=Count("id", filter=Q(status__in=ERROR_STATUSES)),
-            cancelled=Count("id", filter=Q(status=ApiUsageLog.Status.CANCELLED)),
+            **ApiUsageLog.outcome_counts(),
             prompt_tokens=Coalesce(Sum("prompt_tokens"), 0),
             completion_tokens=Coalesce(Sum("completion_tokens"), 0),
             total_tokens=Coalesce(Sum("total_tokens"), 0),

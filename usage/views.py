@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from urllib.parse import urlencode
 
@@ -17,6 +17,7 @@ from django.utils.dateparse import parse_datetime
 
 from usage.charts import DayPoint, daily_tokens_and_cost_svg, money_display
 from usage.models import DailyUsageRollup
+from usage.pricing import COST_PLACES
 
 DEFAULT_DAYS = 30
 MAX_DAYS = 366
@@ -68,7 +69,7 @@ def export_range(user, start: date, end: date) -> dict[str, str]:
 
 
 def _money(value: Decimal | None) -> Decimal:
-    return Decimal("0") if value is None else Decimal(value).quantize(Decimal("0.00000001"))
+    return Decimal("0") if value is None else Decimal(value).quantize(COST_PLACES, rounding=ROUND_HALF_UP)
 
 
 def dashboard_figures(user, start: date, end: date) -> dict[str, Any]:
@@ -107,7 +108,7 @@ def dashboard_figures(user, start: date, end: date) -> dict[str, Any]:
             "cost": cost,
             "cost_display": money_display(cost),
             "tokens_per_request": round(tokens / requests, 1) if requests else 0,
-            "cost_per_1k": (cost * THOUSAND / tokens).quantize(Decimal("0.00000001")) if tokens else None,
+            "cost_per_1k": (cost * THOUSAND / tokens).quantize(COST_PLACES, rounding=ROUND_HALF_UP) if tokens else None,
         })
         models[-1]["cost_per_1k_display"] = money_display(models[-1]["cost_per_1k"])
     return {"totals": totals, "points": points, "models": models}
@@ -117,6 +118,8 @@ def _budget(user) -> dict[str, Any]:
     from usage.budgets import budget_payload
 
     data = dict(budget_payload(user))
+    data["cost_limit_display"] = money_display(data.get("cost_limit"))
+    data["cost_used_display"] = money_display(data.get("cost_used"))
     limit, used = data.get("token_limit"), data.get("total_tokens_used") or 0
     data["percent_used"] = min(100, round(100 * used / limit)) if limit else 0
     period_end = parse_datetime(data["period_end"]) if data.get("period_end") else None

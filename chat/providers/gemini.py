@@ -24,7 +24,14 @@ from google.genai import errors as genai_errors
 from google.genai import types
 
 from chat.providers.base import (
-    ChatRequest, Completion, ProviderError, Reasoning, Usage, collect, estimate_usage, reconcile,
+    ChatRequest,
+    Completion,
+    ProviderError,
+    Reasoning,
+    Usage,
+    collect,
+    estimate_usage,
+    reconcile,
 )
 from chat.providers.common import Failure, broken_off, is_timeout, logger, parse_retry_after, pick, to_int, with_retries
 from usage.tokens import count_tokens

@@ -23,10 +23,25 @@ import openai
 from django.conf import settings
 
 from chat.providers.base import (
-    ChatRequest, Completion, ProviderError, Reasoning, Usage, collect, estimate_usage, reconcile,
+    ChatRequest,
+    Completion,
+    ProviderError,
+    Reasoning,
+    Usage,
+    collect,
+    estimate_usage,
+    reconcile,
 )
 from chat.providers.common import (
-    Failure, broken_off, is_timeout, logger, parse_retry_after, pick, to_decimal, to_int, with_retries,
+    Failure,
+    broken_off,
+    is_timeout,
+    logger,
+    parse_retry_after,
+    pick,
+    to_decimal,
+    to_int,
+    with_retries,
 )
 from usage.tokens import count_tokens
 

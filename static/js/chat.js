@@ -575,7 +575,7 @@
           (details.tokens_used || 0) + " are used" + (details.tokens_held ? " and " + details.tokens_held + " held" : "") +
           ", and this message needs up to " + (details.tokens_requested || "?") + ".");
       }
-      if (details.cost_limit) parts.push("Cost limit $" + details.cost_limit + ", used $" + moneyDisplay(details.cost_used) + ".");
+      if (details.cost_limit) parts.push("Cost limit $" + moneyDisplay(details.cost_limit) + ", used $" + moneyDisplay(details.cost_used) + ".");
       var reset = details.reset_at || details.period_end;
       if (reset) parts.push("It resets on " + new Date(reset).toLocaleString() + ".");
       return parts.join(" ");

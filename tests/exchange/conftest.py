@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.conf import settings as django_settings
 
-from tests.fakes.fixtures import fake_gemini, fake_openai  # noqa: F401 - the fake providers' fixtures
+from tests.fakes.fixtures import fake_gemini, fake_openai, fake_openrouter  # noqa: F401 - the fake providers' fixtures
 
 
 @pytest.fixture(autouse=True)

@@ -15,7 +15,6 @@ from chat.models import Conversation
 from chatlima.asgi import application
 from tests.exchange.helpers import budget, holds, message, rows
 from tests.exchange.test_http_doors import parse_sse
-from tests.fakes.fixtures import fake_openrouter  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -8,6 +8,7 @@ import pytest
 
 from accounts.models import User
 from tests.conftest import make_user
+from tests.e2e.conftest import e2e_db  # noqa: F401 - a database real server processes share
 from usage.models import ApiUsageLog
 
 _ids = itertools.count(1)

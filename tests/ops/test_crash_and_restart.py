@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import ROOT, _server_env, e2e_db, free_port  # noqa: F401 - e2e_db is a fixture
+from tests.e2e.conftest import ROOT, _server_env, free_port
 from usage.tokens import count_tokens
 
 PACE_MS = 40  # the offline model's words arrive this far apart: a long answer takes several seconds
