@@ -300,3 +300,6 @@ def test_a_failed_call_says_failed_not_charged(page, e2e_db, fake_gemini, shoot)
     assert page.locator(f'article[data-message-id="{answer_row["public_id"]}"] [data-state="not-charged"]').text_content() == "failed, not charged"
     assert page.locator(f'article[data-message-id="{user_row["public_id"]}"] [data-badge="input"]').count() == 0
     shoot(page, "chat-failed-not-charged-reloaded")
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert page.locator(f'article[data-message-id="{answer_row["public_id"]}"] [data-state="not-charged"]').is_visible()
+    shoot(page, "chat-failed-not-charged-phone")
