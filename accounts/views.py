@@ -17,38 +17,34 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 
 from accounts import login_throttle
-from accounts.forms import SignupForm
-from accounts.models import Budget
-from chatlima.errors import ClientError
+from accounts.forms import LoginForm, SignupForm
+from accounts.models import sign_up
+from chatlima.errors import ClientError, error_body
+
+BACKEND = "accounts.backends.LockoutModelBackend"
 
 
 def signup(request: HttpRequest) -> HttpResponse:
     form = SignupForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        user = form.save()
-        Budget.objects.for_user(user)
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+    if request.method == "POST" and form.is_valid() and (user := sign_up(form)) is not None:
+        login(request, user, backend=BACKEND)
         messages.success(request, "Welcome to ChatLima.")
         return redirect("chat:home")
     return render(request, "accounts/signup.html", {"form": form})
 
 
 class LoginView(auth_views.LoginView):
+    """Django's login page; a locked-out login answers 429 with how long it lasts (accounts.login_throttle)."""
+
     template_name = "accounts/login.html"
     redirect_authenticated_user = True
+    form_class = LoginForm
 
-    def post(self, request, *args, **kwargs):
-        username = request.POST.get("username", "")
-        ip = request.META.get("REMOTE_ADDR")
-        if login_throttle.is_locked(username, ip):
-            form = self.get_form()
-            form.add_error(None, "Too many failed attempts. Wait a few minutes and try again.")
-            return self.render_to_response(self.get_context_data(form=form), status=429)
-        response = super().post(request, *args, **kwargs)
-        if request.user.is_authenticated:
-            login_throttle.clear(username, ip)
-        else:
-            login_throttle.record_failure(username, ip)
+    def form_invalid(self, form: LoginForm) -> HttpResponse:
+        response = super().form_invalid(form)
+        if form.locked_out is not None:
+            response.status_code = 429
+            response["Retry-After"] = str(form.locked_out.retry_after)
         return response
 
 
@@ -72,9 +68,13 @@ class RegisterSerializer(serializers.Serializer):
     def validate(self, attrs):
         form = SignupForm({"username": attrs["username"], "password1": attrs["password"], "password2": attrs["password"]})
         if not form.is_valid():
-            raise serializers.ValidationError({k: [str(e) for e in v] for k, v in form.errors.items()})
+            raise serializers.ValidationError(_form_errors(form))
         attrs["form"] = form
         return attrs
+
+
+def _form_errors(form) -> dict[str, list[str]]:
+    return {k: [str(e) for e in v] for k, v in form.errors.items()}
 
 
 @extend_schema(request=RegisterSerializer, responses={201: TokenSerializer})
@@ -85,8 +85,10 @@ class RegisterSerializer(serializers.Serializer):
 def api_register(request: Request) -> Response:
     serializer = RegisterSerializer(data=request.data)
     serializer.is_valid(raise_exception=True)
-    user = serializer.validated_data["form"].save()
-    Budget.objects.for_user(user)
+    form = serializer.validated_data["form"]
+    user = sign_up(form)
+    if user is None:
+        raise serializers.ValidationError(_form_errors(form))
     return Response(_issue_token(user, request), status=status.HTTP_201_CREATED)
 
 
@@ -101,15 +103,14 @@ api_register.cls.throttle_scope = "login"
 def api_token(request: Request) -> Response:
     serializer = CredentialsSerializer(data=request.data)
     serializer.is_valid(raise_exception=True)
-    username = serializer.validated_data["username"]
-    ip = request.META.get("REMOTE_ADDR")
-    if login_throttle.is_locked(username, ip):
-        raise ClientError("RATE_LIMITED", "Too many failed attempts. Wait a few minutes and try again.")
-    user = authenticate(request._request, username=username, password=serializer.validated_data["password"])
+    credentials = serializer.validated_data
+    user = authenticate(request._request, username=credentials["username"], password=credentials["password"])
     if user is None:
-        login_throttle.record_failure(username, ip)
+        locked = login_throttle.lockout_of(request._request)
+        if locked is not None:
+            return Response(error_body("RATE_LIMITED", locked.message, locked.details()),
+                            status=status.HTTP_429_TOO_MANY_REQUESTS, headers={"Retry-After": str(locked.retry_after)})
         raise ClientError("INVALID_MESSAGE", "Wrong username or password.")
-    login_throttle.clear(username, ip)
     return Response(_issue_token(user, request))
 
 

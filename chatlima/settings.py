@@ -146,7 +146,43 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# The shared cache: DRF throttles, login lockouts, the rollup debounce. Every server process and
+# machine must see the same counts, so never process memory: Django's Redis backend with REDIS_URL,
+# else Django's database cache (its table comes with `migrate`, accounts/migrations/0003). Keys are
+# prefixed per database, so deployments and test runs that share one Redis never share counts.
+# "figures" only saves time (recent-usage figures): Redis where there is one; without it nothing is
+# cheaper than the query it would save, so nothing is cached.
+CACHE_KEY_PREFIX = env("CHATLIMA_CACHE_PREFIX") or "chatlima-" + __import__("hashlib").sha256(
+    "|".join(str(DATABASES["default"].get(k) or "") for k in ("ENGINE", "HOST", "PORT", "NAME")).encode()
+).hexdigest()[:12]
+if REDIS_URL:
+    _SHARED_CACHE = {
+        "BACKEND": "chatlima.cache.RedisCache", "LOCATION": REDIS_URL, "KEY_PREFIX": CACHE_KEY_PREFIX,
+        "OPTIONS": {"socket_connect_timeout": 5, "socket_timeout": 5},
+    }
+    CACHES = {"default": _SHARED_CACHE, "figures": dict(_SHARED_CACHE)}
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "chatlima.cache.DatabaseCache", "LOCATION": "chatlima_cache", "KEY_PREFIX": CACHE_KEY_PREFIX,
+            # Past this many rows Django deletes expired ones, then a third of the rest: room for every
+            # live throttle and lockout count of a deployment without Redis.
+            "OPTIONS": {"MAX_ENTRIES": 50_000},
+        },
+        "figures": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"},
+    }
+
+# Logins (accounts/login_throttle.py): failures counted per account (its canonical username, from any
+# address) and per client address (any usernames); past either limit within the lockout window,
+# that account or address is refused, right password or not, for CHATLIMA_LOGIN_LOCKOUT_SECONDS.
+CHATLIMA_LOGIN_MAX_FAILURES = envint("CHATLIMA_LOGIN_MAX_FAILURES", 10) or 10
+CHATLIMA_LOGIN_ADDRESS_MAX_FAILURES = envint("CHATLIMA_LOGIN_ADDRESS_MAX_FAILURES", 20) or 20
+CHATLIMA_LOGIN_LOCKOUT_SECONDS = envint("CHATLIMA_LOGIN_LOCKOUT_SECONDS", 900) or 900
+# The client address is REMOTE_ADDR: behind a proxy, the proxy must set it (daphne --proxy-headers with
+# a proxy that overwrites X-Forwarded-For). X-Forwarded-For is trusted only when this says how many
+# proxies append to it (then its Nth address from the right is the client), for DRF's throttles too.
+CHATLIMA_TRUSTED_PROXIES = envint("CHATLIMA_TRUSTED_PROXIES", 0) or 0
+AUTHENTICATION_BACKENDS = ["accounts.backends.LockoutModelBackend"]
 
 CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_RESULT_BACKEND = None
@@ -181,6 +217,8 @@ REST_FRAMEWORK = {
         "login": env("CHATLIMA_LOGIN_THROTTLE", "10/min"),
     },
 }
+# Client addresses for DRF's throttles: REMOTE_ADDR unless CHATLIMA_TRUSTED_PROXIES says otherwise.
+REST_FRAMEWORK["NUM_PROXIES"] = CHATLIMA_TRUSTED_PROXIES
 
 REST_KNOX = {
     "AUTH_HEADER_PREFIX": "Bearer",

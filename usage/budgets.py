@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import caches
 from django.db import transaction
 from django.db.models import Sum
 from django.db.models.functions import Coalesce
@@ -222,12 +222,17 @@ def expire_stale_reservations(now: datetime | None = None) -> int:
 
 
 def recent_usage(user_id: int, now: datetime) -> tuple[int, Decimal]:
-    """Tokens and cost of the last RATE_WINDOW_DAYS; cached for a minute, since every exchange asks."""
+    """Tokens and cost of the last RATE_WINDOW_DAYS, for the days-until-limit estimate.
+
+    Every exchange asks, so the figure is kept for a minute in the "figures" cache that every process
+    shares (Redis); without Redis that cache keeps nothing and each call asks the database.
+    """
+    figures = caches["figures"]
     key = f"budget-recent-usage:{user_id}"
-    cached = cache.get(key)
+    cached = figures.get(key)
     if cached is None:
         cached = used_in(user_id, now - timedelta(days=RATE_WINDOW_DAYS), None)
-        cache.set(key, cached, RATE_CACHE_SECONDS)
+        figures.set(key, cached, RATE_CACHE_SECONDS)
     return cached
 
 

@@ -1,0 +1,74 @@
+"""The shared cache's two backends: Django's own, each with the one fix ChatLima's counts need.
+
+Whatever decides across requests (DRF throttles, login lockouts, the rollup debounce) lives in the
+cache every server process and machine shares: Redis when `REDIS_URL` is set, else the database
+(settings.CACHES). Both backends are Django's; these subclasses change one method each:
+
+* `RedisCache.clear()` removes only this cache's keys (its KEY_PREFIX). Django's is FLUSHDB, which
+  would also drop the channel layer's and the Celery broker's keys in the same Redis database, and
+  every other deployment's or test run's counts there.
+* `DatabaseCache.incr()` is one read-modify-write under a row lock that keeps the key's expiry.
+  Django's is a get and then a set: two processes can both read 3 and write 4 (a failed login left
+  uncounted), and the set moves the expiry to the default timeout.
+"""
+
+from __future__ import annotations
+
+import base64
+import pickle
+import re
+
+from django.core.cache.backends import db, redis
+from django.db import connections, models, router, transaction
+from django.utils import timezone
+
+
+class RedisCache(redis.RedisCache):
+    def clear(self) -> bool:
+        """Delete this cache's keys only (SCAN by prefix), leaving the rest of the Redis database alone."""
+        client = self._cache.get_client(None, write=True)
+        pattern = re.sub(r"([*?\[\]\\])", r"\\\1", self.key_prefix) + ":*"
+        batch: list[bytes] = []
+        for key in client.scan_iter(match=pattern, count=1000):
+            batch.append(key)
+            if len(batch) == 1000:
+                client.delete(*batch)
+                batch.clear()
+        if batch:
+            client.delete(*batch)
+        return True
+
+
+class DatabaseCache(db.DatabaseCache):
+    def incr(self, key, delta: int = 1, version=None):
+        """Add `delta` to a live key atomically, keeping its expiry; ValueError when it is missing or expired.
+
+        Transaction: its own atomic block (a savepoint inside the caller's). Lock: the cache row, with
+        SELECT ... FOR UPDATE where the database has it (PostgreSQL); SQLite's IMMEDIATE transactions
+        (settings.DATABASES) take the write lock at BEGIN, which serialises the same way.
+        """
+        key = self.make_and_validate_key(key, version=version)
+        alias = router.db_for_write(self.cache_model_class)
+        connection = connections[alias]
+        qn = connection.ops.quote_name
+        table = qn(self._table)
+        lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+        with transaction.atomic(using=alias), connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT {qn('value')}, {qn('expires')} FROM {table} WHERE {qn('cache_key')} = %s{lock}", [key]
+            )
+            row = cursor.fetchone()
+            if row is None or self._expired(connection, row[1]):
+                raise ValueError(f"Key '{key}' not found.")
+            value = pickle.loads(base64.b64decode(connection.ops.process_clob(row[0]).encode())) + delta
+            encoded = base64.b64encode(pickle.dumps(value, self.pickle_protocol)).decode("latin1")
+            cursor.execute(f"UPDATE {table} SET {qn('value')} = %s WHERE {qn('cache_key')} = %s", [encoded, key])
+        return value
+
+    @staticmethod
+    def _expired(connection, expires) -> bool:
+        # The same conversion Django's get_many() applies: the column comes back naive or aware by backend.
+        expression = models.Expression(output_field=models.DateTimeField())
+        for converter in connection.ops.get_db_converters(expression) + expression.get_db_converters(connection):
+            expires = converter(expires, expression, connection)
+        return expires < timezone.now()
