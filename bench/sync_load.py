@@ -7,6 +7,11 @@ code and the database; no network server). Migrates the database first and
 creates it when it is a missing PostgreSQL database. Prints seconds, queries
 per request and rows per second for: the first push, its replay (idempotent),
 and a full pull. Options: --conversations N --messages M --page P.
+
+    .venv/bin/python bench/sync_load.py --invalid 2500,5000,10000,20000
+
+times instead the refusal of pushes whose every message is invalid (validation must
+grow linearly with the body), in conversations of --messages messages each.
 """
 
 from __future__ import annotations
@@ -63,11 +68,40 @@ def build_body(n_conversations: int, n_messages: int) -> dict:
     return {"conversations": conversations}
 
 
+def build_invalid_body(n_messages: int, per_conversation: int) -> dict:
+    """`n_messages` messages, each with one bad field, so every one of them is reported."""
+    body = build_body(-(-n_messages // per_conversation), per_conversation)
+    left = n_messages
+    for conversation in body["conversations"]:
+        conversation["messages"] = conversation["messages"][:left]
+        left -= len(conversation["messages"])
+        for message in conversation["messages"]:
+            message["prompt_tokens" if message["role"] == "user" else "completion_tokens"] = -1
+    return body
+
+
+def time_invalid(client, sizes: list[int], per_conversation: int, repeats: int = 3) -> None:
+    """Best of `repeats` per size, after one small warm-up push."""
+    client.post("/api/v1/sync", json.dumps(build_invalid_body(10, per_conversation)), content_type="application/json")
+    for n in sizes:
+        raw = json.dumps(build_invalid_body(n, per_conversation))
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            response = client.post("/api/v1/sync", raw, content_type="application/json")
+            best = min(best, time.perf_counter() - start)
+            assert response.status_code == 400, response.content[:500]
+            reported = len(response.json()["error"]["details"])
+            assert reported == n, (reported, n)
+        print(f"refuse {n:6d} invalid messages {best:7.2f} s  {n / best:10.0f} messages/s  (best of {repeats})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--conversations", type=int, default=1000)
     parser.add_argument("--messages", type=int, default=20)
     parser.add_argument("--page", type=int, default=500, help="conversations per pull page")
+    parser.add_argument("--invalid", help="comma-separated message counts: time refusing all-invalid pushes instead")
     args = parser.parse_args()
 
     ensure_database()
@@ -95,6 +129,13 @@ def main() -> None:
     _, token = AuthToken.objects.create(user)
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    if args.invalid:
+        try:
+            print(f"database: {connection.vendor} ({connection.settings_dict['NAME']})")
+            time_invalid(client, [int(n) for n in args.invalid.split(",")], args.messages)
+        finally:
+            user.delete()
+        return
     body = build_body(args.conversations, args.messages)
     raw = json.dumps(body)
     n_rows = args.conversations * (args.messages + 1)

@@ -3,18 +3,58 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from contextlib import aclosing
 from typing import Any
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from accounts.ws_auth import BUSY_SCOPE_KEY, CREDENTIAL_SCOPE_KEY, watch
 from chat.exchange import Replay, parse_send_body, start_exchange
+from chatlima.db import ServiceUnavailable
 from chatlima.errors import ClientError
+from chatlima.middleware import MAX_JSON_DEPTH, json_too_deep
+from chatlima.text import unstorable_character
 
 logger = logging.getLogger(__name__)
 
 UNAUTHENTICATED_CLOSE = 4401
+TRY_AGAIN_LATER_CLOSE = 1013  # RFC 6455's "Try Again Later": the database had no free connection
+
+
+class BadFrame(ValueError):
+    """A text frame that is not a JSON document the socket accepts; its message says why."""
+
+
+def _refuse_constant(name: str) -> None:
+    raise BadFrame("Frames must be JSON (NaN and Infinity are not).")
+
+
+def decode_frame(text: str) -> Any:
+    """The frame's JSON, or BadFrame: not JSON, nested deeper than 64 levels (found before parsing,
+    so no parser recurses into it), or text (keys included) holding a NUL character or a lone
+    surrogate, which no column can store."""
+    if json_too_deep(text.encode("utf-8", "surrogatepass")):
+        raise BadFrame(f"Frames may nest at most {MAX_JSON_DEPTH} levels.")
+    try:
+        content = json.loads(text, parse_constant=_refuse_constant)
+    except BadFrame:
+        raise
+    except ValueError:
+        raise BadFrame("Frames must be JSON objects.") from None
+    pending = [content]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, str):
+            if (unstorable := unstorable_character(value)) is not None:
+                raise BadFrame(f"Text may not contain {unstorable}.")
+        elif isinstance(value, dict):
+            pending.extend(value)
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return content
 
 
 class ChatConsumer(AsyncJsonWebsocketConsumer):
@@ -33,12 +73,35 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         self.user = self.scope.get("user")
         self.tasks: dict[str, asyncio.Task] = {}  # request_id -> task
         self.busy: dict[str, str] = {}  # conversation id -> request_id
+        self.signed_out = False  # set once closing with 4401: frames still in flight are dropped
+        # Accept, then close: a close before accepting is an HTTP 403 on the wire, and the contract's
+        # 4401 only reaches a client whose handshake completed.
+        await self.accept()
+        if self.scope.get(BUSY_SCOPE_KEY):
+            self.signed_out = True
+            err = ServiceUnavailable()
+            await self._error(err.code, err.message, details=err.details)
+            await self.close(code=TRY_AGAIN_LATER_CLOSE)
+            return
         if self.user is None or not self.user.is_authenticated:
+            self.signed_out = True
             await self.close(code=UNAUTHENTICATED_CLOSE)
             return
-        await self.accept()
+        credential = self.scope.get(CREDENTIAL_SCOPE_KEY)
+        if credential is not None:
+            watch().add(self, credential, self._credential_gone)
+
+    async def _credential_gone(self) -> None:
+        """The token was revoked or the session logged out (accounts.ws_auth's watch saw it)."""
+        self.signed_out = True
+        await self._cancel_exchanges()
+        await self.close(code=UNAUTHENTICATED_CLOSE)
 
     async def disconnect(self, code: int) -> None:
+        watch().remove(self)
+        await self._cancel_exchanges()
+
+    async def _cancel_exchanges(self) -> None:
         tasks = list(getattr(self, "tasks", {}).values())
         for task in tasks:
             task.cancel()
@@ -63,11 +126,17 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         else:
             await self._error("INVALID_MESSAGE", "Unknown frame type; send send_message or cancel.")
 
+    @classmethod
+    async def decode_json(cls, text_data: str) -> Any:
+        return decode_frame(text_data)
+
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
+        if self.signed_out:
+            return
         try:
             content = await self.decode_json(text_data) if text_data is not None else None
-        except ValueError:
-            await self._error("INVALID_MESSAGE", "Frames must be JSON objects.")
+        except BadFrame as err:
+            await self._error("INVALID_MESSAGE", str(err))
             return
         if content is None:
             await self._error("INVALID_MESSAGE", "Frames must be JSON text.")

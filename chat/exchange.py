@@ -26,18 +26,20 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import BudgetReservation, User
 from chat import partials, sync_clock
-from chat.ids import is_valid_id, new_conversation_id, new_message_id
+from chat.ids import ID_RULE, is_valid_id, new_conversation_id, new_message_id
 from chat.models import USAGE_FIELDS, Conversation, Message, preview_of
 from chat.payloads import message_payload
 from chat.providers.base import ChatRequest, ProviderError, Reasoning, Turn, Usage
+from chatlima.db import ServiceUnavailable, pool_exhausted
 from chatlima.errors import ClientError
 from chatlima.sql import insert_row, update_row
+from chatlima.text import is_blank, unstorable_character
 from usage import budgets
 from usage.models import ApiUsageLog
 from usage.pricing import money_str
@@ -69,9 +71,28 @@ MONEY_PLACES = Decimal("0.00000001")
 
 
 async def run_db(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Run a short sync database function off the event loop (closing stale connections around it)."""
+    """Run a short sync database function off the event loop.
+
+    On PostgreSQL the thread's connection goes back to the process's pool (chatlima/db.py) as soon
+    as `fn` returns: channels' wrapper would close it too, but its test communicator switches that
+    off, and a thread that ended holding a pooled connection would keep its slot for good. Waiting
+    for a free connection is bounded by `CHATLIMA_DB_POOL_TIMEOUT`; past that this raises
+    `ServiceUnavailable` (a ClientError, 503) before `fn` has changed anything.
+    """
+    def call() -> Any:
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            if getattr(connection, "pool", None) is not None and not connection.in_atomic_block:
+                connection.close()
+
     sensitive = settings.CHATLIMA_DB_THREAD_SENSITIVE
-    return await database_sync_to_async(fn, thread_sensitive=sensitive)(*args, **kwargs)
+    try:
+        return await database_sync_to_async(call, thread_sensitive=sensitive)()
+    except DatabaseError as exc:
+        if pool_exhausted(exc):
+            raise ServiceUnavailable() from exc
+        raise
 
 
 # --- the request body --------------------------------------------------------------------------
@@ -88,40 +109,85 @@ class SendRequest:
     system_prompt: str | None = None
 
 
+# Send body limits; the schema's SendMessage says the same (chat/serializers.py).
+MODEL_ID_CHARS = 128  # Conversation.model's column
+SYSTEM_PROMPT_CHARS = 32_000
+MAX_TOKENS_LIMIT = 1_000_000
+
+
 def _invalid(message: str, field_name: str) -> ClientError:
     return ClientError("INVALID_MESSAGE", message, {"field": field_name})
 
 
+def _storable(value: str, field_name: str) -> str:
+    """`value`, or INVALID_MESSAGE naming the field when it holds what no column can store."""
+    bad = unstorable_character(value)
+    if bad is not None:
+        raise _invalid(f"{field_name} must not contain {bad}.", field_name)
+    return value
+
+
+def _optional_text(body: dict, name: str, *, max_chars: int | None = None, blank: bool = True) -> str | None:
+    """An optional string field: absent or null is None."""
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or (not blank and is_blank(value)):
+        raise _invalid(f"{name} must be {'text' if blank else 'non-blank text'}.", name)
+    if max_chars is not None and len(value) > max_chars:
+        raise ClientError("INVALID_MESSAGE", f"{name} is over {max_chars:,} characters.",
+                          {"field": name, "max_chars": max_chars})
+    return _storable(value, name)
+
+
+def _seed_messages(messages: Any) -> dict | None:
+    """The seed-000 `messages` list, checked entry by entry; its last user entry, if any."""
+    if not isinstance(messages, list):
+        raise _invalid("messages must be a list.", "messages")
+    last_user = None
+    for index, entry in enumerate(messages):
+        path = f"messages[{index}]"
+        if not isinstance(entry, dict):
+            raise _invalid(f"{path} must be an object.", path)
+        for key in ("role", "content"):
+            if entry.get(key) is not None and not isinstance(entry[key], str):
+                raise _invalid(f"{path}.{key} must be text.", f"{path}.{key}")
+        if entry.get("id") is not None and not is_valid_id(entry["id"]):
+            raise _invalid(f"{path}.id: {ID_RULE}", f"{path}.id")
+        if entry.get("role") == "user":
+            last_user = entry
+    return last_user
+
+
 def parse_send_body(body: Any) -> SendRequest:
-    """The contract's send body, or the seed-000 one (`message`, `messages`, `model`)."""
+    """The contract's send body, or the seed-000 one (`message`, `messages`, `model`).
+
+    Pure validation, no database: every refusal is INVALID_MESSAGE naming the field. A null field
+    is an absent one; strings holding NUL or lone surrogates are refused (API.md "Error codes").
+    """
     if not isinstance(body, dict):
         raise _invalid("The body must be a JSON object.", "body")
     message = body.get("message")
     client_message_id = body.get("client_message_id")
-    messages = body.get("messages")
-    if messages is not None:
-        if not isinstance(messages, list):
-            raise _invalid("messages must be a list.", "messages")
-        users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
-        if users:
-            last = users[-1]
-            if client_message_id is None and last.get("id") is not None:
+    if body.get("messages") is not None:
+        last = _seed_messages(body["messages"])
+        if last is not None:
+            if client_message_id is None:
                 client_message_id = last.get("id")
             if message is None:
                 message = last.get("content")
-    if not isinstance(message, str) or not message.strip():
+    if not isinstance(message, str) or is_blank(message):
         raise _invalid("The message is empty.", "message")
     if len(message) > settings.CHATLIMA_MAX_MESSAGE_CHARS:
         raise ClientError(
             "INVALID_MESSAGE", f"The message is over {settings.CHATLIMA_MAX_MESSAGE_CHARS:,} characters.",
             {"field": "message", "max_chars": settings.CHATLIMA_MAX_MESSAGE_CHARS},
         )
+    _storable(message, "message")
     for name, value in (("conversation_id", body.get("conversation_id")), ("client_message_id", client_message_id)):
         if value is not None and not is_valid_id(value):
-            raise _invalid(f"{name} must be 1 to 64 letters, digits, '_' or '-'.", name)
-    model = body.get("model")
-    if model is not None and (not isinstance(model, str) or not model.strip()):
-        raise _invalid("model must be a model id.", "model")
+            raise _invalid(f"{name}: {ID_RULE}", name)
+    model = _optional_text(body, "model", max_chars=MODEL_ID_CHARS, blank=False)
     temperature = body.get("temperature")
     if temperature is not None:
         if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 <= temperature <= 2:
@@ -129,12 +195,10 @@ def parse_send_body(body: Any) -> SendRequest:
         temperature = float(temperature)
     max_tokens = body.get("max_tokens")
     if max_tokens is not None and (
-        isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or not 1 <= max_tokens <= 1_000_000
+        isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or not 1 <= max_tokens <= MAX_TOKENS_LIMIT
     ):
-        raise _invalid("max_tokens must be a whole number from 1 to 1000000.", "max_tokens")
-    system_prompt = body.get("system_prompt")
-    if system_prompt is not None and not isinstance(system_prompt, str):
-        raise _invalid("system_prompt must be text.", "system_prompt")
+        raise _invalid(f"max_tokens must be a whole number from 1 to {MAX_TOKENS_LIMIT}.", "max_tokens")
+    system_prompt = _optional_text(body, "system_prompt", max_chars=SYSTEM_PROMPT_CHARS)
     return SendRequest(
         message=message, conversation_id=body.get("conversation_id"), model=model,
         client_message_id=client_message_id, temperature=temperature, max_tokens=max_tokens,
@@ -614,6 +678,9 @@ def _settle_and_describe(user: User, prepared: Prepared, outcome: Outcome) -> li
 # --- streaming ---------------------------------------------------------------------------------
 
 
+SETTLE_ATTEMPTS = 3  # waits for a pooled connection before leaving the settle to the periodic one
+
+
 class Exchange:
     """A started exchange; `events()` streams it and settles it exactly once."""
 
@@ -744,9 +811,22 @@ class Exchange:
             time_to_first_token_ms=None if started is None or first_token is None else int((first_token - started) * 1000),
             error_code=error_code, error_message=error_message, retries=retries,
         )
-        events = await run_db(_settle_and_describe, self.user, self.prepared, outcome)
-        self.settled = True
-        return events
+        for attempt in range(SETTLE_ATTEMPTS):
+            try:
+                events = await run_db(_settle_and_describe, self.user, self.prepared, outcome)
+            except ServiceUnavailable as err:
+                # Each attempt waited the pool's timeout and changed nothing. After the last, the
+                # exchange stays pending with its last saved partial; its heartbeat has stopped, so
+                # the periodic settle (chat.tasks.settle_stale_exchanges) settles it as interrupted.
+                logger.warning("settling %s: no database connection (attempt %d)", self.request_id, attempt + 1)
+                if attempt + 1 == SETTLE_ATTEMPTS:
+                    return [{"type": "error", "request_id": self.request_id, "code": err.code,
+                             "message": "The answer could not be saved yet: the server is busy. It will be "
+                                        "settled from what was saved.", "details": err.details}]
+                continue
+            self.settled = True
+            return events
+        return []
 
 
 def charged_usage(request: ChatRequest, text: str, reasoning_text: str = "") -> Usage:

@@ -9,8 +9,12 @@ import time
 
 from django.core.validators import RegexValidator
 
-ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-validate_public_id = RegexValidator(ID_PATTERN, "Ids are 1 to 64 letters, digits, '_' or '-'.")
+# The whole string, trailing newline included: Python's `$` also matches just before a final "\n".
+ID_PATTERN = re.compile(r"\A[A-Za-z0-9_-]{1,64}\Z")
+# The same rule in the OpenAPI schema's (ECMA 262) dialect, where `$` is the end of the string.
+ID_SCHEMA_PATTERN = "^[A-Za-z0-9_-]{1,64}$"
+ID_RULE = "Ids are 1 to 64 letters, digits, '_' or '-'."
+validate_public_id = RegexValidator(ID_PATTERN, ID_RULE)
 
 _ALPHABET = string.ascii_lowercase + string.digits
 
@@ -29,4 +33,4 @@ def new_message_id() -> str:
 
 
 def is_valid_id(value: object) -> bool:
-    return isinstance(value, str) and bool(ID_PATTERN.match(value))
+    return isinstance(value, str) and ID_PATTERN.fullmatch(value) is not None

@@ -24,6 +24,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from chat.models import Message
+from chatlima.db import ServiceUnavailable
 from usage import budgets
 
 logger = logging.getLogger(__name__)
@@ -117,8 +118,9 @@ class PartialSaver:
             self._writing = True
             try:
                 await run_db(write_partials, changed, alive, reservations)
-            except Exception:  # noqa: BLE001 - a failed save is retried at the next interval
-                logger.warning("saving %d partial answers failed", len(changed) + len(alive), exc_info=True)
+            except Exception as exc:  # noqa: BLE001 - a failed save is retried at the next interval
+                busy = isinstance(exc, ServiceUnavailable)  # no pooled connection came free: nothing to trace
+                logger.warning("saving %d partial answers failed", len(changed) + len(alive), exc_info=not busy)
                 for answer in self.live:
                     answer.saved_parts = -1
             finally:

@@ -8,12 +8,14 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import status
 from rest_framework.exceptions import NotFound
 from rest_framework.pagination import CursorPagination
+from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle, ScopedRateThrottle, UserRateThrottle
 from rest_framework.views import APIView
 
 from chat import sync
+from chat.ids import ID_SCHEMA_PATTERN, is_valid_id
 from chat.models import Conversation
 from chat.payloads import conversation_payload, message_payload
 from chat.serializers import (
@@ -29,6 +31,7 @@ from chat.serializers import (
     SyncPushSerializer,
 )
 from chatlima.errors import ClientError
+from chatlima.params import int_param, int_schema, query_param
 from usage.models import ModelPrice
 
 ERRORS = {
@@ -37,14 +40,34 @@ ERRORS = {
     429: OpenApiResponse(ErrorSerializer, description="RATE_LIMITED"),
 }
 NOT_FOUND = {404: OpenApiResponse(ErrorSerializer, description="CONVERSATION_NOT_FOUND")}
+PUBLIC_ID = OpenApiParameter(
+    "public_id", OpenApiTypes.STR, OpenApiParameter.PATH, pattern=ID_SCHEMA_PATTERN,
+    description="The conversation's id; one that cannot be an id is as missing as any other.",
+)
+CURSOR = OpenApiParameter(
+    "cursor", {"type": "string", "minLength": 1},
+    description="The `next` link's cursor, as the server issued it; anything else is a 400.",
+)
 
 
 def _own_conversation(request: Request, public_id: str) -> Conversation:
     """The caller's live conversation; anyone else's is indistinguishable from a missing one."""
-    conv = Conversation.objects.for_user(request.user).filter(public_id=public_id).first()
+    conv = None
+    if is_valid_id(public_id):
+        conv = Conversation.objects.for_user(request.user).filter(public_id=public_id).first()
     if conv is None:
         raise ClientError("CONVERSATION_NOT_FOUND", "No such conversation.")
     return conv
+
+
+def _page(paginator: CursorPagination, queryset, request: Request, view) -> list:
+    """One page of `queryset`; a `limit` outside the documented range or a foreign cursor is a 400."""
+    int_param(request, "limit", None, 1, paginator.max_page_size)
+    query_param(request, "cursor")
+    try:
+        return paginator.paginate_queryset(queryset, request, view=view)
+    except NotFound as exc:  # DRF's answer to a malformed cursor
+        raise ClientError("INVALID_MESSAGE", "Invalid cursor.", {"cursor": "invalid"}) from exc
 
 
 def _check_model(model: str | None) -> None:
@@ -72,20 +95,19 @@ class ConversationPagination(CursorPagination):
 
 
 class ConversationListView(APIView):
+    parser_classes = [JSONParser]
+
     @extend_schema(
         operation_id="conversations_list",
         parameters=[
-            OpenApiParameter("cursor", OpenApiTypes.STR, description="The `next` link's cursor."),
-            OpenApiParameter("limit", OpenApiTypes.INT, description="Page size, at most 200."),
+            CURSOR,
+            OpenApiParameter("limit", int_schema(1, ConversationPagination.max_page_size), description="Page size."),
         ],
         responses={200: ConversationPageSerializer, **ERRORS},
     )
     def get(self, request: Request) -> Response:
         paginator = ConversationPagination()
-        try:
-            page = paginator.paginate_queryset(Conversation.objects.for_user(request.user), request, view=self)
-        except NotFound as exc:  # DRF's answer to a malformed cursor
-            raise ClientError("INVALID_MESSAGE", "Invalid cursor.", {"cursor": "invalid"}) from exc
+        page = _page(paginator, Conversation.objects.for_user(request.user), request, self)
         return paginator.get_paginated_response([conversation_payload(c) for c in page])
 
     @extend_schema(
@@ -109,7 +131,12 @@ class ConversationListView(APIView):
 
 
 class ConversationDetailView(APIView):
-    @extend_schema(operation_id="conversations_retrieve", responses={200: ConversationDetailSerializer, **ERRORS, **NOT_FOUND})
+    parser_classes = [JSONParser]
+
+    @extend_schema(
+        operation_id="conversations_retrieve", parameters=[PUBLIC_ID],
+        responses={200: ConversationDetailSerializer, **ERRORS, **NOT_FOUND},
+    )
     def get(self, request: Request, public_id: str) -> Response:
         conv = _own_conversation(request, public_id)
         data = conversation_payload(conv)
@@ -118,6 +145,7 @@ class ConversationDetailView(APIView):
 
     @extend_schema(
         operation_id="conversations_partial_update",
+        parameters=[PUBLIC_ID],
         request=ConversationWriteSerializer,
         responses={200: ConversationSerializer, **ERRORS, **NOT_FOUND},
     )
@@ -130,6 +158,7 @@ class ConversationDetailView(APIView):
 
     @extend_schema(
         operation_id="conversations_destroy",
+        parameters=[PUBLIC_ID],
         responses={204: OpenApiResponse(description="Deleted (a tombstone that sync reports)."), **ERRORS, **NOT_FOUND},
     )
     def delete(self, request: Request, public_id: str) -> Response:
@@ -151,8 +180,8 @@ class ConversationMessagesView(APIView):
     @extend_schema(
         operation_id="conversations_messages",
         parameters=[
-            OpenApiParameter("cursor", OpenApiTypes.STR, description="The `next` link's cursor."),
-            OpenApiParameter("limit", OpenApiTypes.INT, description="Page size, at most 500."),
+            PUBLIC_ID, CURSOR,
+            OpenApiParameter("limit", int_schema(1, MessagePagination.max_page_size), description="Page size."),
         ],
         responses={200: MessagePageSerializer, **ERRORS, **NOT_FOUND},
         description="The conversation's messages, oldest first, a page at a time (for long conversations).",
@@ -160,30 +189,29 @@ class ConversationMessagesView(APIView):
     def get(self, request: Request, public_id: str) -> Response:
         conv = _own_conversation(request, public_id)
         paginator = MessagePagination()
-        try:
-            page = paginator.paginate_queryset(conv.messages.select_related("user_message"), request, view=self)
-        except NotFound as exc:
-            raise ClientError("INVALID_MESSAGE", "Invalid cursor.", {"cursor": "invalid"}) from exc
+        page = _page(paginator, conv.messages.select_related("user_message"), request, self)
         return paginator.get_paginated_response([message_payload(m) for m in page])
 
 
 class SyncView(APIView):
+    parser_classes = [JSONParser]
     throttle_classes = [UserRateThrottle, AnonRateThrottle, ScopedRateThrottle]
     throttle_scope = "sync"
 
     @extend_schema(
         operation_id="sync_pull",
         parameters=[
-            OpenApiParameter("since", OpenApiTypes.STR, description="The cursor of the last pull or push; absent: everything."),
-            OpenApiParameter("limit", OpenApiTypes.INT, description=f"Conversations per page, 1 to {sync.PULL_MAX_LIMIT}."),
+            OpenApiParameter("since", {"type": "string", "minLength": 1},
+                             description="The cursor of the last pull or push, as the server issued it; absent: everything."),
+            OpenApiParameter("limit", int_schema(1, sync.PULL_MAX_LIMIT), description="Conversations per page."),
         ],
         responses={200: SyncPullResponseSerializer, **ERRORS},
         description="Conversations changed after `since`, with every message and all token figures. "
         "Follow `cursor` while `has_more` is true.",
     )
     def get(self, request: Request) -> Response:
-        limit = sync.parse_limit(request.query_params.get("limit"))
-        return Response(sync.pull(request.user, request.query_params.get("since"), limit))
+        limit = int_param(request, "limit", sync.PULL_DEFAULT_LIMIT, 1, sync.PULL_MAX_LIMIT)
+        return Response(sync.pull(request.user, query_param(request, "since"), limit))
 
     @extend_schema(
         operation_id="sync_push",
@@ -198,13 +226,5 @@ class SyncView(APIView):
         "ignored; pushed token figures never count against a budget.",
     )
     def post(self, request: Request) -> Response:
-        try:
-            length = int(request.META.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            length = 0
-        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        if limit is not None and length > limit:
-            raise ClientError(
-                "PAYLOAD_TOO_LARGE", f"A push body is at most {limit} bytes; split the history into several pushes."
-            )
+        # A body over CHATLIMA_MAX_BODY_BYTES never gets here: chatlima.middleware answers 413.
         return Response(sync.push(request.user, request.data))

@@ -8,9 +8,11 @@ every bad item keyed by its path.
 from __future__ import annotations
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from chat.ids import is_valid_id
+from chat.ids import ID_RULE, ID_SCHEMA_PATTERN, is_valid_id
+from chat.openapi import add_error_responses, describe_exchange_doors  # noqa: F401 - the hooks settings name
 
 
 class ErrorDetailSerializer(serializers.Serializer):
@@ -81,42 +83,88 @@ class MessagePageSerializer(serializers.Serializer):
     next = serializers.URLField(allow_null=True)
 
 
-class ConversationWriteSerializer(serializers.Serializer):
-    """PATCH body: every field optional."""
+class TextField(serializers.CharField):
+    """Text exactly as the schema describes it: a JSON string (DRF's CharField would also take 5
+    and make it "5"), kept as sent (not trimmed, so maxLength counts what the client sent), and
+    never a NUL or a lone surrogate (DRF's own validators, said in the schema by add_error_responses)."""
 
-    title = serializers.CharField(max_length=255, required=False, allow_blank=True)
-    model = serializers.CharField(max_length=128, required=False, allow_blank=True)
-    system_prompt = serializers.CharField(max_length=32_000, required=False, allow_blank=True)
+    def __init__(self, **kwargs) -> None:
+        kwargs.setdefault("trim_whitespace", False)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
 
 
-class ConversationCreateSerializer(ConversationWriteSerializer):
-    id = serializers.CharField(max_length=64, required=False)
+@extend_schema_field({"type": "string", "pattern": ID_SCHEMA_PATTERN, "maxLength": 64})
+class PublicIdField(TextField):
+    """A client-chosen id, matched as a whole string (chat.ids)."""
 
-    def validate_id(self, value: str) -> str:
+    def __init__(self, **kwargs) -> None:
+        super().__init__(max_length=64, **kwargs)
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
         if not is_valid_id(value):
-            raise serializers.ValidationError("Ids are 1 to 64 letters, digits, '_' or '-'.")
+            raise serializers.ValidationError(ID_RULE)
         return value
 
 
+class ConversationWriteSerializer(serializers.Serializer):
+    """PATCH body: every field optional."""
+
+    title = TextField(max_length=255, required=False, allow_blank=True)
+    model = TextField(max_length=128, required=False, allow_blank=True)
+    system_prompt = TextField(max_length=32_000, required=False, allow_blank=True)
+
+
+class ConversationCreateSerializer(ConversationWriteSerializer):
+    """POST body: every field optional; `id` is the client's own id for the conversation."""
+
+    id = PublicIdField(required=False)
+
+
 # --- sync (the mobile client's camelCase names are kept on the wire)
+# What chat.sync_parse accepts: dates within 1970-2100 (UTC), text without NUL or lone surrogates,
+# figures that fit their column.
+SYNC_DATE = "ISO 8601, from 1970-01-01T00:00:00Z to 2100-12-31T23:59:59Z."
+SYNC_TEXT = "No NUL characters or lone surrogates."
+SYNC_FIGURE = {"required": False, "allow_null": True, "min_value": 0, "max_value": 2_147_483_647}
+
+
+# Years 1970 to 2100 (chat.sync_parse also refuses the few instants a time zone offset puts outside).
+SYNC_YEARS_PATTERN = r"^(19[7-9][0-9]|20[0-9][0-9]|2100)-"
+
+
+@extend_schema_field({"type": "string", "format": "date-time", "pattern": SYNC_YEARS_PATTERN})
+class SyncDateTimeField(serializers.DateTimeField):
+    """A sync timestamp: ISO 8601 within 1970-2100 (the schema's statement; chat.sync_parse checks)."""
+
+
+# Optional fields take null as absent, as chat.sync_parse does.
+OPTIONAL = {"required": False, "allow_null": True}
+OPTIONAL_TEXT = {**OPTIONAL, "allow_blank": True}
 
 
 class SyncMessageSerializer(serializers.Serializer):
-    id = serializers.CharField(max_length=64)
+    id = PublicIdField()
     role = serializers.ChoiceField(choices=["user", "assistant", "system"])
-    content = serializers.CharField(allow_blank=True)
-    timestamp = serializers.DateTimeField(required=False)
-    originalModel = serializers.CharField(required=False, allow_blank=True, help_text="User messages: the model chosen.")  # noqa: N815
-    model = serializers.CharField(required=False, allow_blank=True)
-    contentType = serializers.CharField(required=False)  # noqa: N815
-    prompt_tokens = serializers.IntegerField(required=False, allow_null=True, min_value=0)
-    completion_tokens = serializers.IntegerField(required=False, allow_null=True, min_value=0)
-    total_tokens = serializers.IntegerField(required=False, allow_null=True, min_value=0)
-    reasoning_tokens = serializers.IntegerField(required=False, allow_null=True, min_value=0)
-    cached_tokens = serializers.IntegerField(required=False, allow_null=True, min_value=0)
-    user_message_id = serializers.CharField(required=False, allow_null=True, help_text="Assistant messages: the question's id.")
-    completion_id = serializers.CharField(required=False, allow_blank=True)
-    elapsed_time = serializers.IntegerField(required=False, allow_null=True, min_value=0)
+    content = serializers.CharField(required=False, allow_blank=True, max_length=200_000,
+                                    help_text=f"{SYNC_TEXT} Absent: empty.")
+    timestamp = SyncDateTimeField(**OPTIONAL, help_text=f"{SYNC_DATE} Absent: now.")
+    originalModel = serializers.CharField(**OPTIONAL_TEXT, max_length=128, help_text="User messages: the model chosen.")  # noqa: N815
+    model = serializers.CharField(**OPTIONAL_TEXT, max_length=128)
+    contentType = serializers.CharField(**OPTIONAL_TEXT, max_length=32)  # noqa: N815
+    prompt_tokens = serializers.IntegerField(**SYNC_FIGURE)
+    completion_tokens = serializers.IntegerField(**SYNC_FIGURE)
+    total_tokens = serializers.IntegerField(**SYNC_FIGURE)
+    reasoning_tokens = serializers.IntegerField(**SYNC_FIGURE)
+    cached_tokens = serializers.IntegerField(**SYNC_FIGURE)
+    user_message_id = PublicIdField(required=False, allow_null=True, help_text="Assistant messages: the question's id.")
+    completion_id = serializers.CharField(**OPTIONAL_TEXT, max_length=255)
+    elapsed_time = serializers.IntegerField(**SYNC_FIGURE, help_text="Seconds.")
 
 
 class SyncPulledMessageSerializer(serializers.Serializer):
@@ -140,29 +188,34 @@ class SyncPulledMessageSerializer(serializers.Serializer):
     cost = serializers.CharField(required=False, allow_null=True)
 
 
+DERIVED = "Derived by the server: whatever the client sends here is ignored (API.md)."
+
+
 class SyncConversationSerializer(serializers.Serializer):
-    id = serializers.CharField(max_length=64)
-    title = serializers.CharField(required=False, allow_blank=True, max_length=255)
-    createdAt = serializers.DateTimeField(required=False)  # noqa: N815
-    updatedAt = serializers.DateTimeField(required=False, help_text="Conflicts: the later one wins.")  # noqa: N815
-    isActive = serializers.BooleanField(required=False)  # noqa: N815
-    model = serializers.CharField(required=False, allow_blank=True)
-    systemPrompt = serializers.CharField(required=False, allow_blank=True)  # noqa: N815
-    messages = SyncMessageSerializer(many=True, required=False)
-    userId = serializers.CharField(required=False, help_text="Ignored: derived by the server.")  # noqa: N815
-    messageCount = serializers.IntegerField(required=False, help_text="Ignored: derived by the server.")  # noqa: N815
-    totalTokens = serializers.IntegerField(required=False, help_text="Ignored: derived by the server.")  # noqa: N815
-    lastMessagePreview = serializers.CharField(required=False, allow_blank=True, help_text="Ignored.")  # noqa: N815
-    lastMessageTimestamp = serializers.CharField(required=False, help_text="Ignored.")  # noqa: N815
-    lastModel = serializers.CharField(required=False, allow_blank=True, help_text="Ignored.")  # noqa: N815
+    id = PublicIdField()
+    title = serializers.CharField(**OPTIONAL_TEXT, max_length=255, help_text=SYNC_TEXT)
+    createdAt = SyncDateTimeField(**OPTIONAL, help_text=SYNC_DATE)  # noqa: N815
+    updatedAt = SyncDateTimeField(**OPTIONAL, help_text=f"{SYNC_DATE} Conflicts: the later one wins.")  # noqa: N815
+    isActive = serializers.BooleanField(**OPTIONAL)  # noqa: N815
+    model = serializers.CharField(**OPTIONAL_TEXT, max_length=128)
+    systemPrompt = serializers.CharField(**OPTIONAL_TEXT, max_length=200_000)  # noqa: N815
+    messages = SyncMessageSerializer(many=True, **OPTIONAL)
+    userId = serializers.JSONField(required=False, help_text=DERIVED)  # noqa: N815
+    messageCount = serializers.JSONField(required=False, help_text=DERIVED)  # noqa: N815
+    totalTokens = serializers.JSONField(required=False, help_text=DERIVED)  # noqa: N815
+    lastMessagePreview = serializers.JSONField(required=False, help_text=DERIVED)  # noqa: N815
+    lastMessageTimestamp = serializers.JSONField(required=False, help_text=DERIVED)  # noqa: N815
+    lastModel = serializers.JSONField(required=False, help_text=DERIVED)  # noqa: N815
 
 
 class SyncPushSerializer(serializers.Serializer):
     conversations = SyncConversationSerializer(many=True, required=False, help_text="At most 1,000 per push.")
-    deleted = serializers.ListField(child=serializers.CharField(max_length=64), required=False)
+    deleted = serializers.ListField(child=PublicIdField(), required=False, help_text="At most 1,000 per push.")
     since = serializers.CharField(
         required=False,
-        help_text="The client's last pull cursor. The answer's `cursor` moves past this push only when the client "
+        allow_blank=True,
+        allow_null=True,
+        help_text="The client's last pull cursor (empty, null or absent: it has not pulled yet). The answer's `cursor` moves past this push only when the client "
         "was up to date; otherwise it is `since` again, so the next pull misses nothing.",
     )
 
@@ -198,18 +251,18 @@ class SyncPulledConversationSerializer(serializers.Serializer):
     createdAt = serializers.DateTimeField()  # noqa: N815
     updatedAt = serializers.DateTimeField()  # noqa: N815
     isActive = serializers.BooleanField()  # noqa: N815
-    userId = serializers.CharField()  # noqa: N815
+    userId = serializers.JSONField(required=False, help_text=DERIVED)  # noqa: N815
     model = serializers.CharField(allow_blank=True)
     systemPrompt = serializers.CharField(allow_blank=True)  # noqa: N815
     messages = SyncPulledMessageSerializer(many=True)
-    messageCount = serializers.IntegerField()  # noqa: N815
-    totalTokens = serializers.IntegerField()  # noqa: N815
+    messageCount = serializers.JSONField(required=False, help_text=DERIVED)  # noqa: N815
+    totalTokens = serializers.JSONField(required=False, help_text=DERIVED)  # noqa: N815
     totalInputTokens = serializers.IntegerField()  # noqa: N815
     totalOutputTokens = serializers.IntegerField()  # noqa: N815
     totalCost = serializers.CharField()  # noqa: N815
-    lastMessagePreview = serializers.CharField(allow_blank=True)  # noqa: N815
-    lastMessageTimestamp = serializers.DateTimeField(allow_null=True)  # noqa: N815
-    lastModel = serializers.CharField(allow_blank=True)  # noqa: N815
+    lastMessagePreview = serializers.JSONField(required=False, help_text=DERIVED)  # noqa: N815
+    lastMessageTimestamp = serializers.JSONField(required=False, help_text=DERIVED)  # noqa: N815
+    lastModel = serializers.JSONField(required=False, help_text=DERIVED)  # noqa: N815
 
 
 class SyncPullResponseSerializer(serializers.Serializer):
@@ -227,141 +280,3 @@ class BearerTokenScheme(OpenApiAuthenticationExtension):
 
     def get_security_definition(self, auto_schema):
         return {"type": "http", "scheme": "bearer", "description": "`Authorization: Bearer <token>` from /api/v1/auth/token"}
-
-
-ERROR_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "error": {
-            "type": "object",
-            "properties": {
-                "code": {"type": "string"},
-                "message": {"type": "string"},
-                "details": {"type": "object", "additionalProperties": {}},
-            },
-            "required": ["code", "message", "details"],
-        }
-    },
-    "required": ["error"],
-}
-COMMON_ERRORS = {
-    "400": "INVALID_MESSAGE: a bad field, parameter or body",
-    "401": "UNAUTHENTICATED: no or bad credentials",
-    "429": "RATE_LIMITED: our own throttle",
-}
-HTTP_METHODS = {"get", "post", "put", "patch", "delete"}
-
-
-def add_error_responses(result, generator, request, public):
-    """drf-spectacular hook: every operation may answer with the contract's error body.
-
-    Any DRF view can refuse a body (400), credentials (401) or a burst (429), and a
-    path naming an object can answer 404; views rarely list these themselves.
-    """
-    result.setdefault("components", {}).setdefault("schemas", {}).setdefault("ErrorBody", ERROR_SCHEMA)
-    ref = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
-    for path, operations in result.get("paths", {}).items():
-        for method, operation in operations.items():
-            if method not in HTTP_METHODS:
-                continue
-            responses = operation.setdefault("responses", {})
-            for code, description in COMMON_ERRORS.items():
-                responses.setdefault(code, {"content": ref, "description": description})
-            if "{" in path:
-                responses.setdefault("404", {"content": ref, "description": "Not found, or someone else's"})
-    return result
-
-
-SEND_BODY = {
-    "type": "object",
-    "properties": {
-        "conversation_id": {"type": "string", "description": "Absent: a new conversation."},
-        "message": {"type": "string", "maxLength": 32000},
-        "model": {"type": "string"},
-        "client_message_id": {"type": "string", "description": "Id for the user message; a known one replays the stored result."},
-        "temperature": {"type": "number"},
-        "max_tokens": {"type": "integer", "minimum": 1},
-        "system_prompt": {"type": "string", "description": "Only when creating the conversation."},
-        "messages": {"type": "array", "items": {"type": "object"}, "description": "Seed-000 form: the last user entry's id becomes client_message_id."},
-    },
-    "required": ["message"],
-}
-USAGE_SCHEMA = {
-    "type": "object",
-    "properties": {name: {"type": "integer"} for name in ("prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "reasoning_tokens")},
-}
-SEND_RESPONSE = {
-    "type": "object",
-    "properties": {
-        "data": {
-            "type": "object",
-            "properties": {
-                "response": {"type": "string"},
-                "usage": USAGE_SCHEMA,
-                "cost": {"type": "object", "properties": {
-                    "estimated": {"type": "string", "nullable": True},
-                    "actual": {"type": "string", "nullable": True},
-                    "currency": {"type": "string"},
-                }},
-                "timestamp": {"type": "string", "format": "date-time"},
-                "elapsed_time": {"type": "integer"},
-                "contentType": {"type": "string"},
-                "id": {"type": "string", "description": "The provider's completion id."},
-                "request_id": {"type": "string", "description": "The user message's id."},
-                "message_id": {"type": "string", "description": "The assistant message's id."},
-                "conversation_id": {"type": "string"},
-                "model": {"type": "string"},
-            },
-        },
-        "timestamp": {"type": "string", "format": "date-time"},
-    },
-}
-EXCHANGE_ERRORS = {
-    "400": "INVALID_MESSAGE or MODEL_UNAVAILABLE",
-    "401": "UNAUTHENTICATED",
-    "403": "TOKEN_LIMIT_EXCEEDED (or a failed CSRF check for a session)",
-    "404": "CONVERSATION_NOT_FOUND",
-    "429": "RATE_LIMITED",
-    "502": "PROVIDER_ERROR",
-    "504": "TIMEOUT",
-}
-
-
-def _exchange_operation(operation_id: str, summary: str, ok: dict) -> dict:
-    ref = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
-    return {
-        "post": {
-            "operationId": operation_id,
-            "summary": summary,
-            "tags": ["chat"],
-            "security": [{"bearerAuth": []}, {"cookieAuth": []}],
-            "requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SendMessage"}}}},
-            "responses": {"200": ok, **{code: {"description": text, "content": ref} for code, text in EXCHANGE_ERRORS.items()}},
-        }
-    }
-
-
-def describe_exchange_doors(result, generator, request, public):
-    """drf-spectacular hook: the exchange doors are plain async views the generator cannot see.
-
-    Adds /api/v1/chat/send and /api/v1/chat/stream (API.md "Sending a message") unless a
-    view already describes them. The WebSocket /ws/chat/ carries the same events.
-    """
-    paths = result.setdefault("paths", {})
-    schemas = result.setdefault("components", {}).setdefault("schemas", {})
-    schemas.setdefault("ErrorBody", ERROR_SCHEMA)
-    schemas.setdefault("SendMessage", SEND_BODY)
-    schemas.setdefault("SendResult", SEND_RESPONSE)
-    paths.setdefault("/api/v1/chat/send", _exchange_operation(
-        "chat_send", "Send a message and wait for the whole answer.",
-        {"description": "The answer with its usage and cost.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SendResult"}}}},
-    ))
-    paths.setdefault("/api/v1/chat/stream", _exchange_operation(
-        "chat_stream", "Send a message and stream the answer as server-sent events.",
-        {
-            "description": "`event: <type>\\ndata: <json>\\n\\n` frames: message_saved, stream_start, stream_chunk, "
-            "stream_end, then exactly one message_complete or error. Errors before the stream starts are plain JSON.",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
-        },
-    ))
-    return result

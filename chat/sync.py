@@ -24,32 +24,28 @@ import base64
 import binascii
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from django.conf import settings
 from django.db import DatabaseError, connection, models, transaction
 from django.db.models import Count, Max, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
 from chat import sync_clock
-from chat.ids import is_valid_id
 from chat.models import TOTAL_FIELDS, Conversation, Message, SyncClock, preview_of
 from chat.payloads import decimal_str, iso, sync_message_payload
+from chat.sync_parse import (  # the push limits are validation's; the doors read them from here
+    MAX_PUSH_CONVERSATIONS,  # noqa: F401
+    MAX_PUSH_DELETED,  # noqa: F401
+    MAX_PUSH_MESSAGES,  # noqa: F401
+    TOKEN_FIELDS,
+    ItemErrors,
+    PushedConversation,
+    PushedMessage,
+    parse_push,
+)
 from chatlima.errors import ClientError
-
-# The bounds of one push body; a bigger history is pushed in several bodies.
-MAX_PUSH_CONVERSATIONS = getattr(settings, "CHATLIMA_SYNC_MAX_CONVERSATIONS", 1_000)
-MAX_PUSH_MESSAGES = getattr(settings, "CHATLIMA_SYNC_MAX_MESSAGES", 20_000)
-MAX_PUSH_DELETED = getattr(settings, "CHATLIMA_SYNC_MAX_DELETED", 1_000)
-# Assistant answers may be long; this only guards against absurd bodies.
-MAX_CONTENT_CHARS = 200_000
-MAX_TITLE_CHARS = 255
-MAX_MODEL_CHARS = 128
 
 PULL_DEFAULT_LIMIT = 100
 PULL_MAX_LIMIT = 500
@@ -59,234 +55,10 @@ PULL_MAX_MESSAGES = 20_000
 CHUNK = 900
 INSERT_BATCH = 1_000
 
-TOKEN_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens", "reasoning_tokens", "cached_tokens")
-MAX_TOKENS = 2_147_483_647  # the PositiveIntegerField ceiling on every backend
 # Fields of a message the client may fill in later (e.g. figures it learnt after the first push).
 CLIENT_OWNED_MESSAGE_FIELDS = (*TOKEN_FIELDS, "model", "completion_id", "elapsed_ms", "content_type", "user_message_id")
-ROLES = {r.value for r in Message.Role}
-
-
-# --------------------------------------------------------------------------- validation
-
-
-@dataclass
-class PushedMessage:
-    path: str
-    id: str
-    role: str
-    content: str
-    timestamp: datetime
-    model: str
-    content_type: str | None
-    completion_id: str
-    elapsed_ms: int | None
-    user_message_ref: str | None
-    tokens: dict[str, int | None]
-
-
-@dataclass
-class PushedConversation:
-    path: str
-    id: str
-    title: str | None
-    created_at: datetime | None
-    updated_at: datetime | None
-    is_active: bool | None
-    model: str | None
-    system_prompt: str | None
-    messages: list[PushedMessage] = field(default_factory=list)
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = parse_datetime(value.strip())
-    except ValueError:
-        return None
-    if parsed is None:
-        return None
-    if timezone.is_naive(parsed):
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed
-
-
-class _Errors:
-    def __init__(self) -> None:
-        self.items: dict[str, str] = {}
-
-    def add(self, path: str, message: str) -> None:
-        self.items.setdefault(path, message)
-
-    def __bool__(self) -> bool:
-        return bool(self.items)
-
-
-def _optional_str(obj: dict, key: str, path: str, errors: _Errors, max_len: int) -> str | None:
-    value = obj.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        errors.add(f"{path}.{key}", "Must be a string.")
-        return None
-    if len(value) > max_len:
-        errors.add(f"{path}.{key}", f"At most {max_len} characters.")
-        return None
-    return value
-
-
-def _optional_time(obj: dict, key: str, path: str, errors: _Errors) -> datetime | None:
-    if obj.get(key) is None:
-        return None
-    parsed = _parse_time(obj[key])
-    if parsed is None:
-        errors.add(f"{path}.{key}", "Must be an ISO 8601 timestamp.")
-    return parsed
-
-
-def _token_figure(obj: dict, key: str, path: str, errors: _Errors) -> int | None:
-    value = obj.get(key)
-    if value is None:
-        return None
-    # bool is an int in Python; 1.0 is not an integer figure on the wire.
-    if isinstance(value, bool) or not isinstance(value, int):
-        errors.add(f"{path}.{key}", "Token figures are whole numbers.")
-        return None
-    if value < 0 or value > MAX_TOKENS:
-        errors.add(f"{path}.{key}", "Token figures are between 0 and 2147483647.")
-        return None
-    return value
-
-
-def _parse_message(raw: Any, path: str, errors: _Errors) -> PushedMessage | None:
-    if not isinstance(raw, dict):
-        errors.add(path, "Must be an object.")
-        return None
-    msg_id = raw.get("id")
-    if not is_valid_id(msg_id):
-        errors.add(f"{path}.id", "Ids are 1 to 64 letters, digits, '_' or '-'.")
-    role = raw.get("role")
-    if not isinstance(role, str) or role not in ROLES:
-        errors.add(f"{path}.role", "One of user, assistant, system.")
-    content = raw.get("content", "")
-    if not isinstance(content, str):
-        errors.add(f"{path}.content", "Must be a string.")
-    elif len(content) > MAX_CONTENT_CHARS:
-        errors.add(f"{path}.content", f"At most {MAX_CONTENT_CHARS} characters.")
-    timestamp = _optional_time(raw, "timestamp", path, errors)
-    model = _optional_str(raw, "model", path, errors, MAX_MODEL_CHARS)
-    original_model = _optional_str(raw, "originalModel", path, errors, MAX_MODEL_CHARS)
-    content_type = _optional_str(raw, "contentType", path, errors, 32)
-    completion_id = _optional_str(raw, "completion_id", path, errors, 255)
-    tokens = {key: _token_figure(raw, key, path, errors) for key in TOKEN_FIELDS}
-    elapsed = _token_figure(raw, "elapsed_time", path, errors)
-    user_ref = raw.get("user_message_id")
-    if user_ref is not None and not is_valid_id(user_ref):
-        errors.add(f"{path}.user_message_id", "Must name a message id.")
-    if errors and any(k.startswith(path) for k in errors.items):
-        return None
-    return PushedMessage(
-        path=path,
-        id=msg_id,
-        role=role,
-        content=content,
-        timestamp=timestamp or timezone.now(),
-        model=model or original_model or "",
-        content_type=content_type or None,
-        completion_id=completion_id or "",
-        elapsed_ms=None if elapsed is None else min(elapsed * 1000, MAX_TOKENS),
-        user_message_ref=user_ref,
-        tokens=tokens,
-    )
-
-
-def parse_push(body: Any) -> tuple[list[PushedConversation], list[str]]:
-    """Validate a push body whole; raise INVALID_MESSAGE with every problem keyed by its path."""
-    if not isinstance(body, dict):
-        raise ClientError("INVALID_MESSAGE", "The sync body must be a JSON object.")
-    raw_conversations = body.get("conversations", [])
-    raw_deleted = body.get("deleted", [])
-    if not isinstance(raw_conversations, list) or not isinstance(raw_deleted, list):
-        raise ClientError(
-            "INVALID_MESSAGE", "`conversations` and `deleted` must be lists.", {"body": "conversations and deleted are lists"}
-        )
-    message_total = sum(len(c.get("messages") or []) for c in raw_conversations if isinstance(c, dict) and isinstance(c.get("messages"), list))
-    if len(raw_conversations) > MAX_PUSH_CONVERSATIONS or message_total > MAX_PUSH_MESSAGES or len(raw_deleted) > MAX_PUSH_DELETED:
-        raise ClientError(
-            "PAYLOAD_TOO_LARGE",
-            f"A push carries at most {MAX_PUSH_CONVERSATIONS} conversations, {MAX_PUSH_MESSAGES} messages "
-            f"and {MAX_PUSH_DELETED} deleted ids; split the history into several pushes.",
-            {"conversations": len(raw_conversations), "messages": message_total, "deleted": len(raw_deleted)},
-        )
-
-    errors = _Errors()
-    conversations: list[PushedConversation] = []
-    seen_conversations: set[str] = set()
-    seen_messages: dict[str, str] = {}
-    for i, raw in enumerate(raw_conversations):
-        path = f"conversations[{i}]"
-        if not isinstance(raw, dict):
-            errors.add(path, "Must be an object.")
-            continue
-        conv_id = raw.get("id")
-        if not is_valid_id(conv_id):
-            errors.add(f"{path}.id", "Ids are 1 to 64 letters, digits, '_' or '-'.")
-        elif conv_id in seen_conversations:
-            errors.add(f"{path}.id", "This conversation appears twice in the body.")
-        else:
-            seen_conversations.add(conv_id)
-        is_active = raw.get("isActive")
-        if is_active is not None and not isinstance(is_active, bool):
-            errors.add(f"{path}.isActive", "Must be true or false.")
-        conversation = PushedConversation(
-            path=path,
-            id=conv_id,
-            title=_optional_str(raw, "title", path, errors, MAX_TITLE_CHARS),
-            created_at=_optional_time(raw, "createdAt", path, errors),
-            updated_at=_optional_time(raw, "updatedAt", path, errors),
-            is_active=is_active if isinstance(is_active, bool) else None,
-            model=_optional_str(raw, "model", path, errors, MAX_MODEL_CHARS),
-            system_prompt=_optional_str(raw, "systemPrompt", path, errors, MAX_CONTENT_CHARS),
-        )
-        raw_messages = raw.get("messages", [])
-        if raw_messages is None:
-            raw_messages = []
-        if not isinstance(raw_messages, list):
-            errors.add(f"{path}.messages", "Must be a list.")
-            raw_messages = []
-        for j, raw_message in enumerate(raw_messages):
-            message = _parse_message(raw_message, f"{path}.messages[{j}]", errors)
-            if message is None:
-                continue
-            if message.id in seen_messages:
-                errors.add(f"{message.path}.id", f"This message id is also at {seen_messages[message.id]}.")
-                continue
-            seen_messages[message.id] = message.path
-            conversation.messages.append(message)
-        conversations.append(conversation)
-
-    deleted: list[str] = []
-    for k, value in enumerate(raw_deleted):
-        if not is_valid_id(value):
-            errors.add(f"deleted[{k}]", "Must be a conversation id.")
-        elif value in seen_conversations:
-            errors.add(f"deleted[{k}]", "This conversation is also pushed in the same body.")
-        elif value not in deleted:
-            deleted.append(value)
-
-    # An answer's user_message_id must name a user message of the same conversation;
-    # references to stored messages are checked against the database in push().
-    for conversation in conversations:
-        in_body = {m.id: m for m in conversation.messages}
-        for message in conversation.messages:
-            ref = message.user_message_ref
-            if ref and ref in in_body and in_body[ref].role != Message.Role.USER:
-                errors.add(f"{message.path}.user_message_id", "Must name a user message.")
-            elif ref and ref in seen_messages and ref not in in_body:
-                errors.add(f"{message.path}.user_message_id", "Names a message of another conversation.")
-    if errors:
-        raise ClientError("INVALID_MESSAGE", "The sync body has invalid items; nothing was stored.", errors.items)
-    return conversations, deleted
+# A cursor names a version and a primary key, both bigint columns.
+MAX_CURSOR_NUMBER = 2**63 - 1
 
 
 # --------------------------------------------------------------------------- push
@@ -307,6 +79,8 @@ def push(user, body: Any) -> dict[str, Any]:
     """Apply a push body for `user`; all or nothing, idempotent. Returns the contract's answer."""
     conversations, deleted = parse_push(body)
     since = body.get("since")
+    if since == "":
+        since = None  # an empty cursor is no cursor, as on the pull
     if since is not None and not isinstance(since, str):
         raise ClientError("INVALID_MESSAGE", "`since` must be a cursor string.", {"since": "invalid cursor"})
     since_position = decode_cursor(since) if since else None
@@ -347,7 +121,7 @@ def _push_locked(
             stored[message.public_id] = message
 
     # Checks that need the database; still before any write.
-    errors = _Errors()
+    errors = ItemErrors()
     for conversation in conversations:
         conv = existing.get(conversation.id)
         in_body = {m.id for m in conversation.messages}
@@ -627,7 +401,7 @@ def decode_cursor(cursor: str) -> tuple[int, int | None]:
             raise ValueError(raw)
         version = int(parts[1])
         last_pk = int(parts[2]) if len(parts) == 3 else None
-        if version < 0 or (last_pk is not None and last_pk < 0):
+        if not 0 <= version <= MAX_CURSOR_NUMBER or (last_pk is not None and not 0 <= last_pk <= MAX_CURSOR_NUMBER):
             raise ValueError(raw)
         return version, last_pk
     except (ValueError, UnicodeDecodeError, binascii.Error) as exc:

@@ -13,14 +13,14 @@ if settings.CHATLIMA_SERVE_STATIC:
     django_asgi_app = ASGIStaticFilesHandler(django_asgi_app)
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-from accounts.ws_auth import TokenOrSessionAuthMiddleware  # noqa: E402
+from accounts.ws_auth import AllowedHostsOrTokenOriginValidator, TokenOrSessionAuthMiddleware  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(TokenOrSessionAuthMiddleware(URLRouter(websocket_urlpatterns))),
+        # An Origin from elsewhere is refused; a socket without one may authenticate only by ?token=.
+        "websocket": AllowedHostsOrTokenOriginValidator(TokenOrSessionAuthMiddleware(URLRouter(websocket_urlpatterns))),
     }
 )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import SuspiciousOperation
 from django.http import JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -45,6 +47,13 @@ def error_body(code: str, message: str, details: dict[str, Any] | None = None) -
     return {"error": {"code": code, "message": message, "details": details or {}}}
 
 
+def body_too_large() -> ClientError:
+    """A body over CHATLIMA_MAX_BODY_BYTES (Django's DATA_UPLOAD_MAX_MEMORY_SIZE): chatlima.middleware
+    refuses it before any view reads it."""
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    return ClientError("PAYLOAD_TOO_LARGE", f"The body is over {limit:,} bytes.", {"max_bytes": limit})
+
+
 def error_response(err: ClientError) -> JsonResponse:
     return JsonResponse({"error": err.as_dict()}, status=err.http_status)
 
@@ -53,6 +62,8 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     """Give every DRF error the contract's body: {"error": {code, message, details}}."""
     if isinstance(exc, ClientError):
         return Response({"error": exc.as_dict()}, status=exc.http_status)
+    if isinstance(exc, SuspiciousOperation):  # e.g. more form fields than DATA_UPLOAD_MAX_NUMBER_FIELDS
+        return Response(error_body("INVALID_MESSAGE", str(exc) or "Bad request."), status=status.HTTP_400_BAD_REQUEST)
     response = exception_handler(exc, context)
     if response is None:
         return None

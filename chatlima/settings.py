@@ -70,12 +70,14 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "chatlima.middleware.BadInputMiddleware",  # NUL in path or query, too large or too deep bodies: JSON 4xx
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "chatlima.db.ServiceUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "chatlima.urls"
@@ -111,6 +113,23 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         "transaction_mode": "IMMEDIATE",
     }
+# PostgreSQL: each process takes its connections from one bounded pool (Django's psycopg 3 pool), so a
+# burst waits for a free connection instead of opening one per request (a stock server allows 100).
+# Processes x CHATLIMA_DB_POOL_SIZE must stay under max_connections (README, Configuration); a wait
+# longer than CHATLIMA_DB_POOL_TIMEOUT seconds answers 503 SERVICE_UNAVAILABLE (chatlima/db.py).
+# 0 = no pool: a connection per request, kept DATABASE_CONN_MAX_AGE seconds.
+CHATLIMA_DB_POOL_SIZE = int(env("CHATLIMA_DB_POOL_SIZE", "10") or 0)
+CHATLIMA_DB_POOL_TIMEOUT = float(env("CHATLIMA_DB_POOL_TIMEOUT", "10"))
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and CHATLIMA_DB_POOL_SIZE > 0:
+    # The pool keeps the connections (Django refuses CONN_MAX_AGE with it) and checks each before use.
+    DATABASES["default"].update(CONN_MAX_AGE=0, CONN_HEALTH_CHECKS=True)
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": min(2, CHATLIMA_DB_POOL_SIZE),
+        "max_size": CHATLIMA_DB_POOL_SIZE,
+        "timeout": CHATLIMA_DB_POOL_TIMEOUT,
+        "max_idle": 60.0,  # connections above min_size close after a minute unused
+        "name": "chatlima",
+    }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
@@ -133,6 +152,10 @@ STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
 CHATLIMA_SERVE_STATIC = envbool("CHATLIMA_SERVE_STATIC", True)
+
+# Every this many seconds each server process checks its open sockets' tokens and sessions in one
+# read and closes with 4401 those revoked or logged out (accounts/ws_auth.py); 0 switches it off.
+CHATLIMA_WS_AUTH_CHECK_SECONDS = float(env("CHATLIMA_WS_AUTH_CHECK_SECONDS", "5"))
 
 # Redis, when configured, carries the channel layer and the Celery broker.
 REDIS_URL = env("REDIS_URL")
@@ -206,6 +229,8 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # The API speaks JSON only (API.md): a form or multipart body is a 415, as the schema says.
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "chatlima.errors.api_exception_handler",
     "DEFAULT_THROTTLE_CLASSES": [
         "rest_framework.throttling.UserRateThrottle",

@@ -17,8 +17,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from chat.ids import ID_SCHEMA_PATTERN, is_valid_id
 from chat.models import Conversation
 from chatlima.errors import ClientError
+from chatlima.params import int_param, int_schema, query_param
 from usage import queries
 from usage.serializers import (
     DailySerializer,
@@ -37,27 +39,20 @@ ERRORS = {
     401: OpenApiResponse(ErrorSchema, description="UNAUTHENTICATED"),
     429: OpenApiResponse(ErrorSchema, description="RATE_LIMITED"),
 }
+DATES = "An ISO 8601 day (2025-07-22) or timestamp (RFC 3339; no offset: UTC), from 1970 to 2100."
 DATE_PARAMS = [
-    OpenApiParameter("start_date", OpenApiTypes.STR, description="ISO 8601 date or timestamp (UTC), inclusive."),
-    OpenApiParameter("end_date", OpenApiTypes.STR, description="ISO 8601 date or timestamp (UTC), inclusive."),
+    OpenApiParameter("start_date", queries.DATE_PARAM_SCHEMA, description=f"{DATES} Inclusive."),
+    OpenApiParameter("end_date", queries.DATE_PARAM_SCHEMA, description=f"{DATES} Inclusive; not before start_date."),
 ]
+HISTORY_OFFSET_MAX = 10_000_000
 
 
-def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query_params.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise ClientError("INVALID_MESSAGE", f"`{name}` must be a whole number.", {name: "not an integer"}) from exc
-    if not low <= value <= high:
-        raise ClientError("INVALID_MESSAGE", f"`{name}` is between {low} and {high}.", {name: "out of range"})
-    return value
+def _dates(request: Request) -> tuple[str | None, str | None]:
+    return query_param(request, "start_date"), query_param(request, "end_date")
 
 
 def _moments(request: Request):
-    return queries.moment_range(request.query_params.get("start_date"), request.query_params.get("end_date"))
+    return queries.moment_range(*_dates(request))
 
 
 @extend_schema(operation_id="models_list", responses={200: ModelListSerializer, **ERRORS})
@@ -68,14 +63,18 @@ def models_list(request: Request) -> Response:
 
 @extend_schema(
     operation_id="token_usage",
-    parameters=[OpenApiParameter("conversation_id", OpenApiTypes.STR, description="One conversation; absent: the whole account.")],
+    parameters=[OpenApiParameter(
+        "conversation_id", OpenApiTypes.STR, pattern=ID_SCHEMA_PATTERN, description="One conversation; absent: the whole account.",
+    )],
     responses={200: TokenUsageSerializer, **ERRORS, 404: OpenApiResponse(ErrorSchema, description="CONVERSATION_NOT_FOUND")},
 )
 @api_view(["GET"])
 def token_usage(request: Request) -> Response:
     conversation = None
-    conversation_id = request.query_params.get("conversation_id")
+    conversation_id = query_param(request, "conversation_id")
     if conversation_id is not None:
+        if not is_valid_id(conversation_id):
+            raise ClientError("INVALID_MESSAGE", "`conversation_id` is not an id.", {"conversation_id": "invalid id"})
         conversation = Conversation.objects.for_user(request.user).filter(public_id=conversation_id).first()
         if conversation is None:
             raise ClientError("CONVERSATION_NOT_FOUND", "No such conversation.")
@@ -93,30 +92,32 @@ def usage_stats(request: Request) -> Response:
     operation_id="usage_history",
     parameters=[
         *DATE_PARAMS,
-        OpenApiParameter("limit", OpenApiTypes.INT, description=f"1 to {queries.HISTORY_MAX_LIMIT}, default {queries.HISTORY_DEFAULT_LIMIT}."),
-        OpenApiParameter("offset", OpenApiTypes.INT, description="Rows to skip."),
+        OpenApiParameter("limit", int_schema(1, queries.HISTORY_MAX_LIMIT), description=f"Default {queries.HISTORY_DEFAULT_LIMIT}."),
+        OpenApiParameter("offset", int_schema(0, HISTORY_OFFSET_MAX), description="Rows to skip."),
     ],
     responses={200: HistorySerializer, **ERRORS},
 )
 @api_view(["GET"])
 def usage_history(request: Request) -> Response:
     since, until = _moments(request)
-    limit = _int_param(request, "limit", queries.HISTORY_DEFAULT_LIMIT, 1, queries.HISTORY_MAX_LIMIT)
-    offset = _int_param(request, "offset", 0, 0, 10_000_000)
+    limit = int_param(request, "limit", queries.HISTORY_DEFAULT_LIMIT, 1, queries.HISTORY_MAX_LIMIT)
+    offset = int_param(request, "offset", 0, 0, HISTORY_OFFSET_MAX)
     return Response(queries.history(request.user, since, until, limit, offset))
 
 
 @extend_schema(
     operation_id="usage_daily",
     parameters=[
-        OpenApiParameter("start_date", OpenApiTypes.STR, description="First day (the user's days); default 29 days before end_date."),
-        OpenApiParameter("end_date", OpenApiTypes.STR, description=f"Last day, default today; at most {queries.DAILY_MAX_DAYS} days."),
+        OpenApiParameter("start_date", queries.DATE_PARAM_SCHEMA,
+                         description=f"First day (the user's days); default 29 days before end_date. {DATES}"),
+        OpenApiParameter("end_date", queries.DATE_PARAM_SCHEMA,
+                         description=f"Last day, default today; at most {queries.DAILY_MAX_DAYS} days after start_date. {DATES}"),
     ],
     responses={200: DailySerializer, **ERRORS},
 )
 @api_view(["GET"])
 def usage_daily(request: Request) -> Response:
-    first, last = queries.day_range(request.user, request.query_params.get("start_date"), request.query_params.get("end_date"))
+    first, last = queries.day_range(request.user, *_dates(request))
     return Response({"days": queries.daily(request.user, first, last)})
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -12,7 +13,6 @@ from django.conf import settings
 from django.db.models import F, QuerySet, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
-from django.utils.dateparse import parse_date, parse_datetime
 
 from chat.models import Conversation
 from chatlima.errors import ClientError
@@ -40,18 +40,38 @@ def _iso(value: datetime | None) -> str | None:
 # --------------------------------------------------------------------------- dates
 
 
+# API.md: dates are ISO 8601, a day (2025-07-22) or a timestamp (RFC 3339; without an offset, UTC),
+# from 1970 to 2100 as written. The schema says the same (DATE_PARAM_SCHEMA); nothing else is a date.
+FIRST_YEAR, LAST_YEAR = 1970, 2100
+_MOMENT = re.compile(
+    r"\A(?P<year>[0-9]{4})-[0-9]{2}-[0-9]{2}"
+    r"(?:[Tt ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,9})?)?(?P<offset>[Zz]|[+-][0-9]{2}:[0-9]{2})?)?\Z"
+)
+_YEARS_PATTERN = "^(19[7-9][0-9]|20[0-9][0-9]|2100)-"
+DATE_PARAM_SCHEMA = {
+    "anyOf": [
+        {"type": "string", "format": "date", "pattern": _YEARS_PATTERN},
+        {"type": "string", "format": "date-time", "pattern": _YEARS_PATTERN},
+    ],
+}
+
+
 def _parse_moment(value: str, name: str) -> date | datetime:
-    value = value.strip()
-    parsed: date | datetime | None = None
-    try:
-        parsed = parse_datetime(value) if "T" in value or " " in value else parse_date(value)
-    except ValueError:
-        parsed = None
-    if parsed is None:
+    """A day or an aware timestamp; anything else, or a year outside 1970-2100, is INVALID_MESSAGE."""
+    match = _MOMENT.match(value)
+    if match is None:
         raise ClientError("INVALID_MESSAGE", f"`{name}` must be an ISO 8601 date or timestamp.", {name: "invalid date"})
-    if isinstance(parsed, datetime) and timezone.is_naive(parsed):
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed
+    if not FIRST_YEAR <= int(match["year"]) <= LAST_YEAR:
+        raise ClientError("INVALID_MESSAGE", f"`{name}` must be from {FIRST_YEAR} to {LAST_YEAR}.", {name: "out of range"})
+    try:
+        if len(value) == 10:
+            return date.fromisoformat(value)
+        text = value[:-1] + "+00:00" if match["offset"] in ("Z", "z") else value
+        parsed = datetime.fromisoformat(text)  # takes any fraction, keeps microseconds
+    except ValueError as exc:  # 2025-02-30, 25:00, an offset of 24 hours
+        raise ClientError("INVALID_MESSAGE", f"`{name}` is not a real date or time.", {name: "invalid date"}) from exc
+    # In UTC: PostgreSQL refuses offsets past 15:59, which RFC 3339 allows (up to 23:59).
+    return parsed.replace(tzinfo=UTC) if timezone.is_naive(parsed) else parsed.astimezone(UTC)
 
 
 def moment_range(start: str | None, end: str | None) -> tuple[datetime | None, datetime | None]:

@@ -1,0 +1,83 @@
+"""PostgreSQL connections come from one bounded pool per process; a pool exhausted too long is a 503.
+
+Settings (`chatlima/settings.py`, DATABASES) give every process Django's psycopg 3 connection pool
+of `CHATLIMA_DB_POOL_SIZE` connections: a burst of requests waits for a free connection instead of
+opening one each, and waits at most `CHATLIMA_DB_POOL_TIMEOUT` seconds. Past that psycopg_pool
+raises `PoolTimeout` (Django wraps it in its own `OperationalError`); here it becomes
+`ServiceUnavailable`, the contract's error body with the extension code `SERVICE_UNAVAILABLE` and
+HTTP 503: raised by the exchange pipeline's `run_db` (so the doors frame it like every other
+`ClientError`: a JSON 503 over HTTP, an `error` frame on a WebSocket), and answered by
+`ServiceUnavailableMiddleware` for any other view. A timed-out wait happens before the connection is
+taken, so the request has changed nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.deprecation import MiddlewareMixin
+
+from chatlima.errors import ClientError, error_body
+
+logger = logging.getLogger(__name__)
+
+CODE = "SERVICE_UNAVAILABLE"
+
+
+class ServiceUnavailable(ClientError):
+    """No database connection came free in time: try again shortly (HTTP 503, Retry-After)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            CODE, f"The server is busy: no database connection came free within {pool_timeout():g} s. "
+            "Try again shortly.",
+            {"reason": "database_busy", "retry_after": retry_after()},
+        )
+
+    @property
+    def http_status(self) -> int:
+        return 503
+
+
+def pool_timeout() -> float:
+    """How long a request waits for a free connection: the pool's own setting."""
+    pool = settings.DATABASES["default"].get("OPTIONS", {}).get("pool")
+    return float(pool.get("timeout", 30.0)) if isinstance(pool, dict) else settings.CHATLIMA_DB_POOL_TIMEOUT
+
+
+def retry_after() -> int:
+    return max(1, round(pool_timeout()))
+
+
+def pool_exhausted(exc: BaseException | None) -> bool:
+    """Whether `exc` is (or was raised from) psycopg_pool's PoolTimeout or TooManyRequests."""
+    try:
+        from psycopg_pool import PoolTimeout, TooManyRequests
+    except ImportError:  # no pool installed: nothing can be exhausted
+        return False
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, (PoolTimeout, TooManyRequests, ServiceUnavailable)):
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
+
+
+def service_unavailable_response(err: ServiceUnavailable | None = None) -> JsonResponse:
+    err = err or ServiceUnavailable()
+    response = JsonResponse(error_body(err.code, err.message, err.details), status=503)
+    response["Retry-After"] = str(retry_after())
+    return response
+
+
+class ServiceUnavailableMiddleware(MiddlewareMixin):
+    """Any view whose database wait timed out answers the contract's JSON 503, never a 500."""
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not pool_exhausted(exception):
+            return None
+        logger.warning("%s %s: no database connection came free in time", request.method, request.path)
+        return service_unavailable_response()
