@@ -38,6 +38,7 @@ e2e-deps:
 
 test: install e2e-deps
 	$(PY) manage.py makemigrations --check --dry-run >/dev/null
+	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 migrations-check: install
@@ -45,6 +46,7 @@ migrations-check: install
 
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-cache
 
 clean:
 	rm -rf $(VENV) db.sqlite3 .pytest_cache screenshots

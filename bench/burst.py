@@ -70,7 +70,8 @@ def prepare_users(env: dict[str, str], count: int) -> list[str]:
     subprocess.run([PY, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
     code = (
         "from knox.models import AuthToken\n"
-        "from accounts.models import Budget, User\n"
+        "from accounts.models import User\n"
+        "from usage.models import Budget\n"
         f"for i in range({count}):\n"
         "    u, _ = User.objects.get_or_create(username=f'bench-burst-{i}')\n"
         "    Budget.objects.for_user(u)\n"

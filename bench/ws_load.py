@@ -111,7 +111,8 @@ def prepare_users(env: dict[str, str], count: int) -> list[str]:
     code = (
         "import json\n"
         "from knox.models import AuthToken\n"
-        "from accounts.models import Budget, User\n"
+        "from accounts.models import User\n"
+        "from usage.models import Budget\n"
         f"for i in range({count}):\n"
         "    u, _ = User.objects.get_or_create(username=f'bench-ws-{i}')\n"
         "    Budget.objects.for_user(u)\n"

@@ -30,7 +30,7 @@ from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from accounts.models import BudgetReservation, User
+from accounts.models import User
 from chat import partials, sync_clock
 from chat.ids import ID_RULE, is_valid_id, new_conversation_id, new_message_id
 from chat.models import USAGE_FIELDS, Conversation, Message, preview_of
@@ -38,11 +38,11 @@ from chat.payloads import message_payload
 from chat.providers.base import ChatRequest, ProviderError, Reasoning, Turn, Usage
 from chatlima.db import ServiceUnavailable, pool_exhausted
 from chatlima.errors import ClientError
+from chatlima.formats import money_str
 from chatlima.sql import insert_row, update_row
 from chatlima.text import is_blank, unstorable_character
 from usage import budgets
-from usage.models import ApiUsageLog
-from usage.pricing import money_str
+from usage.models import ApiUsageLog, BudgetReservation
 from usage.signals import exchange_settled
 from usage.tokens import count_tokens
 

@@ -12,7 +12,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from chat.ids import new_conversation_id, new_message_id, validate_public_id
-from usage.pricing import money_str
+from chatlima.formats import money_str
 
 PREVIEW_CHARS = 100
 

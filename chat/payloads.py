@@ -7,7 +7,7 @@ from typing import Any
 
 from chat.markdown import render_markdown
 from chat.models import Message
-from usage.pricing import money_str
+from chatlima.formats import money_str
 
 
 def iso(value: datetime | None) -> str | None:

@@ -17,9 +17,8 @@ from django.utils.safestring import mark_safe
 
 from chat.markdown import render_markdown
 from chat.models import Conversation, Message
-from usage.charts import money_display
+from chatlima.formats import money_display, money_str
 from usage.models import ModelPrice
-from usage.pricing import money_str
 from usage.tokens import count_tokens
 
 SIDEBAR_CONVERSATIONS = 50
@@ -124,7 +123,7 @@ def budget_summary(user) -> dict[str, Any]:
     if budget_payload is not None:
         data = dict(budget_payload(user))
     else:
-        from accounts.models import Budget
+        from usage.models import Budget
 
         budget = Budget.objects.for_user(user)
         data = {

@@ -18,6 +18,7 @@ import logging
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.deprecation import MiddlewareMixin
+from psycopg_pool import PoolTimeout, TooManyRequests
 
 from chatlima.errors import ClientError, error_body
 
@@ -53,10 +54,6 @@ def retry_after() -> int:
 
 def pool_exhausted(exc: BaseException | None) -> bool:
     """Whether `exc` is (or was raised from) psycopg_pool's PoolTimeout or TooManyRequests."""
-    try:
-        from psycopg_pool import PoolTimeout, TooManyRequests
-    except ImportError:  # no pool installed: nothing can be exhausted
-        return False
     seen = 0
     while exc is not None and seen < 10:
         if isinstance(exc, (PoolTimeout, TooManyRequests, ServiceUnavailable)):

@@ -7,38 +7,77 @@ inline Celery tasks and the offline model.
 from __future__ import annotations
 
 import os
-from decimal import Decimal
+from datetime import timedelta
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import dj_database_url
+from celery.schedules import crontab
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
 def env(name: str, default: str = "") -> str:
-    return os.environ.get(name, default)
+    """A string; unset or empty means the default."""
+    return os.environ.get(name) or default
+
+
+def _bad(name: str, value: str, wanted: str) -> ImproperlyConfigured:
+    return ImproperlyConfigured(f"{name}={value!r} is not {wanted}")
 
 
 def envbool(name: str, default: bool) -> bool:
-    value = os.environ.get(name)
-    if value is None or value == "":
+    """1/true/yes/on or 0/false/no/off; anything else stops the start (a typo must not flip a switch)."""
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
         return default
-    return value.strip().lower() in ("1", "true", "yes", "on")
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise _bad(name, value, "a boolean (1/0, true/false, yes/no, on/off)")
 
 
-def envint(name: str, default: int | None) -> int | None:
-    """An integer, or None when the variable is set but empty (= unlimited)."""
+def envint(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise _bad(name, value, "a whole number") from None
+
+
+def envlimit(name: str, default: int | None) -> int | None:
+    """A whole number, or None (unlimited) when the variable is set but empty."""
     value = os.environ.get(name)
     if value is None:
         return default
-    return int(value) if value.strip() else None
+    return envint(name, 0) if value.strip() else None
+
+
+def envfloat(name: str, default: float) -> float:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise _bad(name, value, "a number") from None
 
 
 def envdecimal(name: str, default: Decimal | None) -> Decimal | None:
+    """A Decimal, or None (unlimited) when the variable is set but empty."""
     value = os.environ.get(name)
     if value is None:
         return default
-    return Decimal(value) if value.strip() else None
+    if not value.strip():
+        return None
+    try:
+        return Decimal(value.strip())
+    except InvalidOperation:
+        raise _bad(name, value, "a decimal number") from None
 
 
 DEBUG = envbool("DJANGO_DEBUG", True)
@@ -103,7 +142,7 @@ TEMPLATES = [
 DATABASES = {
     "default": dj_database_url.parse(
         env("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
-        conn_max_age=int(env("DATABASE_CONN_MAX_AGE", "0")),
+        conn_max_age=envint("DATABASE_CONN_MAX_AGE", 0),
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -118,8 +157,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # Processes x CHATLIMA_DB_POOL_SIZE must stay under max_connections (README, Configuration); a wait
 # longer than CHATLIMA_DB_POOL_TIMEOUT seconds answers 503 SERVICE_UNAVAILABLE (chatlima/db.py).
 # 0 = no pool: a connection per request, kept DATABASE_CONN_MAX_AGE seconds.
-CHATLIMA_DB_POOL_SIZE = int(env("CHATLIMA_DB_POOL_SIZE", "10") or 0)
-CHATLIMA_DB_POOL_TIMEOUT = float(env("CHATLIMA_DB_POOL_TIMEOUT", "10"))
+CHATLIMA_DB_POOL_SIZE = envint("CHATLIMA_DB_POOL_SIZE", 10)
+CHATLIMA_DB_POOL_TIMEOUT = envfloat("CHATLIMA_DB_POOL_TIMEOUT", 10)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and CHATLIMA_DB_POOL_SIZE > 0:
     # The pool keeps the connections (Django refuses CONN_MAX_AGE with it) and checks each before use.
     DATABASES["default"].update(CONN_MAX_AGE=0, CONN_HEALTH_CHECKS=True)
@@ -155,7 +194,7 @@ CHATLIMA_SERVE_STATIC = envbool("CHATLIMA_SERVE_STATIC", True)
 
 # Every this many seconds each server process checks its open sockets' tokens and sessions in one
 # read and closes with 4401 those revoked or logged out (accounts/ws_auth.py); 0 switches it off.
-CHATLIMA_WS_AUTH_CHECK_SECONDS = float(env("CHATLIMA_WS_AUTH_CHECK_SECONDS", "5"))
+CHATLIMA_WS_AUTH_CHECK_SECONDS = envfloat("CHATLIMA_WS_AUTH_CHECK_SECONDS", 5)
 
 # Redis, when configured, carries the channel layer and the Celery broker.
 REDIS_URL = env("REDIS_URL")
@@ -198,13 +237,13 @@ else:
 # Logins (accounts/login_throttle.py): failures counted per account (its canonical username, from any
 # address) and per client address (any usernames); past either limit within the lockout window,
 # that account or address is refused, right password or not, for CHATLIMA_LOGIN_LOCKOUT_SECONDS.
-CHATLIMA_LOGIN_MAX_FAILURES = envint("CHATLIMA_LOGIN_MAX_FAILURES", 10) or 10
-CHATLIMA_LOGIN_ADDRESS_MAX_FAILURES = envint("CHATLIMA_LOGIN_ADDRESS_MAX_FAILURES", 20) or 20
-CHATLIMA_LOGIN_LOCKOUT_SECONDS = envint("CHATLIMA_LOGIN_LOCKOUT_SECONDS", 900) or 900
+CHATLIMA_LOGIN_MAX_FAILURES = envint("CHATLIMA_LOGIN_MAX_FAILURES", 10)
+CHATLIMA_LOGIN_ADDRESS_MAX_FAILURES = envint("CHATLIMA_LOGIN_ADDRESS_MAX_FAILURES", 20)
+CHATLIMA_LOGIN_LOCKOUT_SECONDS = envint("CHATLIMA_LOGIN_LOCKOUT_SECONDS", 900)
 # The client address is REMOTE_ADDR: behind a proxy, the proxy must set it (daphne --proxy-headers with
 # a proxy that overwrites X-Forwarded-For). X-Forwarded-For is trusted only when this says how many
 # proxies append to it (then its Nth address from the right is the client), for DRF's throttles too.
-CHATLIMA_TRUSTED_PROXIES = envint("CHATLIMA_TRUSTED_PROXIES", 0) or 0
+CHATLIMA_TRUSTED_PROXIES = envint("CHATLIMA_TRUSTED_PROXIES", 0)
 AUTHENTICATION_BACKENDS = ["accounts.backends.LockoutModelBackend"]
 
 CELERY_BROKER_URL = REDIS_URL or "memory://"
@@ -213,14 +252,18 @@ CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TIMEZONE = "UTC"
 CELERY_TASK_IGNORE_RESULT = True
-# Each part adds its periodic tasks: CELERY_BEAT_SCHEDULE["name"] = {...}
-CELERY_BEAT_SCHEDULE: dict = {}
-# Usage rollups: the day just ended shortly after midnight UTC, and today's every hour.
-CELERY_BEAT_SCHEDULE["usage-rollup-after-midnight"] = {"task": "usage.rollup_recent", "schedule": __import__("celery.schedules").schedules.crontab(minute=5, hour=0)}
-CELERY_BEAT_SCHEDULE["usage-rollup-hourly"] = {"task": "usage.rollup_recent", "schedule": __import__("celery.schedules").schedules.crontab(minute=20)}
+CELERY_BEAT_SCHEDULE = {
+    # Usage rollups: the day just ended shortly after midnight UTC, and today's every hour.
+    "usage-rollup-after-midnight": {"task": "usage.rollup_recent", "schedule": crontab(minute=5, hour=0)},
+    "usage-rollup-hourly": {"task": "usage.rollup_recent", "schedule": crontab(minute=20)},
+    # Raw usage rows past CHATLIMA_USAGE_RETENTION_DAYS: rolled up, then deleted.
+    "usage-retention": {"task": "usage.purge_old_usage_logs", "schedule": crontab(minute=40, hour=1)},
+    # The exchange pipeline: holds past their TTL, and exchanges whose heartbeat stopped.
+    "expire-reservations": {"task": "chat.tasks.expire_reservations", "schedule": 60.0},
+    "settle-stale-exchanges": {"task": "chat.tasks.settle_stale_exchanges", "schedule": 120.0},
+}
 # With a broker, a user's rollups are refreshed at most once per this many seconds after their exchanges.
-CHATLIMA_ROLLUP_REFRESH_SECONDS = int(env("CHATLIMA_ROLLUP_REFRESH_SECONDS", "30"))
-CELERY_BEAT_SCHEDULE["usage-retention"] = {"task": "usage.purge_old_usage_logs", "schedule": __import__("celery.schedules").schedules.crontab(minute=40, hour=1)}
+CHATLIMA_ROLLUP_REFRESH_SECONDS = envint("CHATLIMA_ROLLUP_REFRESH_SECONDS", 30)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -240,14 +283,15 @@ REST_FRAMEWORK = {
         "user": env("CHATLIMA_USER_THROTTLE", "600/min"),
         "anon": env("CHATLIMA_ANON_THROTTLE", "60/min"),
         "login": env("CHATLIMA_LOGIN_THROTTLE", "10/min"),
+        "sync": env("CHATLIMA_SYNC_THROTTLE", "120/min"),
     },
+    # Client addresses for DRF's throttles: REMOTE_ADDR unless CHATLIMA_TRUSTED_PROXIES says otherwise.
+    "NUM_PROXIES": CHATLIMA_TRUSTED_PROXIES,
 }
-# Client addresses for DRF's throttles: REMOTE_ADDR unless CHATLIMA_TRUSTED_PROXIES says otherwise.
-REST_FRAMEWORK["NUM_PROXIES"] = CHATLIMA_TRUSTED_PROXIES
 
 REST_KNOX = {
     "AUTH_HEADER_PREFIX": "Bearer",
-    "TOKEN_TTL": __import__("datetime").timedelta(days=envint("CHATLIMA_TOKEN_TTL_DAYS", 90) or 90),
+    "TOKEN_TTL": timedelta(days=envint("CHATLIMA_TOKEN_TTL_DAYS", 90)),
     "TOKEN_LIMIT_PER_USER": None,
 }
 
@@ -260,6 +304,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Every operation in the OpenAPI schema lists the contract's error answers (chat/openapi.py).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "chat.serializers.describe_exchange_doors",
+        "chat.serializers.add_error_responses",
+    ],
 }
 
 # Providers: a model's provider is available when its key is set.
@@ -271,22 +321,22 @@ PROVIDERS = {
     },
     "gemini": {"api_key": env("GEMINI_API_KEY"), "base_url": env("GEMINI_BASE_URL") or None},
 }
-PROVIDER_TIMEOUT_SECONDS = float(env("CHATLIMA_PROVIDER_TIMEOUT_SECONDS", "60"))
-PROVIDER_MAX_RETRIES = int(env("CHATLIMA_PROVIDER_MAX_RETRIES", "3"))
+PROVIDER_TIMEOUT_SECONDS = envfloat("CHATLIMA_PROVIDER_TIMEOUT_SECONDS", 60)
+PROVIDER_MAX_RETRIES = envint("CHATLIMA_PROVIDER_MAX_RETRIES", 3)
 # Backoff before retry n (0-based): base * 2**n with full jitter, capped; a Retry-After header wins.
-PROVIDER_RETRY_BASE_SECONDS = float(env("CHATLIMA_PROVIDER_RETRY_BASE_SECONDS", "0.5"))
-PROVIDER_RETRY_MAX_SECONDS = float(env("CHATLIMA_PROVIDER_RETRY_MAX_SECONDS", "20"))
+PROVIDER_RETRY_BASE_SECONDS = envfloat("CHATLIMA_PROVIDER_RETRY_BASE_SECONDS", 0.5)
+PROVIDER_RETRY_MAX_SECONDS = envfloat("CHATLIMA_PROVIDER_RETRY_MAX_SECONDS", 20)
 
 CHATLIMA_DEFAULT_MODEL = env("CHATLIMA_DEFAULT_MODEL", "offline-demo")
-CHATLIMA_DEFAULT_MONTHLY_TOKEN_LIMIT = envint("CHATLIMA_DEFAULT_MONTHLY_TOKEN_LIMIT", 1_000_000)
+CHATLIMA_DEFAULT_MONTHLY_TOKEN_LIMIT = envlimit("CHATLIMA_DEFAULT_MONTHLY_TOKEN_LIMIT", 1_000_000)
 CHATLIMA_DEFAULT_MONTHLY_COST_LIMIT = envdecimal("CHATLIMA_DEFAULT_MONTHLY_COST_LIMIT", None)
 CHATLIMA_DEFAULT_BUDGET_PERIOD = env("CHATLIMA_DEFAULT_BUDGET_PERIOD", "monthly")
 CHATLIMA_DEFAULT_TIMEZONE = env("CHATLIMA_DEFAULT_TIMEZONE", "UTC")
-CHATLIMA_OFFLINE_CHUNK_DELAY_MS = int(env("CHATLIMA_OFFLINE_CHUNK_DELAY_MS", "30"))
+CHATLIMA_OFFLINE_CHUNK_DELAY_MS = envint("CHATLIMA_OFFLINE_CHUNK_DELAY_MS", 30)
 CHATLIMA_MAX_MESSAGE_CHARS = 32_000
-CHATLIMA_DEFAULT_MAX_TOKENS = int(env("CHATLIMA_DEFAULT_MAX_TOKENS", "2048"))
-CHATLIMA_CONTEXT_TOKEN_BUDGET = int(env("CHATLIMA_CONTEXT_TOKEN_BUDGET", "8000"))
-CHATLIMA_USAGE_RETENTION_DAYS = envint("CHATLIMA_USAGE_RETENTION_DAYS", None)
+CHATLIMA_DEFAULT_MAX_TOKENS = envint("CHATLIMA_DEFAULT_MAX_TOKENS", 2048)
+CHATLIMA_CONTEXT_TOKEN_BUDGET = envint("CHATLIMA_CONTEXT_TOKEN_BUDGET", 8000)
+CHATLIMA_USAGE_RETENTION_DAYS = envlimit("CHATLIMA_USAGE_RETENTION_DAYS", None)
 CHATLIMA_JSON_LOGS = envbool("CHATLIMA_JSON_LOGS", False)
 
 EMAIL_BACKEND = env("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
@@ -311,35 +361,26 @@ if not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
-    SECURE_HSTS_SECONDS = int(env("DJANGO_SECURE_HSTS_SECONDS", "31536000"))
+    SECURE_HSTS_SECONDS = envint("DJANGO_SECURE_HSTS_SECONDS", 31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
     SECURE_CONTENT_TYPE_NOSNIFF = True
 
 # The exchange pipeline (chat/exchange.py).
 # Stream deltas are batched into one frame per interval so a slow client cannot pile up frames; 0 = every delta.
-CHATLIMA_STREAM_BATCH_MS = int(env("CHATLIMA_STREAM_BATCH_MS", "50"))
+CHATLIMA_STREAM_BATCH_MS = envint("CHATLIMA_STREAM_BATCH_MS", 50)
 # Streaming answers' partial text is saved this often (one transaction per process for all of them,
 # chat/partials.py), so a kill loses at most about this much; each save is the exchanges' heartbeat.
-CHATLIMA_PARTIAL_SAVE_SECONDS = float(env("CHATLIMA_PARTIAL_SAVE_SECONDS", "1"))
+CHATLIMA_PARTIAL_SAVE_SECONDS = envfloat("CHATLIMA_PARTIAL_SAVE_SECONDS", 1)
 # A pending exchange whose heartbeat is older than this belongs to a server that is gone.
-CHATLIMA_HEARTBEAT_STALE_SECONDS = float(env("CHATLIMA_HEARTBEAT_STALE_SECONDS", "10"))
-CHATLIMA_RESERVATION_TTL_SECONDS = int(env("CHATLIMA_RESERVATION_TTL_SECONDS", str(max(300, int(2 * PROVIDER_TIMEOUT_SECONDS)))))
+CHATLIMA_HEARTBEAT_STALE_SECONDS = envfloat("CHATLIMA_HEARTBEAT_STALE_SECONDS", 10)
+CHATLIMA_RESERVATION_TTL_SECONDS = envint("CHATLIMA_RESERVATION_TTL_SECONDS", max(300, int(2 * PROVIDER_TIMEOUT_SECONDS)))
 # SQLite takes one writer at a time: its database work runs on one thread; PostgreSQL gets a thread pool.
 CHATLIMA_DB_THREAD_SENSITIVE = envbool("CHATLIMA_DB_THREAD_SENSITIVE", DATABASES["default"]["ENGINE"].endswith("sqlite3"))
-CELERY_BEAT_SCHEDULE["expire-reservations"] = {"task": "chat.tasks.expire_reservations", "schedule": 60.0}
-CELERY_BEAT_SCHEDULE["settle-stale-exchanges"] = {"task": "chat.tasks.settle_stale_exchanges", "schedule": 120.0}
 
 # Mobile sync and the REST API (chat/sync.py). A push body holds at most this many items; bigger
 # histories are pushed in several bodies. The body size limit leaves room for a full push.
-CHATLIMA_SYNC_MAX_CONVERSATIONS = int(env("CHATLIMA_SYNC_MAX_CONVERSATIONS", "1000"))
-CHATLIMA_SYNC_MAX_MESSAGES = int(env("CHATLIMA_SYNC_MAX_MESSAGES", "20000"))
-CHATLIMA_SYNC_MAX_DELETED = int(env("CHATLIMA_SYNC_MAX_DELETED", "1000"))
-DATA_UPLOAD_MAX_MEMORY_SIZE = int(env("CHATLIMA_MAX_BODY_BYTES", str(32 * 1024 * 1024)))
-REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["sync"] = env("CHATLIMA_SYNC_THROTTLE", "120/min")
-# Every operation in the OpenAPI schema lists the contract's error answers (chat/serializers.py).
-SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [
-    "drf_spectacular.hooks.postprocess_schema_enums",
-    "chat.serializers.describe_exchange_doors",
-    "chat.serializers.add_error_responses",
-]
+CHATLIMA_SYNC_MAX_CONVERSATIONS = envint("CHATLIMA_SYNC_MAX_CONVERSATIONS", 1000)
+CHATLIMA_SYNC_MAX_MESSAGES = envint("CHATLIMA_SYNC_MAX_MESSAGES", 20000)
+CHATLIMA_SYNC_MAX_DELETED = envint("CHATLIMA_SYNC_MAX_DELETED", 1000)
+DATA_UPLOAD_MAX_MEMORY_SIZE = envint("CHATLIMA_MAX_BODY_BYTES", 32 * 1024 * 1024)

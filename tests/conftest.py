@@ -10,7 +10,8 @@ import pytest
 from knox.models import AuthToken
 from rest_framework.test import APIClient
 
-from accounts.models import Budget, User
+from accounts.models import User
+from usage.models import Budget
 
 
 def _reachable(url: str, default_port: int) -> bool:

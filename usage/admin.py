@@ -7,9 +7,18 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path
+from django.utils import timezone
 
 from usage.admin_reports import ReportForm, build_report, report_csv
-from usage.models import ApiUsageLog, BudgetAlert, DailyModelRollup, DailyUsageRollup, ModelPrice
+from usage.models import (
+    ApiUsageLog,
+    Budget,
+    BudgetAlert,
+    BudgetReservation,
+    DailyModelRollup,
+    DailyUsageRollup,
+    ModelPrice,
+)
 
 
 @admin.register(ApiUsageLog)
@@ -99,3 +108,29 @@ class DailyModelRollupAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+
+@admin.register(Budget)
+class BudgetAdmin(admin.ModelAdmin):
+    list_display = ("user", "period", "token_limit", "tokens_used", "tokens_held", "cost_limit", "cost_used", "period_start")
+    list_filter = ("period",)
+    search_fields = ("user__username",)
+    readonly_fields = ("tokens_used", "tokens_held", "cost_used", "cost_held", "updated_at")
+    actions = ["reset_budget_period"]
+
+    @admin.action(description="Reset the current period's usage (and re-arm its alerts)")
+    def reset_budget_period(self, request, queryset):
+        # The period boundaries stay (budgets.py keeps them on the user's local calendar);
+        # the figures restart from zero and the 80%/100% alerts can fire again.
+        count = queryset.update(
+            tokens_used=0, cost_used=0, last_reset_at=timezone.now(), alert_80_sent_at=None, alert_100_sent_at=None
+        )
+        self.message_user(request, f"Reset {count} budget(s).")
+
+
+@admin.register(BudgetReservation)
+class BudgetReservationAdmin(admin.ModelAdmin):
+    list_display = ("request_id", "user", "state", "tokens", "cost", "created_at", "expires_at")
+    list_filter = ("state",)
+    search_fields = ("request_id", "user__username")
+    readonly_fields = [f.name for f in BudgetReservation._meta.fields]

@@ -20,9 +20,9 @@ from django.db.models import DecimalField, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from usage.charts import money_display, nice_max
+from chatlima.formats import money_display, money_str
+from usage.charts import ChartBox, DayPoint, daily_chart
 from usage.models import DailyModelRollup, DailyUsageRollup
-from usage.pricing import money_str
 
 MAX_DAYS = 366
 TOP_USERS = 20
@@ -65,6 +65,9 @@ class ReportForm(forms.Form):
             if (end - start).days >= MAX_DAYS:
                 raise forms.ValidationError(f"Pick at most {MAX_DAYS} days.")
         return data
+
+
+REPORT_CHART = ChartBox(width=900, height=240, pad_left=70, pad_right=80, pad_top=16, pad_bottom=36)
 
 
 def _with_rates(row: dict[str, Any]) -> dict[str, Any]:
@@ -147,45 +150,9 @@ def build_report(start: date, end: date) -> Report:
     )
     by_user = [_with_rates({**row, "user__username": names.get(row["user_id"], "")}) for row in top]
     report = Report(start, end, _with_rates(totals), days, by_model, by_provider, by_user)
-    report.chart = daily_chart(days)
+    report.chart = daily_chart([DayPoint(d["day"], d["total_tokens"], d["cost"]) for d in days], REPORT_CHART)
     return report
 
-
-
-def daily_chart(days: list[dict[str, Any]], width: int = 900, height: int = 240) -> dict[str, Any]:
-    """Geometry for the SVG: token bars on the left axis, the cost line on the right axis."""
-    pad_left, pad_right, pad_top, pad_bottom = 70, 80, 16, 36
-    plot_w, plot_h = width - pad_left - pad_right, height - pad_top - pad_bottom
-    n = max(len(days), 1)
-    slot = plot_w / n
-    token_max = nice_max(max((d["total_tokens"] for d in days), default=0))
-    cost_max = nice_max(max((d["cost"] for d in days), default=Decimal("0")))
-    bars, points, labels = [], [], []
-    every = max(1, n // 10)
-    for i, d in enumerate(days):
-        h = plot_h * d["total_tokens"] / token_max
-        x = pad_left + i * slot
-        bars.append({
-            "x": round(x + slot * 0.15, 1), "y": round(pad_top + plot_h - h, 1),
-            "w": round(max(slot * 0.7, 1), 1), "h": round(h, 1),
-            "title": f"{d['day']}: {d['total_tokens']:,} tokens, ${money_display(d['cost'])}",
-        })
-        points.append(f"{x + slot / 2:.1f},{pad_top + plot_h - plot_h * d['cost'] / cost_max:.1f}")
-        if i % every == 0:
-            labels.append({"x": round(x + slot / 2, 1), "text": d["day"].strftime("%m-%d")})
-    ticks = [
-        {
-            "y": round(pad_top + plot_h - plot_h * k / 4, 1),
-            "tokens": f"{int(token_max * k / 4):,}",
-            "cost": f"${cost_max * k / 4:.4g}",
-        }
-        for k in range(5)
-    ]
-    return {
-        "width": width, "height": height, "bars": bars, "cost_points": " ".join(points), "labels": labels,
-        "ticks": ticks, "left": pad_left, "right": width - pad_right, "bottom": pad_top + plot_h,
-        "label_y": pad_top + plot_h + 18,
-    }
 
 
 def report_csv(report: Report) -> str:

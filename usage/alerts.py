@@ -18,9 +18,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from accounts.models import Budget
-from usage.charts import money_display
-from usage.models import BudgetAlert
+from chatlima.formats import money_display
+from usage.models import Budget, BudgetAlert
 
 logger = logging.getLogger(__name__)
 

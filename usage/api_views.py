@@ -1,4 +1,4 @@
-"""The usage API: models and prices, token totals, stats, history, daily series and CSV export.
+"""The usage API: models and prices, stats, history, daily series and CSV export.
 
 Thin doors onto usage.queries; every answer is limited to the caller's own data.
 """
@@ -17,9 +17,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from chat.ids import ID_SCHEMA_PATTERN, is_valid_id
-from chat.models import Conversation
-from chatlima.errors import ClientError
 from chatlima.params import int_param, int_schema, query_param
 from usage import queries
 from usage.serializers import (
@@ -27,7 +24,6 @@ from usage.serializers import (
     HistorySerializer,
     ModelListSerializer,
     StatsSerializer,
-    TokenUsageSerializer,
 )
 
 ErrorSchema = inline_serializer(
@@ -59,26 +55,6 @@ def _moments(request: Request):
 @api_view(["GET"])
 def models_list(request: Request) -> Response:
     return Response(queries.model_catalogue())
-
-
-@extend_schema(
-    operation_id="token_usage",
-    parameters=[OpenApiParameter(
-        "conversation_id", OpenApiTypes.STR, pattern=ID_SCHEMA_PATTERN, description="One conversation; absent: the whole account.",
-    )],
-    responses={200: TokenUsageSerializer, **ERRORS, 404: OpenApiResponse(ErrorSchema, description="CONVERSATION_NOT_FOUND")},
-)
-@api_view(["GET"])
-def token_usage(request: Request) -> Response:
-    conversation = None
-    conversation_id = query_param(request, "conversation_id")
-    if conversation_id is not None:
-        if not is_valid_id(conversation_id):
-            raise ClientError("INVALID_MESSAGE", "`conversation_id` is not an id.", {"conversation_id": "invalid id"})
-        conversation = Conversation.objects.for_user(request.user).filter(public_id=conversation_id).first()
-        if conversation is None:
-            raise ClientError("CONVERSATION_NOT_FOUND", "No such conversation.")
-    return Response(queries.token_usage(request.user, conversation))
 
 
 @extend_schema(operation_id="usage_stats", parameters=DATE_PARAMS, responses={200: StatsSerializer, **ERRORS})

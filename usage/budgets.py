@@ -24,11 +24,11 @@ from django.db.models import Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from accounts.models import Budget, BudgetReservation, User
+from accounts.models import User
 from chatlima.errors import ClientError
+from chatlima.formats import money_str, utc_iso
 from chatlima.sql import insert_row, update_row
-from usage.models import ApiUsageLog
-from usage.pricing import money_str
+from usage.models import ApiUsageLog, Budget, BudgetReservation
 
 RATE_WINDOW_DAYS = 7
 RATE_CACHE_SECONDS = 60
@@ -106,8 +106,8 @@ def _limit_details(budget: Budget, tokens: int, cost: Decimal, period_end: datet
         "cost_used": money_str(budget.cost_used),
         "cost_requested": money_str(cost),
         "period": budget.period,
-        "period_end": period_end.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-        "reset_at": period_end.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "period_end": utc_iso(period_end, "auto"),
+        "reset_at": utc_iso(period_end, "auto"),
     }
 
 
@@ -254,22 +254,17 @@ def _days_until_limit(budget: Budget, user_id: int, now: datetime) -> float | No
 def budget_payload(user: User, now: datetime | None = None, budget: Budget | None = None) -> dict[str, Any]:
     """GET /api/v1/budget (API.md), plus what the open holds take and when the period ends.
 
-    Money as `usage.pricing.money_str` spells it (8 places, never 0E-8); pages format it for show.
+    Money as `chatlima.formats.money_str` spells it (8 places, never 0E-8); pages format it for show.
     """
     now = _as_aware(now or timezone.now())
     budget = current_budget(user, now, budget)
     _, end = period_bounds(budget.period, user.tzinfo, now)
 
-    def iso(value: datetime | None) -> str | None:
-        if value is None:
-            return None
-        return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
     return {
         "period": budget.period,
-        "period_start": iso(budget.period_start),
-        "period_end": iso(end),
-        "last_reset_at": iso(budget.last_reset_at),
+        "period_start": utc_iso(budget.period_start),
+        "period_end": utc_iso(end),
+        "last_reset_at": utc_iso(budget.last_reset_at),
         "token_limit": budget.token_limit,
         "total_tokens_used": budget.tokens_used,
         "remaining_tokens": budget.remaining_tokens,

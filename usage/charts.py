@@ -1,4 +1,4 @@
-"""Inline SVG charts drawn on the server: no script, no CDN, readable by screen readers (title + desc)."""
+"""The daily chart's geometry, drawn as inline SVG by templates: no script, no CDN, readable by screen readers."""
 
 from __future__ import annotations
 
@@ -6,11 +6,9 @@ import math
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
-from django.utils.html import escape
-from django.utils.safestring import SafeString, mark_safe
-
-from usage.pricing import money_str
+from chatlima.formats import money_display
 
 
 @dataclass(frozen=True)
@@ -22,15 +20,6 @@ class DayPoint:
     @property
     def cost_display(self) -> str:
         return money_display(self.cost)
-
-
-def money_display(value: Decimal | str | None) -> str:
-    """Money as pages show it: up to 8 decimals, trailing zeros dropped, at least 2 (chat.js does the same)."""
-    if value is None:
-        return ""
-    text = money_str(Decimal(value))
-    whole, _, frac = text.partition(".")
-    return f"{whole}.{frac.rstrip('0').ljust(2, '0')}"
 
 
 def nice_max(value: int | Decimal) -> Decimal:
@@ -49,54 +38,46 @@ def _cost_label(value: Decimal) -> str:
     return f"${value:.4g}"
 
 
-def daily_tokens_and_cost_svg(points: list[DayPoint], *, chart_id: str = "daily-chart",
-                              width: int = 760, height: int = 260) -> SafeString:
-    """Token bars on the left axis and a cost line on the right axis, one slot per day.
+@dataclass(frozen=True)
+class ChartBox:
+    width: int = 760
+    height: int = 260
+    pad_left: int = 64
+    pad_right: int = 72
+    pad_top: int = 14
+    pad_bottom: int = 34
 
-    Every text that goes into the SVG is escaped; the numbers are ours.
+
+def daily_chart(points: list[DayPoint], box: ChartBox = ChartBox()) -> dict[str, Any]:
+    """The geometry of the daily chart: token bars on the left axis, the cost line on the right, one
+    slot per day, four grid steps, at most about ten day labels. Both the dashboard
+    (templates/usage/_daily_chart.html) and the admin report (templates/admin/usage/report.html)
+    draw it; templates escape every text.
     """
-    pad_left, pad_right, pad_top, pad_bottom = 64, 72, 14, 34
-    plot_w, plot_h = width - pad_left - pad_right, height - pad_top - pad_bottom
+    plot_w, plot_h = box.width - box.pad_left - box.pad_right, box.height - box.pad_top - box.pad_bottom
     n = max(len(points), 1)
     slot = plot_w / n
+    bottom = box.pad_top + plot_h
     token_max = nice_max(max((p.tokens for p in points), default=0))
     cost_max = nice_max(max((p.cost for p in points), default=Decimal("0")))
-    bottom = pad_top + plot_h
-    first = points[0].day.isoformat() if points else ""
-    last = points[-1].day.isoformat() if points else ""
-    total_tokens = sum(p.tokens for p in points)
-    total_cost = sum((p.cost for p in points), Decimal("0"))
-    parts = [
-        f'<svg class="chart" role="img" aria-labelledby="{chart_id}-title {chart_id}-desc" '
-        f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg" id="{chart_id}">',
-        f'<title id="{chart_id}-title">Daily tokens and cost, {escape(first)} to {escape(last)}</title>',
-        f'<desc id="{chart_id}-desc">Bars show tokens per day (left axis, up to {int(token_max):,}); the line shows '
-        f'cost in USD (right axis, up to {escape(_cost_label(cost_max))}). {total_tokens:,} tokens and '
-        f'${money_display(total_cost)} over {len(points)} days. The table below has the same figures.</desc>',
-    ]
-    for k in range(5):
-        y = bottom - plot_h * k / 4
-        parts.append(f'<line class="grid" x1="{pad_left}" x2="{width - pad_right}" y1="{y:.1f}" y2="{y:.1f}"/>')
-        parts.append(f'<text x="{pad_left - 6}" y="{y:.1f}" text-anchor="end" dominant-baseline="middle">'
-                     f'{int(token_max * k / 4):,}</text>')
-        parts.append(f'<text x="{width - pad_right + 6}" y="{y:.1f}" dominant-baseline="middle">'
-                     f'{escape(_cost_label(cost_max * k / 4))}</text>')
-    parts.append(f'<line class="axis" x1="{pad_left}" x2="{width - pad_right}" y1="{bottom}" y2="{bottom}"/>')
-    coords = []
     every = max(1, math.ceil(n / 10))
+    bars, dots, labels = [], [], []
     for i, p in enumerate(points):
-        x = pad_left + i * slot
+        x = box.pad_left + i * slot
         h = plot_h * p.tokens / token_max
-        label = f"{p.day.isoformat()}: {p.tokens:,} tokens, ${money_display(p.cost)}"
-        parts.append(f'<rect class="bar" x="{x + slot * 0.15:.1f}" y="{bottom - h:.1f}" width="{max(slot * 0.7, 1):.1f}" '
-                     f'height="{h:.1f}"><title>{escape(label)}</title></rect>')
-        coords.append((x + slot / 2, bottom - plot_h * p.cost / cost_max))
+        bars.append({"x": round(x + slot * 0.15, 1), "y": round(bottom - h, 1), "w": round(max(slot * 0.7, 1), 1),
+                     "h": round(h, 1), "title": f"{p.day.isoformat()}: {p.tokens:,} tokens, ${p.cost_display}"})
+        dots.append({"x": round(x + slot / 2, 1), "y": round(bottom - plot_h * float(p.cost / cost_max), 1)})
         if i % every == 0:
-            parts.append(f'<text x="{x + slot / 2:.1f}" y="{bottom + 18}" text-anchor="middle">'
-                         f'{p.day.strftime("%m-%d")}</text>')
-    if coords:
-        parts.append('<polyline class="cost-line" points="' + " ".join(f"{x:.1f},{y:.1f}" for x, y in coords) + '"/>')
-        for x, y in coords:
-            parts.append(f'<circle class="cost-dot" cx="{x:.1f}" cy="{y:.1f}" r="2.5"/>')
-    parts.append("</svg>")
-    return mark_safe("".join(parts))  # noqa: S308 - every interpolated text above is escaped
+            labels.append({"x": round(x + slot / 2, 1), "text": p.day.strftime("%m-%d")})
+    return {
+        "width": box.width, "height": box.height, "left": box.pad_left, "right": box.width - box.pad_right,
+        "bottom": bottom, "label_y": bottom + 18, "bars": bars, "dots": dots, "labels": labels,
+        "cost_points": " ".join(f"{d['x']},{d['y']}" for d in dots),
+        "ticks": [{"y": round(bottom - plot_h * k / 4, 1), "tokens": f"{int(token_max * k / 4):,}",
+                   "cost": _cost_label(cost_max * k / 4)} for k in range(5)],
+        "token_max": f"{int(token_max):,}", "cost_max": _cost_label(cost_max),
+        "first": points[0].day if points else None, "last": points[-1].day if points else None,
+        "total_tokens": f"{sum(p.tokens for p in points):,}",
+        "total_cost": money_display(sum((p.cost for p in points), Decimal("0"))), "days": len(points),
+    }

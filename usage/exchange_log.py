@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from chatlima.formats import money_str
 from usage.models import ApiUsageLog
-from usage.pricing import money_str
 
 logger = logging.getLogger("chatlima.exchange")
 

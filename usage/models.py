@@ -1,4 +1,4 @@
-"""Usage rows (one per provider call), the price table, and daily rollups."""
+"""Usage rows (one per provider call), the price table, daily rollups, budgets and their holds."""
 
 from __future__ import annotations
 
@@ -151,6 +151,7 @@ def provider_is_configured(provider: str) -> bool:
     return bool(settings.PROVIDERS.get(provider, {}).get("api_key"))
 
 
+
 class RollupFigures(models.Model):
     """The figures every rollup carries, recomputed (never incremented) from the finished raw rows.
 
@@ -240,3 +241,89 @@ class DailyModelRollup(RollupFigures):
 
     def __str__(self) -> str:
         return f"{self.day} {self.model_name}"
+
+
+class BudgetQuerySet(models.QuerySet):
+    def for_user(self, user) -> Budget:
+        """The user's budget, created with the defaults from settings on first use."""
+        budget, _ = self.get_or_create(user=user, defaults=Budget.defaults())
+        return budget
+
+
+class Budget(models.Model):
+    class Period(models.TextChoices):
+        DAILY = "daily"
+        WEEKLY = "weekly"
+        MONTHLY = "monthly"
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="budget")
+    period = models.CharField(max_length=16, choices=Period.choices, default=Period.MONTHLY)
+    token_limit = models.BigIntegerField(null=True, blank=True, help_text="Empty means unlimited.")
+    cost_limit = models.DecimalField(
+        max_digits=14, decimal_places=6, null=True, blank=True, help_text="USD per period; empty means unlimited."
+    )
+    period_start = models.DateTimeField(default=timezone.now)
+    last_reset_at = models.DateTimeField(null=True, blank=True)
+    tokens_used = models.BigIntegerField(default=0)
+    cost_used = models.DecimalField(max_digits=16, decimal_places=8, default=Decimal("0"))
+    # What open reservations hold, so a check sees used + held.
+    tokens_held = models.BigIntegerField(default=0)
+    cost_held = models.DecimalField(max_digits=16, decimal_places=8, default=Decimal("0"))
+    alert_80_sent_at = models.DateTimeField(null=True, blank=True)
+    alert_100_sent_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = BudgetQuerySet.as_manager()
+
+    class Meta:
+        db_table = "accounts_budget"  # where it was created; moved here, beside its rules, in 0006
+        constraints = [
+            models.CheckConstraint(condition=models.Q(tokens_used__gte=0), name="budget_tokens_used_nonnegative"),
+            models.CheckConstraint(condition=models.Q(tokens_held__gte=0), name="budget_tokens_held_nonnegative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"budget of {self.user}"
+
+    @staticmethod
+    def defaults() -> dict:
+        return {
+            "period": settings.CHATLIMA_DEFAULT_BUDGET_PERIOD,
+            "token_limit": settings.CHATLIMA_DEFAULT_MONTHLY_TOKEN_LIMIT,
+            "cost_limit": settings.CHATLIMA_DEFAULT_MONTHLY_COST_LIMIT,
+        }
+
+    @property
+    def remaining_tokens(self) -> int | None:
+        if self.token_limit is None:
+            return None
+        return max(self.token_limit - self.tokens_used, 0)
+
+
+class BudgetReservation(models.Model):
+    """A hold on a budget for one exchange: held -> settled / released / expired."""
+
+    class State(models.TextChoices):
+        HELD = "held"
+        SETTLED = "settled"
+        RELEASED = "released"
+        EXPIRED = "expired"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="reservations")
+    request_id = models.CharField(max_length=64)
+    tokens = models.BigIntegerField()
+    cost = models.DecimalField(max_digits=16, decimal_places=8, default=Decimal("0"))
+    state = models.CharField(max_length=16, choices=State.choices, default=State.HELD)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "accounts_budgetreservation"  # where it was created; moved here in 0006
+        indexes = [models.Index(fields=["state", "expires_at"], name="accounts_bu_state_344926_idx")]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "request_id"], name="reservation_request_unique_per_user"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.state} {self.tokens} tokens for {self.request_id}"

@@ -5,17 +5,17 @@ from __future__ import annotations
 import logging
 import time
 from datetime import date
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Any, Protocol
 
 from django.utils import timezone
 
+from chatlima.formats import price_str, quantize_money
 from usage.models import ModelPrice
 
 logger = logging.getLogger(__name__)
 
 MILLION = Decimal(1_000_000)
-COST_PLACES = Decimal("0.00000001")
 # Every exchange looks its model's price up several times; prices change a few times a year.
 # Saving a price clears this process's memory at once (see usage.apps); other processes follow
 # within PRICE_MEMORY_SECONDS.
@@ -28,21 +28,6 @@ class TokenFigures(Protocol):
     completion_tokens: int
     cached_tokens: int
     reasoning_tokens: int
-
-
-def money_str(value: Decimal | None) -> str | None:
-    """Money as every payload and export spells it: plain digits to 8 places ("0.00000000", "1.50000000").
-
-    The one formatter for money leaving the server (API answers, stream frames, CSV): databases hand
-    zero back as 0E-8, which clients cannot read, and a limit stored to 6 places would otherwise read
-    differently from a cost stored to 8. Rounds half up, as `price_cost` does. Money is Decimal: a
-    float is refused rather than spelled with its binary error.
-    """
-    if value is None:
-        return None
-    if isinstance(value, float):
-        raise TypeError("money is Decimal, never float")
-    return f"{Decimal(value).quantize(COST_PLACES, rounding=ROUND_HALF_UP):f}"
 
 
 def _tokens(usage: Any, name: str) -> int:
@@ -66,7 +51,7 @@ def price_cost(price: ModelPrice, usage: TokenFigures) -> Decimal:
         total += (completion - reasoning) * Decimal(price.output_per_mtok) + reasoning * Decimal(price.reasoning_per_mtok)
     else:
         total += completion * Decimal(price.output_per_mtok)
-    return (total / MILLION).quantize(COST_PLACES, rounding=ROUND_HALF_UP)
+    return quantize_money(total / MILLION)
 
 
 def cost_of(model_id: str, usage: TokenFigures, on: date | None = None) -> Decimal | None:
@@ -100,23 +85,13 @@ def forget_prices(**kwargs: Any) -> None:
     _remembered.clear()
 
 
-def _price_str(value: Decimal | None) -> str | None:
-    # 0.300000 -> "0.30", 0.075000 -> "0.075": at least two places, no trailing zeros beyond them.
-    if value is None:
-        return None
-    normal = Decimal(value).normalize()
-    if normal.as_tuple().exponent > -2:
-        normal = normal.quantize(Decimal("0.01"))
-    return f"{normal:f}"
-
-
 def price_payload(price: ModelPrice) -> dict[str, Any]:
     """API.md's `pricing` object for a price row (prices as decimal strings per million tokens)."""
     return {
         "currency": price.currency,
-        "input_per_mtok": _price_str(price.input_per_mtok),
-        "output_per_mtok": _price_str(price.output_per_mtok),
-        "cached_input_per_mtok": _price_str(price.cached_input_per_mtok),
-        "reasoning_per_mtok": _price_str(price.reasoning_per_mtok),
+        "input_per_mtok": price_str(price.input_per_mtok),
+        "output_per_mtok": price_str(price.output_per_mtok),
+        "cached_input_per_mtok": price_str(price.cached_input_per_mtok),
+        "reasoning_per_mtok": price_str(price.reasoning_per_mtok),
         "effective_date": price.effective_date.isoformat(),
     }

@@ -14,10 +14,10 @@ from django.db.models import F, QuerySet, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from chat.models import Conversation
 from chatlima.errors import ClientError
+from chatlima.formats import money_str, utc_iso
 from usage.models import ApiUsageLog, DailyUsageRollup, ModelPrice
-from usage.pricing import money_str, price_payload  # the one money format, the one price format
+from usage.pricing import price_payload
 
 HISTORY_DEFAULT_LIMIT = 50
 HISTORY_MAX_LIMIT = 500
@@ -29,12 +29,6 @@ USAGE_ROW_FIELDS = [
     "completion_tokens", "total_tokens", "cached_tokens", "reasoning_tokens", "cost_estimate", "actual_cost",
     "response_time_ms", "time_to_first_token_ms", "status", "usage_source", "error_message", "metadata", "created_at",
 ]
-
-
-def _iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 # --------------------------------------------------------------------------- dates
@@ -124,34 +118,6 @@ def settled_logs(user, since: datetime | None = None, until: datetime | None = N
     return usage_logs(user, since, until).finished()
 
 
-def token_usage(user, conversation: Conversation | None = None) -> dict[str, Any]:
-    """Totals from the conversations' running figures; account-wide includes deleted conversations,
-    since what they used was still used."""
-    if conversation is not None:
-        sums = {
-            "i": conversation.input_tokens, "o": conversation.output_tokens, "t": conversation.total_tokens,
-            "r": conversation.reasoning_tokens, "c": conversation.cached_tokens, "cost": conversation.estimated_cost,
-            "actual": conversation.actual_cost, "n": conversation.message_count,
-        }
-    else:
-        sums = Conversation.objects.filter(owner=user).aggregate(
-            i=Coalesce(Sum("input_tokens"), 0), o=Coalesce(Sum("output_tokens"), 0), t=Coalesce(Sum("total_tokens"), 0),
-            r=Coalesce(Sum("reasoning_tokens"), 0), c=Coalesce(Sum("cached_tokens"), 0),
-            cost=Sum("estimated_cost"), actual=Sum("actual_cost"), n=Coalesce(Sum("message_count"), 0),
-        )
-    return {
-        "total_input_tokens": sums["i"],
-        "total_output_tokens": sums["o"],
-        "total_tokens": sums["t"],
-        "total_reasoning_tokens": sums["r"],
-        "total_cached_tokens": sums["c"],
-        "total_estimated_cost": money_str(sums["cost"] if sums["cost"] is not None else Decimal("0")),
-        "total_actual_cost": money_str(sums["actual"]),
-        "currency": "USD",
-        "message_count": sums["n"],
-    }
-
-
 def stats_by_model(user, since: datetime | None, until: datetime | None) -> list[dict[str, Any]]:
     """Per-model figures of the finished rows; requests and errors as `ApiUsageLog.outcome_counts` decides."""
     counts = ApiUsageLog.outcome_counts()
@@ -209,7 +175,7 @@ def usage_row(log: ApiUsageLog) -> dict[str, Any]:
         "usage_source": log.usage_source,
         "error_message": log.error_message,
         "metadata": log.metadata,
-        "created_at": _iso(log.created_at),
+        "created_at": utc_iso(log.created_at),
     }
 
 

@@ -10,32 +10,19 @@ from __future__ import annotations
 
 import logging
 import zoneinfo
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models.functions import TruncDate
-from django.utils import timezone
 
 from usage.models import ApiUsageLog
+from usage.rollups import local_day_bounds, purge_horizon, rollup_day, rows_of_day, timezones_in_use
 
 logger = logging.getLogger(__name__)
 
 
-def purge_horizon(now: datetime | None = None) -> date | None:
-    """The first local day whose raw rows are kept; None when rows are kept forever."""
-    days = settings.CHATLIMA_USAGE_RETENTION_DAYS
-    if days is None:
-        return None
-    today = (now or timezone.now()).astimezone(UTC).date()
-    # One day of slack: every time zone's today is at most a day behind UTC's.
-    return today - timedelta(days=days + 1)
-
-
 def days_to_purge(horizon: date) -> list[date]:
     """Local days before the horizon that still have raw rows, across all time zone groups."""
-    from usage.rollups import local_day_bounds, timezones_in_use
-
     days: set[date] = set()
     for tz_name in timezones_in_use():
         end = local_day_bounds(horizon, tz_name)[0]
@@ -51,8 +38,6 @@ def days_to_purge(horizon: date) -> list[date]:
 
 def purge_old_usage_logs(now: datetime | None = None) -> int:
     """Roll up, then delete, every raw usage row of a local day before the horizon. Returns rows deleted."""
-    from usage.rollups import rollup_day, rows_of_day, timezones_in_use
-
     horizon = purge_horizon(now)
     if horizon is None:
         return 0

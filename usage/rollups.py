@@ -20,6 +20,7 @@ import zoneinfo
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime, time, timedelta
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.db.models import Count, DecimalField, Q, Sum, Value
@@ -102,10 +103,18 @@ def _lock(day: date, user_ids: list[int] | None) -> None:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [(day.toordinal() << 32) | (user_id & 0xFFFFFFFF)])
 
 
+def purge_horizon(now: datetime | None = None) -> date | None:
+    """The first local day whose raw rows are kept; None when rows are kept forever."""
+    days = settings.CHATLIMA_USAGE_RETENTION_DAYS
+    if days is None:
+        return None
+    today = (now or timezone.now()).astimezone(UTC).date()
+    # One day of slack: every time zone's today is at most a day behind UTC's.
+    return today - timedelta(days=days + 1)
+
+
 def is_frozen(day: date) -> bool:
     """Days retention may already have purged: their raw rows are gone, so never recompute them."""
-    from usage.retention import purge_horizon
-
     horizon = purge_horizon()
     return horizon is not None and day < horizon
 

@@ -28,18 +28,6 @@ class ModelListSerializer(serializers.Serializer):
     default = serializers.CharField()
 
 
-class TokenUsageSerializer(serializers.Serializer):
-    total_input_tokens = serializers.IntegerField()
-    total_output_tokens = serializers.IntegerField()
-    total_tokens = serializers.IntegerField()
-    total_reasoning_tokens = serializers.IntegerField()
-    total_cached_tokens = serializers.IntegerField()
-    total_estimated_cost = serializers.CharField()
-    total_actual_cost = serializers.CharField(allow_null=True)
-    currency = serializers.CharField()
-    message_count = serializers.IntegerField()
-
-
 class ModelStatsSerializer(serializers.Serializer):
     provider = serializers.CharField()
     model_name = serializers.CharField()

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.cache import cache
 
 from usage import retention, rollups
+from usage.models import ApiUsageLog
 
 
 @shared_task(name="usage.rollup_recent")
@@ -22,11 +23,6 @@ def rollup_days(start: str, end: str) -> int:
     return rollups.rollup_range(date.fromisoformat(start), date.fromisoformat(end))
 
 
-@shared_task(name="usage.rebuild_user_rollups")
-def rebuild_user_rollups(user_id: int) -> int:
-    return rollups.rebuild_user(user_id)
-
-
 @shared_task(name="usage.purge_old_usage_logs")
 def purge_old_usage_logs() -> int:
     return retention.purge_old_usage_logs()
@@ -35,8 +31,6 @@ def purge_old_usage_logs() -> int:
 @shared_task(name="usage.refresh_rollup_for")
 def refresh_rollup_for(usage_log_id: str) -> int | None:
     """Bring one exchange's user-day rollup up to date; queued so it stays off the exchange's path."""
-    from usage.models import ApiUsageLog
-
     usage_log = ApiUsageLog.objects.select_related("user").filter(pk=usage_log_id).first()
     return None if usage_log is None else rollups.refresh_for(usage_log)
 

@@ -1,23 +1,27 @@
-"""The usage dashboard page: the signed-in user's figures from the daily rollups."""
+"""The usage dashboard page (the signed-in user's figures from the daily rollups), and dismissing a budget alert."""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
 from django import forms
 from django.contrib.auth.decorators import login_required
 from django.db.models import Sum
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_POST
 
-from usage.charts import DayPoint, daily_tokens_and_cost_svg, money_display
-from usage.models import DailyUsageRollup
-from usage.pricing import COST_PLACES
+from chatlima.formats import money_display, quantize_money, utc_iso
+from usage import alerts
+from usage.budgets import budget_payload
+from usage.charts import DayPoint, daily_chart
+from usage.models import BudgetAlert, DailyUsageRollup
 
 DEFAULT_DAYS = 30
 MAX_DAYS = 366
@@ -62,14 +66,11 @@ def export_range(user, start: date, end: date) -> dict[str, str]:
     # end_date is inclusive to the microsecond: the last instant before the next local midnight.
     last = datetime.combine(end + timedelta(days=1), time.min, tz).astimezone(UTC) - timedelta(microseconds=1)
 
-    def iso(moment: datetime) -> str:
-        return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-    return {"start_date": iso(first), "end_date": iso(last)}
+    return {"start_date": utc_iso(first, "microseconds"), "end_date": utc_iso(last, "microseconds")}
 
 
 def _money(value: Decimal | None) -> Decimal:
-    return Decimal("0") if value is None else Decimal(value).quantize(COST_PLACES, rounding=ROUND_HALF_UP)
+    return Decimal("0") if value is None else quantize_money(value)
 
 
 def dashboard_figures(user, start: date, end: date) -> dict[str, Any]:
@@ -108,15 +109,13 @@ def dashboard_figures(user, start: date, end: date) -> dict[str, Any]:
             "cost": cost,
             "cost_display": money_display(cost),
             "tokens_per_request": round(tokens / requests, 1) if requests else 0,
-            "cost_per_1k": (cost * THOUSAND / tokens).quantize(COST_PLACES, rounding=ROUND_HALF_UP) if tokens else None,
+            "cost_per_1k": quantize_money(cost * THOUSAND / tokens) if tokens else None,
         })
         models[-1]["cost_per_1k_display"] = money_display(models[-1]["cost_per_1k"])
     return {"totals": totals, "points": points, "models": models}
 
 
 def _budget(user) -> dict[str, Any]:
-    from usage.budgets import budget_payload
-
     data = dict(budget_payload(user))
     data["cost_limit_display"] = money_display(data.get("cost_limit"))
     data["cost_used_display"] = money_display(data.get("cost_used"))
@@ -141,7 +140,20 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "totals": figures["totals"],
         "points": figures["points"],
         "models": figures["models"],
-        "chart": daily_tokens_and_cost_svg(figures["points"]),
+        "chart": daily_chart(figures["points"]),
         "budget": _budget(request.user),
         "export_url": f"/api/v1/usage/export.csv?{export_query}",
     })
+
+
+@login_required
+@require_POST
+def dismiss_alert(request: HttpRequest, alert_id: int):
+    get_object_or_404(BudgetAlert, pk=alert_id, user=request.user)
+    alerts.dismiss(request.user, alert_id)
+    if request.headers.get("Accept", "").startswith("application/json"):
+        return JsonResponse({"dismissed": alert_id})
+    back = request.POST.get("next") or request.headers.get("Referer") or "/"
+    if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
+        back = "/"
+    return HttpResponseRedirect(back)

@@ -11,6 +11,7 @@ import threading
 
 from chat.providers.base import Provider, ProviderError
 from usage.models import provider_is_configured
+from usage.pricing import price_for
 
 __all__ = ["PROVIDER_NAMES", "Provider", "ProviderError", "get_provider", "provider_is_configured",
            "provider_name_for_model"]
@@ -49,8 +50,6 @@ def provider_name_for_model(model_id: str) -> str | None:
 
     Synchronous (a database read): async callers wrap it in `sync_to_async`.
     """
-    from usage.pricing import price_for
-
     price = price_for(model_id)
     if price is None or price.provider not in _ADAPTERS:
         return None

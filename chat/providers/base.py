@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Protocol
 
+from usage.tokens import count_tokens
+
 
 @dataclass(frozen=True)
 class Turn:
@@ -60,12 +62,6 @@ class Usage:
         return self.source == "estimate"
 
 
-@dataclass
-class Completion:
-    text: str
-    usage: Usage
-
-
 class ProviderError(Exception):
     """A provider failure with the contract's code: RATE_LIMITED, PROVIDER_ERROR or TIMEOUT."""
 
@@ -96,8 +92,6 @@ class Provider(Protocol):
 
     def stream(self, request: ChatRequest) -> AsyncIterator[str | Usage]: ...
 
-    async def complete(self, request: ChatRequest) -> Completion: ...
-
     async def count_tokens(self, text: str, model: str) -> int: ...
 
 
@@ -111,8 +105,6 @@ REPLY_PRIMING = 3
 
 def estimate_prompt_tokens(request: ChatRequest) -> int:
     """What the prompt (system prompt + history + message) will cost, from the estimator."""
-    from usage.tokens import count_tokens
-
     parts = [request.system_prompt] if request.system_prompt else []
     parts.extend(turn.content for turn in request.history)
     parts.append(request.message)
@@ -123,8 +115,6 @@ def estimate_usage(request: ChatRequest, completion_text: str, *, finish_reason:
                    reasoning_text: str = "") -> Usage:
     """A `Usage` built from the estimator, marked as such (source="estimate"): the prompt, and the
     answer and reasoning text that arrived."""
-    from usage.tokens import count_tokens
-
     prompt = estimate_prompt_tokens(request)
     reasoning = count_tokens(reasoning_text, request.model) if reasoning_text else 0
     completion = count_tokens(completion_text, request.model) + reasoning
@@ -137,17 +127,3 @@ def estimate_usage(request: ChatRequest, completion_text: str, *, finish_reason:
 def unbilled_usage(finish_reason: str = "") -> Usage:
     """A call that produced nothing and whose provider reported nothing: nothing is charged."""
     return Usage(finish_reason=finish_reason, source="none")
-
-
-async def collect(stream: AsyncIterator[str | Usage]) -> Completion:
-    """Drain a provider stream into one `Completion`: the non-streaming call, on the same path."""
-    parts: list[str] = []
-    usage: Usage | None = None
-    async for item in stream:
-        if isinstance(item, Usage):
-            usage = item
-        elif isinstance(item, str):
-            parts.append(item)
-    if usage is None:
-        raise ProviderError("PROVIDER_ERROR", "The provider stream ended without usage.")
-    return Completion(text="".join(parts), usage=usage)

@@ -25,11 +25,9 @@ from google.genai import types
 
 from chat.providers.base import (
     ChatRequest,
-    Completion,
     ProviderError,
     Reasoning,
     Usage,
-    collect,
     estimate_usage,
     reconcile,
 )
@@ -227,8 +225,6 @@ class GeminiProvider:
     def stream(self, request: ChatRequest) -> AsyncIterator[str | Usage]:
         return with_retries(lambda: self._attempt(request), classify_gemini_error)
 
-    async def complete(self, request: ChatRequest) -> Completion:
-        return await collect(self.stream(request))
 
     async def count_tokens(self, text: str, model: str) -> int:
         """Gemini's countTokens where it answers quickly; else, quietly, the estimator."""

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 
 from django.conf import settings
 
-from chat.providers.base import ChatRequest, Completion, Usage, collect, estimate_prompt_tokens
+from chat.providers.base import ChatRequest, Usage, estimate_prompt_tokens
 from usage.tokens import count_tokens
 
 MODEL_ID = "offline-demo"
@@ -103,8 +103,6 @@ class OfflineProvider:
             completion_id=_completion_id(), finish_reason=finish, source="estimate",
         )
 
-    async def complete(self, request: ChatRequest) -> Completion:
-        return await collect(self.stream(request))
 
     async def count_tokens(self, text: str, model: str = MODEL_ID) -> int:
         return count_tokens(text, model)

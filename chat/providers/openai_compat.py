@@ -24,11 +24,9 @@ from django.conf import settings
 
 from chat.providers.base import (
     ChatRequest,
-    Completion,
     ProviderError,
     Reasoning,
     Usage,
-    collect,
     estimate_usage,
     reconcile,
 )
@@ -232,8 +230,6 @@ class OpenAICompatProvider:
     def stream(self, request: ChatRequest) -> AsyncIterator[str | Usage]:
         return with_retries(lambda: self._attempt(request), classify_openai_error)
 
-    async def complete(self, request: ChatRequest) -> Completion:
-        return await collect(self.stream(request))
 
     async def count_tokens(self, text: str, model: str) -> int:
         return count_tokens(text, model)

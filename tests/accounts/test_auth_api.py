@@ -5,12 +5,12 @@ from django.utils import timezone
 from knox.models import AuthToken
 from rest_framework.test import APIClient
 
-from accounts.models import Budget, User
+from accounts.models import User
 
 pytestmark = pytest.mark.django_db
 
 
-def test_register_returns_a_token_that_authenticates_as_bearer():
+def test_register_returns_a_token_that_authenticates_as_bearer(settings):
     client = APIClient()
     response = client.post("/api/v1/auth/register", {"username": "mobile", "password": "a-long-passphrase"}, format="json")
     assert response.status_code == 201
@@ -19,7 +19,8 @@ def test_register_returns_a_token_that_authenticates_as_bearer():
     me = client.get("/api/v1/me")
     assert me.status_code == 200
     assert me.json()["username"] == "mobile"
-    assert Budget.objects.filter(user__username="mobile").exists()
+    budget = client.get("/api/v1/budget")
+    assert budget.status_code == 200 and budget.json()["token_limit"] == settings.CHATLIMA_DEFAULT_MONTHLY_TOKEN_LIMIT
 
 
 def test_register_refuses_a_taken_username_and_a_weak_password(owner):

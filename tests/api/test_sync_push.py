@@ -7,12 +7,11 @@ from decimal import Decimal
 
 import pytest
 
-from accounts.models import Budget
 from chat import sync_clock
 from chat.models import Conversation, Message
 from chat.sync import MAX_PUSH_CONVERSATIONS
 from tests.api.conftest import make_conversation, pull_all
-from usage.models import ApiUsageLog
+from usage.models import ApiUsageLog, Budget
 
 pytestmark = pytest.mark.django_db
 

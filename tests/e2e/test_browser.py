@@ -9,8 +9,8 @@ from decimal import Decimal
 
 import pytest
 
+from chatlima.formats import money_display
 from tests.e2e.conftest import ROOT, _server_env
-from usage.charts import money_display
 from usage.tokens import count_tokens
 
 pytestmark = pytest.mark.e2e

@@ -6,10 +6,9 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 
-from accounts.models import Budget, BudgetReservation
 from chat.exchange import start_exchange
 from chat.models import Message
-from usage.models import ApiUsageLog
+from usage.models import ApiUsageLog, Budget, BudgetReservation
 
 
 async def run(user, body: dict[str, Any]) -> list[dict]:

@@ -10,11 +10,10 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.models import Budget, BudgetReservation
 from chatlima.errors import ClientError
 from tests.conftest import make_user
 from usage import budgets
-from usage.models import ApiUsageLog
+from usage.models import ApiUsageLog, Budget, BudgetReservation
 
 
 def _limit(user, tokens=None, cost=None, period="monthly"):

@@ -11,15 +11,14 @@ from channels.db import database_sync_to_async
 from django.core.management import call_command
 from django.db import transaction
 
-from accounts.models import BudgetReservation
 from chat import exchange as pipeline
 from chat.exchange import parse_send_body, start_exchange
 from chat.models import Conversation, Message
 from chatlima.errors import ClientError
+from chatlima.formats import money_str
 from tests.conftest import make_user
 from tests.exchange.helpers import budget, holds, message, rows, run, set_limit, types
-from usage.models import ApiUsageLog
-from usage.pricing import money_str
+from usage.models import ApiUsageLog, BudgetReservation
 from usage.tokens import count_tokens
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -8,9 +8,8 @@ from decimal import Decimal
 import pytest
 from django.db.models import Count, Sum
 
-from accounts.models import Budget
 from tests.ops.conftest import make_log, user_in
-from usage.models import ApiUsageLog, DailyUsageRollup
+from usage.models import ApiUsageLog, Budget, DailyUsageRollup
 from usage.rollups import rollup_range
 
 pytestmark = pytest.mark.django_db
@@ -120,7 +119,7 @@ def test_usage_log_figures_are_read_only_and_prices_and_budgets_are_editable(adm
     if price is not None:
         assert 'name="input_per_mtok"' in admin_client.get(f"/admin/usage/modelprice/{price.pk}/change/").content.decode()
     budget = Budget.objects.get(user=usage[0])
-    page = admin_client.get(f"/admin/accounts/budget/{budget.pk}/change/").content.decode()
+    page = admin_client.get(f"/admin/usage/budget/{budget.pk}/change/").content.decode()
     assert 'name="token_limit"' in page and 'name="cost_limit"' in page and 'name="tokens_used"' not in page
 
 
@@ -129,7 +128,7 @@ def test_admin_action_resets_a_users_budget_period(admin_client, usage):
     now = datetime.now(UTC)
     Budget.objects.filter(user=alice).update(tokens_used=900, cost_used=Decimal("1.5"), alert_80_sent_at=now)
     Budget.objects.filter(user=bob).update(tokens_used=50)
-    response = admin_client.post("/admin/accounts/budget/", {
+    response = admin_client.post("/admin/usage/budget/", {
         "action": "reset_budget_period", "_selected_action": [Budget.objects.get(user=alice).pk],
     })
     assert response.status_code == 302

@@ -7,9 +7,8 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
-from accounts.models import Budget
 from tests.ops.conftest import make_log
-from usage.models import BudgetAlert
+from usage.models import Budget, BudgetAlert
 from usage.signals import exchange_settled
 
 pytestmark = pytest.mark.django_db

@@ -12,8 +12,7 @@ from chatlima.logging import JsonLinesFormatter
 from tests.ops.conftest import make_log, user_in
 from usage import tasks
 from usage.models import ApiUsageLog, DailyUsageRollup
-from usage.retention import purge_horizon
-from usage.rollups import rollup_day
+from usage.rollups import purge_horizon, rollup_day
 from usage.signals import exchange_settled
 
 pytestmark = pytest.mark.django_db

@@ -60,7 +60,7 @@ def test_stats_is_for_staff_only(client, owner_api, stranger_api):
 def test_health_is_unhealthy_when_the_database_cannot_answer(client, monkeypatch):
     from django.db import OperationalError
 
-    from usage import ops_views
+    from chatlima import ops as ops_views
 
     def database_down() -> str:
         raise OperationalError("connection refused")

@@ -81,12 +81,6 @@ async def test_aclose_stops_the_stream_promptly(settings):
     assert time.perf_counter() - started < 0.5
 
 
-async def test_complete_collects_the_same_answer():
-    completion = await providers.get_provider("offline").complete(request())
-    assert completion.text == demo_answer(request())
-    assert completion.usage.is_estimate
-
-
 def test_prompt_estimate_counts_system_prompt_history_and_overhead():
     bare = estimate_prompt_tokens(request("hi"))
     with_system = estimate_prompt_tokens(request("hi", system_prompt="Be brief."))

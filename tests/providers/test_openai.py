@@ -187,12 +187,6 @@ async def test_closing_the_stream_early_closes_it_cleanly(fake_openai):
         await anext(stream)
 
 
-async def test_complete_collects_text_and_usage(fake_openai):
-    fake_openai.script(deltas=["One", " two"], usage={"prompt_tokens": 3, "completion_tokens": 2})
-    completion = await providers.get_provider("openai").complete(request())
-    assert completion.text == "One two" and completion.usage.total_tokens == 5
-
-
 async def test_missing_key_is_provider_error(settings):
     settings.PROVIDERS = {**settings.PROVIDERS, "openai": {"api_key": "", "base_url": None}}
     with pytest.raises(ProviderError) as caught:

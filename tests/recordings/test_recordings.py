@@ -27,14 +27,13 @@ from channels.testing import WebsocketCommunicator  # noqa: E402
 from django.test import AsyncClient  # noqa: E402
 from knox.models import AuthToken  # noqa: E402
 
-from accounts.models import Budget, BudgetReservation  # noqa: E402
 from chat.models import Conversation, Message  # noqa: E402
 from chatlima.asgi import application  # noqa: E402
 from tests.fakes.fixtures import _point  # noqa: E402
 from tests.fakes.recordings import RecordedProvider  # noqa: E402
 from tests.fakes.recordings import answer_text as recorded_answer_text  # noqa: E402
 from tests.fakes.recordings import completion_id as recorded_completion_id  # noqa: E402
-from usage.models import ApiUsageLog, ModelPrice  # noqa: E402
+from usage.models import ApiUsageLog, Budget, BudgetReservation, ModelPrice  # noqa: E402  # noqa: E402
 from usage.pricing import forget_prices  # noqa: E402
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -18,10 +18,10 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from accounts.models import Budget, User
+from accounts.models import User
 from chat.models import Conversation
 from tests.conftest import bearer_client, make_user
-from usage.models import ApiUsageLog
+from usage.models import ApiUsageLog, Budget
 from usage.rollups import rollup_range
 
 pytestmark = pytest.mark.django_db

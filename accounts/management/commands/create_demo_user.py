@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
-from accounts.models import Budget, User
+from accounts.models import User
 
 DEMO_USERNAME = "demo"
 DEMO_PASSWORD = "chatlima-demo"
@@ -16,6 +16,5 @@ class Command(BaseCommand):
         if created:
             user.set_password(DEMO_PASSWORD)
             user.save()
-        Budget.objects.for_user(user)
         state = "created" if created else "already exists"
         self.stdout.write(f"Demo account {state}: username '{DEMO_USERNAME}', password '{DEMO_PASSWORD}'")

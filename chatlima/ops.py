@@ -1,4 +1,7 @@
-"""Operations: health of the parts the app needs, and staff-only totals."""
+"""Operations: health of the parts the app needs, and staff-only totals across the apps.
+
+In chatlima, the layer that wires the apps together: the totals count chat's conversations and
+usage's rows, so neither app has to know the other's models."""
 
 from __future__ import annotations
 
@@ -10,15 +13,12 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.decorators import login_required
 from django.db import connection
 from django.db.models import DecimalField, Sum, Value
 from django.db.models.functions import Coalesce
-from django.http import HttpRequest, HttpResponseRedirect, JsonResponse
-from django.shortcuts import get_object_or_404
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.decorators import api_view, permission_classes
@@ -26,9 +26,10 @@ from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from usage import alerts, tokens
-from usage.models import ApiUsageLog, BudgetAlert
-from usage.pricing import money_str
+from chat.models import Conversation, Message
+from chatlima.formats import money_str
+from usage import tokens
+from usage.models import ApiUsageLog
 
 logger = logging.getLogger(__name__)
 CHECK_TIMEOUT_SECONDS = 3.0
@@ -117,8 +118,6 @@ def stats(request: Request) -> Response:
         cost=Coalesce(Sum("cost_estimate"), Value(Decimal("0")), output_field=money),
         actual_cost=Sum("actual_cost"),
     )
-    from chat.models import Conversation, Message
-
     cache = tokens.cache_stats()
     return Response(
         {
@@ -138,16 +137,3 @@ def stats(request: Request) -> Response:
             "entries": cache["entries"],
         }
     )
-
-
-@login_required
-@require_POST
-def dismiss_alert(request: HttpRequest, alert_id: int):
-    get_object_or_404(BudgetAlert, pk=alert_id, user=request.user)
-    alerts.dismiss(request.user, alert_id)
-    if request.headers.get("Accept", "").startswith("application/json"):
-        return JsonResponse({"dismissed": alert_id})
-    back = request.POST.get("next") or request.headers.get("Referer") or "/"
-    if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
-        back = "/"
-    return HttpResponseRedirect(back)
