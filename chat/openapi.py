@@ -6,8 +6,8 @@ The hooks are named in settings.SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"].
 
 from __future__ import annotations
 
-from chat.ids import ID_SCHEMA_PATTERN
-from chatlima.text import NO_NUL_PATTERN, NOT_BLANK_PATTERN
+from chat.exchange.body import send_body_schema
+from chatlima.text import NO_NUL_PATTERN
 
 ERROR_SCHEMA = {
     "type": "object",
@@ -92,39 +92,6 @@ def add_error_responses(result, generator, request, public):
     return result
 
 
-def _text(description: str = "", *, not_blank: bool = False, max_length: int | None = None, nullable: bool = True):
-    """A send body string: what chat.exchange.parse_send_body takes (null is the same as absent)."""
-    schema: dict = {"type": "string", "nullable": nullable, "pattern": NOT_BLANK_PATTERN if not_blank else NO_NUL_PATTERN}
-    if max_length is not None:
-        schema["maxLength"] = max_length
-    if description:
-        schema["description"] = description
-    return schema
-
-
-ID_SCHEMA = {"type": "string", "pattern": ID_SCHEMA_PATTERN, "nullable": True}
-SEND_BODY = {
-    "type": "object",
-    "properties": {
-        "conversation_id": {**ID_SCHEMA, "description": "Absent: a new conversation."},
-        "message": {**_text("Not blank.", not_blank=True, max_length=32000, nullable=False), "minLength": 1},
-        "model": _text("A model id of GET /api/v1/models; another is MODEL_UNAVAILABLE.", not_blank=True, max_length=128),
-        "client_message_id": {**ID_SCHEMA, "description": "Id for the user message; a known one replays the stored result."},
-        "temperature": {"type": "number", "minimum": 0, "maximum": 2, "nullable": True},
-        "max_tokens": {"type": "integer", "minimum": 1, "maximum": 1_000_000, "nullable": True},
-        "system_prompt": _text("Only when creating the conversation.", max_length=32000),
-        "messages": {
-            "type": "array",
-            "nullable": True,
-            "items": {
-                "type": "object",
-                "properties": {"id": ID_SCHEMA, "role": _text(), "content": _text()},
-            },
-            "description": "Seed-000 form: the last user entry's id becomes client_message_id.",
-        },
-    },
-    "required": ["message"],
-}
 USAGE_SCHEMA = {
     "type": "object",
     "properties": {name: {"type": "integer"} for name in ("prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "reasoning_tokens")},
@@ -253,7 +220,7 @@ def describe_exchange_doors(result, generator, request, public):
     paths = result.setdefault("paths", {})
     schemas = result.setdefault("components", {}).setdefault("schemas", {})
     schemas.setdefault("ErrorBody", ERROR_SCHEMA)
-    schemas.setdefault("SendMessage", SEND_BODY)
+    schemas.setdefault("SendMessage", send_body_schema())
     schemas.setdefault("SendResult", SEND_RESPONSE)
     schemas.setdefault("StreamEvent", STREAM_EVENT)
     for name, event in STREAM_EVENTS.items():

@@ -24,7 +24,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from chat.models import Message
-from chatlima.db import ServiceUnavailable
+from chatlima.db import ServiceUnavailable, run_db
 from usage import budgets
 
 logger = logging.getLogger(__name__)
@@ -94,8 +94,6 @@ class PartialSaver:
             self._task = None
 
     async def _run(self, interval: float) -> None:
-        from chat.exchange import run_db
-
         loop = asyncio.get_running_loop()
         self._last_touch = loop.time()
         touch_every = settings.CHATLIMA_RESERVATION_TTL_SECONDS / 4

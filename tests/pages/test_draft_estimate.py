@@ -39,8 +39,7 @@ def post(client: Client, body, **extra):
 def sent_estimate(user, body: dict) -> int:
     """What the send of `body` puts in stream_start.estimated_prompt_tokens."""
     prepared = prepare_exchange(user, parse_send_body(body))
-    assert prepared.start_event["estimated_prompt_tokens"] == prepared.estimated_prompt_tokens
-    return prepared.estimated_prompt_tokens
+    return prepared.start_event["estimated_prompt_tokens"]
 
 
 @pytest.mark.parametrize("model", ["gpt-4o-mini", "offline-demo"])
