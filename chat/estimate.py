@@ -18,7 +18,7 @@ from django.conf import settings
 from chat.exchange import build_context
 from chat.ids import ID_RULE, is_valid_id
 from chat.models import Conversation
-from chat.providers import provider_name_for_model
+from chat.providers import usable_provider
 from chat.providers.base import ChatRequest, Turn, estimate_prompt_tokens
 from chatlima.errors import ClientError
 from chatlima.text import is_blank, unstorable_character
@@ -84,8 +84,7 @@ def estimate_draft(user, draft: Draft) -> dict[str, Any]:
 
     Read only: no transaction and no lock (one conversation lookup, one price lookup and the history
     pages `build_context` reads). A conversation that is not the user's is CONVERSATION_NOT_FOUND,
-    a model the price table does not list MODEL_UNAVAILABLE; a model whose provider has no key is
-    still counted (the send will say it is unavailable).
+    a model the send would refuse MODEL_UNAVAILABLE (`chat.providers.usable_provider`, the one rule).
     """
     conversation = None
     if draft.conversation_id is not None:
@@ -95,8 +94,7 @@ def estimate_draft(user, draft: Draft) -> dict[str, Any]:
                               {"conversation_id": draft.conversation_id})
     # The model the send would use: the one asked for, else the conversation's, else the default.
     model = (draft.model or (conversation.model if conversation else "") or settings.CHATLIMA_DEFAULT_MODEL).strip()
-    if provider_name_for_model(model) is None:
-        raise ClientError("MODEL_UNAVAILABLE", f"Unknown model {model!r}.", {"model": model})
+    usable_provider(model)
     request = prompt_request(conversation, model, draft.message)
     empty = replace(request, message="")
     return {

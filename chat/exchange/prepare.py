@@ -47,19 +47,6 @@ class Prepared:
     start_event: dict
 
 
-def _check_model(model: str) -> str:
-    """The provider serving `model`, or MODEL_UNAVAILABLE."""
-    name = providers.provider_name_for_model(model)
-    if name is None:
-        raise ClientError("MODEL_UNAVAILABLE", f"Unknown model {model!r}.", {"model": model})
-    if not providers.provider_is_configured(name):
-        raise ClientError(
-            "MODEL_UNAVAILABLE", f"The model {model!r} is not available: its provider has no key.",
-            {"model": model, "provider": name},
-        )
-    return name
-
-
 def _in_pages(rows, size: int):
     """A queryset's rows, fetched `size` at a time until the caller stops: plain LIMIT/OFFSET reads,
     since a PostgreSQL server-side cursor costs three round trips for what is usually one page."""
@@ -155,7 +142,7 @@ def prepare_exchange(user: User, req: SendBody) -> Prepared | Replay:
         conversation = existing.conversation
 
     model = (req.model or (conversation.model if conversation else "") or settings.CHATLIMA_DEFAULT_MODEL).strip()
-    provider = _check_model(model)
+    provider = providers.usable_provider(model)
     max_tokens = req.max_tokens or settings.CHATLIMA_DEFAULT_MAX_TOKENS
     system_prompt = conversation.system_prompt if conversation else (req.system_prompt or "")
     chat_request = ChatRequest(
