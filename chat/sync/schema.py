@@ -212,14 +212,16 @@ def parse_push(body: Any) -> SyncPush:
     except ValidationError as exc:
         parsed, errors = None, exc.errors(include_url=False)
     items: dict[str, str] = {}
-    refused: set[tuple] = set()  # where the schema refused something, cut to an item's depth
+    refused: set[str] = set()  # the paths of what the schema refused, cut to an item's
     bad_since = False
     for error in errors:
-        if error["loc"] == ("since",):
+        loc = error["loc"]
+        if loc == ("since",):
             bad_since = True
-        else:
-            items[_path(error["loc"])] = _wording(error)
-            refused.add(error["loc"][:4])
+            continue
+        item = _path(loc[:4])  # a message, a conversation's field or an entry of `deleted`
+        items[f"{item}.{loc[4]}" if len(loc) > 4 else item] = _wording(error)
+        refused.add(item)
     for path, wording in _cross_item_errors(body.get("conversations", []), body.get("deleted", []), refused):
         items.setdefault(path, wording)
     if items:
@@ -250,7 +252,7 @@ def _check_envelope(body: Any) -> None:
 
 
 def _path(loc: tuple) -> str:
-    """`conversations[2].messages[3].content` for pydantic's ('conversations', 2, 'messages', 3, 'content')."""
+    """`conversations[2].messages[3]` for pydantic's ('conversations', 2, 'messages', 3)."""
     path = loc[0]
     for part in loc[1:]:
         path += f"[{part}]" if isinstance(part, int) else f".{part}"
@@ -274,27 +276,27 @@ def _wording(error: dict) -> str:
     return STRUCTURE_WORDING.get(kind, error["msg"])
 
 
-def _cross_item_errors(conversations: list, deleted: list, refused: set[tuple]) -> Iterable[tuple[str, str]]:
+def _cross_item_errors(conversations: list, deleted: list, refused: set[str]) -> Iterable[tuple[str, str]]:
     """What one item cannot say alone: ids repeated in the body, and answers that point at a message
     that is not a user message of their conversation. Judged over the raw items the schema passed:
-    `refused` holds the locations of those it did not, a message's or a conversation's field's."""
+    `refused` holds the paths of those it did not, a message's or a conversation's field's."""
     seen_conversations: set[str] = set()
     seen_messages: dict[str, str] = {}  # id -> the path of its first appearance
     kept_per_conversation: list[dict[str, tuple[str, dict]]] = []
     for i, conversation in enumerate(conversations):
-        if ("conversations", i) in refused:
-            continue
         path = f"conversations[{i}]"
-        if ("conversations", i, "id") not in refused:
+        if path in refused:
+            continue
+        if f"{path}.id" not in refused:
             if conversation["id"] in seen_conversations:
                 yield f"{path}.id", "This conversation appears twice in the body."
             seen_conversations.add(conversation["id"])
-        messages = [] if ("conversations", i, "messages") in refused else conversation.get("messages") or []
+        messages = [] if f"{path}.messages" in refused else conversation.get("messages") or []
         kept: dict[str, tuple[str, dict]] = {}
         for j, message in enumerate(messages):
-            if ("conversations", i, "messages", j) in refused:
-                continue
             message_path = f"{path}.messages[{j}]"
+            if message_path in refused:
+                continue
             if message["id"] in seen_messages:
                 yield f"{message_path}.id", f"This message id is also at {seen_messages[message['id']]}."
                 continue
@@ -302,7 +304,7 @@ def _cross_item_errors(conversations: list, deleted: list, refused: set[tuple]) 
             kept[message["id"]] = (message_path, message)
         kept_per_conversation.append(kept)
     for k, value in enumerate(deleted):
-        if ("deleted", k) not in refused and value in seen_conversations:
+        if f"deleted[{k}]" not in refused and value in seen_conversations:
             yield f"deleted[{k}]", "This conversation is also pushed in the same body."
     # References to stored messages are checked against the database in push().
     for kept in kept_per_conversation:
