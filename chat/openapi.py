@@ -1,12 +1,17 @@
 """The OpenAPI schema beyond what drf-spectacular sees: the contract's error answers on every
-operation, the rule that no string may hold NUL, and the exchange doors (plain async views).
+operation, the rule that no string may hold NUL, the exchange doors (plain async views) and the
+sync push body (pydantic models).
 
 The hooks are named in settings.SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"].
 """
 
 from __future__ import annotations
 
-from chat.exchange.body import send_body_schema
+from drf_spectacular.extensions import OpenApiSerializerExtension
+from drf_spectacular.plumbing import ResolvedComponent
+from pydantic.json_schema import GenerateJsonSchema
+
+from chat.exchange.body import SendBody
 from chatlima.text import NO_NUL_PATTERN
 
 ERROR_SCHEMA = {
@@ -220,7 +225,11 @@ def describe_exchange_doors(result, generator, request, public):
     paths = result.setdefault("paths", {})
     schemas = result.setdefault("components", {}).setdefault("schemas", {})
     schemas.setdefault("ErrorBody", ERROR_SCHEMA)
-    schemas.setdefault("SendMessage", send_body_schema())
+    if "SendMessage" not in schemas:
+        send = SendBody.model_json_schema(ref_template="#/components/schemas/{model}", schema_generator=OpenApi30JsonSchema)
+        schemas.update(send.pop("$defs", {}))
+        send["properties"]["messages"] = send["properties"].pop("messages")  # last, as the contract lists it
+        schemas["SendMessage"] = send
     schemas.setdefault("SendResult", SEND_RESPONSE)
     schemas.setdefault("StreamEvent", STREAM_EVENT)
     for name, event in STREAM_EVENTS.items():
@@ -239,3 +248,43 @@ def describe_exchange_doors(result, generator, request, public):
         },
     ))
     return result
+
+
+class OpenApi30JsonSchema(GenerateJsonSchema):
+    """pydantic's JSON Schema in OpenAPI 3.0's dialect: `nullable` rather than a null type, and no
+    titles or defaults (the descriptions say what an absent field means)."""
+
+    def nullable_schema(self, schema):
+        inner = self.generate_inner(schema["schema"])
+        return {"allOf": [inner], "nullable": True} if "$ref" in inner else {**inner, "nullable": True}
+
+    def default_schema(self, schema):
+        return self.generate_inner(schema["schema"])
+
+    def field_title_should_be_set(self, schema) -> bool:
+        return False
+
+    def model_schema(self, schema):
+        json_schema = super().model_schema(schema)
+        json_schema.pop("title", None)
+        return json_schema
+
+
+class SyncPushScheme(OpenApiSerializerExtension):
+    """The push body in the schema, straight from the models that validate it (chat.sync.schema):
+    SyncPushRequest, SyncConversationRequest and SyncMessageRequest."""
+
+    target_class = "chat.sync.schema.SyncPush"
+    priority = 1  # over drf_spectacular.contrib.pydantic, which names parts without "Request"
+
+    def get_name(self, auto_schema, direction):
+        return "SyncPush"
+
+    def map_serializer(self, auto_schema, direction):
+        schema = self.target.model_json_schema(
+            ref_template="#/components/schemas/{model}Request", schema_generator=OpenApi30JsonSchema, mode="validation"
+        )
+        for name, part in schema.pop("$defs", {}).items():
+            component = ResolvedComponent(name=f"{name}Request", type=ResolvedComponent.SCHEMA, object=f"{name}Request", schema=part)
+            auto_schema.registry.register_on_missing(component)
+        return schema

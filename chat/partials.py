@@ -116,7 +116,7 @@ class PartialSaver:
             self._writing = True
             try:
                 await run_db(write_partials, changed, alive, reservations)
-            except Exception as exc:  # noqa: BLE001 - a failed save is retried at the next interval
+            except Exception as exc:  # a failed save is retried at the next interval
                 busy = isinstance(exc, ServiceUnavailable)  # no pooled connection came free: nothing to trace
                 logger.warning("saving %d partial answers failed", len(changed) + len(alive), exc_info=not busy)
                 for answer in self.live:

@@ -1,7 +1,7 @@
 """The send body of /api/v1/chat/send, /api/v1/chat/stream and the WebSocket's `send_message` frame.
 
 `SendBody` is its one definition: `parse_send_body` validates a body with it and chat/openapi.py
-documents it as the schema's `SendMessage` with `send_body_schema()`, so the two cannot disagree.
+documents it as the schema's `SendMessage`, so the two cannot disagree.
 Pure validation, no database. Every refusal is INVALID_MESSAGE naming the field (API.md "Error
 codes"); a null field is an absent one; strings holding NUL or lone surrogates are refused.
 """
@@ -215,29 +215,3 @@ def parse_send_body(body: Any) -> SendBody:
             details["max_chars"] = context["max_chars"]
         rule = RULES.get(error["type"], "{field} is not valid.")
         raise ClientError("INVALID_MESSAGE", rule.format(field=field, **context), details) from None
-
-
-def send_body_schema() -> dict:
-    """`SendBody` as an OpenAPI 3.0 schema, with `messages` last as the contract lists it."""
-    schema = SendBody.model_json_schema(ref_template="{model}")
-    schema = _openapi(schema, schema.pop("$defs", {}))
-    schema["properties"]["messages"] = schema["properties"].pop("messages")
-    return schema
-
-
-def _openapi(node: dict, defs: dict) -> dict:
-    """One JSON Schema node as OpenAPI 3.0 says it: `nullable` for a union with null, references
-    inlined, without the titles and null defaults pydantic adds."""
-    if "$ref" in node:
-        return _openapi(defs[node["$ref"]], defs)
-    options = node.get("anyOf", [])
-    if len(options) == 2 and {"type": "null"} in options:
-        inner = next(option for option in options if option != {"type": "null"})
-        rest = {key: value for key, value in node.items() if key != "anyOf"}
-        return {**_openapi(inner, defs), **_openapi(rest, defs), "nullable": True}
-    node = {key: value for key, value in node.items() if key not in ("title", "default")}
-    if "properties" in node:
-        node["properties"] = {name: _openapi(child, defs) for name, child in node["properties"].items()}
-    if "items" in node:
-        node["items"] = _openapi(node["items"], defs)
-    return node

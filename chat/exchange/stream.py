@@ -163,7 +163,7 @@ class Exchange:
             try:
                 # Closing the provider's generator closes its HTTP stream.
                 await stream.aclose()
-            except Exception:  # noqa: BLE001 - a failing close must not stop the settle
+            except Exception:  # a failing close must not stop the settle
                 logger.warning("closing the provider stream of %s failed", self.request_id, exc_info=True)
         text = "".join(parts)
         if usage is None:
