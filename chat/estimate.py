@@ -1,6 +1,6 @@
 """The next message's prompt estimate, counted exactly as the exchange pipeline will count it.
 
-`prepare_exchange` (chat/exchange.py) builds a `ChatRequest` from the conversation's system prompt,
+`prepare_exchange` (chat/exchange/prepare.py) builds a `ChatRequest` from the conversation's system prompt,
 its history as `build_context` cuts it for the model, and the message, and puts
 `estimate_prompt_tokens` of it in `stream_start.estimated_prompt_tokens` (and the budget hold).
 `prompt_request` builds that same request for a draft, so the chat page's "before sending" figure

@@ -378,7 +378,7 @@ CHATLIMA_RESERVATION_TTL_SECONDS = envint("CHATLIMA_RESERVATION_TTL_SECONDS", ma
 # SQLite takes one writer at a time: its database work runs on one thread; PostgreSQL gets a thread pool.
 CHATLIMA_DB_THREAD_SENSITIVE = envbool("CHATLIMA_DB_THREAD_SENSITIVE", DATABASES["default"]["ENGINE"].endswith("sqlite3"))
 
-# Mobile sync and the REST API (chat/sync.py). A push body holds at most this many items; bigger
+# Mobile sync and the REST API (chat/sync/). A push body holds at most this many items; bigger
 # histories are pushed in several bodies. The body size limit leaves room for a full push.
 CHATLIMA_SYNC_MAX_CONVERSATIONS = envint("CHATLIMA_SYNC_MAX_CONVERSATIONS", 1000)
 CHATLIMA_SYNC_MAX_MESSAGES = envint("CHATLIMA_SYNC_MAX_MESSAGES", 20000)
