@@ -116,6 +116,9 @@ USER_MESSAGE_FIGURES = {
     "properties": {"id": {"type": "string"}, "prompt_tokens": {"type": "integer", "nullable": True}},
     "required": ["id", "prompt_tokens"],
 }
+MAX_TOKENS = {"type": "integer", "nullable": True,
+              "description": "The answer's real allowance; null only replaying an answer that had no exchange."}
+CLAMPED = {"type": "boolean", "description": "True when the budget lowered max_tokens to what it had left."}
 SEND_RESPONSE = {
     "type": "object",
     "properties": {
@@ -136,6 +139,8 @@ SEND_RESPONSE = {
                 "user_message": USER_MESSAGE_FIGURES,
                 "conversation_usage": CONVERSATION_USAGE_REF,
                 "budget": BUDGET_SCHEMA,
+                "max_tokens": MAX_TOKENS,
+                "max_tokens_clamped": CLAMPED,
             },
             "required": ["response", "usage", "cost", "timestamp", "request_id", "message_id", "conversation_id"],
         },
@@ -161,9 +166,8 @@ STREAM_EVENTS = {
     "stream_start": _event("stream_start", {
         "request_id": ID, "conversation_id": ID, "model": {"type": "string"},
         "estimated_prompt_tokens": {"type": "integer"}, "conversation_usage": CONVERSATION_USAGE_REF,
-        "message_id": ID, "max_tokens": {"type": "integer"}, "max_tokens_clamped": {"type": "boolean"},
-        "replayed": {"type": "boolean"},
-    }, ["request_id", "conversation_id", "model", "estimated_prompt_tokens", "conversation_usage"]),
+        "message_id": ID, "max_tokens": MAX_TOKENS, "max_tokens_clamped": CLAMPED, "replayed": {"type": "boolean"},
+    }, ["request_id", "conversation_id", "model", "estimated_prompt_tokens", "conversation_usage", "max_tokens"]),
     "stream_chunk": _event("stream_chunk", {
         "request_id": ID, "chunk": {"type": "string"}, "estimated_completion_tokens": {"type": "integer"},
     }, ["request_id", "chunk", "estimated_completion_tokens"]),

@@ -98,11 +98,13 @@ async def chat_send(request: HttpRequest) -> HttpResponse:
         exchange = await _open(request)
     except ClientError as err:
         return error_response(err)
-    saved = complete = error = None
+    saved = start = complete = error = None
     async with aclosing(exchange.events()) as events:
         async for event in events:
             if event["type"] == "message_saved":
                 saved = event
+            elif event["type"] == "stream_start":
+                start = event
             elif event["type"] == "message_complete":
                 complete = event
             elif event["type"] == "error":
@@ -129,5 +131,8 @@ async def chat_send(request: HttpRequest) -> HttpResponse:
         "user_message": complete["user_message"],
         "conversation_usage": complete["conversation_usage"],
         "budget": complete["budget"],
+        # An extension (README): the answer's allowance, as stream_start says it.
+        "max_tokens": start["max_tokens"] if start else None,
+        "max_tokens_clamped": bool(start and start.get("max_tokens_clamped")),
     }
     return JsonResponse({"data": data, "timestamp": now})

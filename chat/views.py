@@ -227,5 +227,6 @@ def _page_data(request: HttpRequest, current: Conversation | None, models: list[
         "max_message_chars": settings.CHATLIMA_MAX_MESSAGE_CHARS,
         "conversation_url_template": "/c/__id__/",
         "estimate_url": reverse("chat:draft_estimate"),
+        "usage_url": reverse("usage:dashboard"),
         "csrf_token": get_token(request),
     }

@@ -2,8 +2,10 @@
 
 Locking contract: `reserve`, `settle_reservation` and `release_reservation` must run inside the
 caller's transaction. Each takes the Budget row lock with a conditional UPDATE (so concurrent
-checks are decided one at a time by the database, never by a read-then-write in Python) and holds
-it to commit. Take it before `chat.sync_clock.tick()` so every writer locks in the same order.
+checks are decided one at a time by the database: a hold that no longer fits is never written) and
+holds it to commit; `reserve` sizes a hold from a read of the row and, when that read turns out
+stale, reads it again under the lock (SELECT FOR UPDATE). Take it before `chat.sync_clock.tick()`
+so every writer locks in the same order.
 
 Budgets count usage log rows only: `tokens_used`/`cost_used` grow by what a settled usage row
 recorded, and a period rollover recomputes them from the rows of the new period.
@@ -26,7 +28,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from chatlima.errors import ClientError
-from chatlima.formats import money_str, utc_iso
+from chatlima.formats import money_display, money_str, utc_iso
 from usage.models import ApiUsageLog, Budget, BudgetReservation
 
 RATE_WINDOW_DAYS = 7
@@ -91,23 +93,89 @@ def current_budget(user: User, now: datetime | None = None, budget: Budget | Non
 @dataclass(frozen=True)
 class Hold:
     reservation_id: int
-    tokens: int
+    tokens: int  # the prompt and the output allowance
     cost: Decimal
+    output_tokens: int = 0  # the answer's allowance within `tokens`
+    clamped: bool = False  # lowered from the output asked for to what the budget had left
 
 
-def _limit_details(budget: Budget, tokens: int, cost: Decimal, period_end: datetime) -> dict[str, Any]:
+# The cost of the prompt plus this many output tokens; None when the model has no known price.
+Pricing = Callable[[int], Decimal | None]
+
+
+def _fixed(cost: Decimal) -> Pricing:
+    return lambda output: cost
+
+
+def _room(budget: Budget, prompt: int, asked: int, pricing: Pricing) -> tuple[int, Decimal]:
+    """The most output, at most `asked`, that fits beside `prompt` under both limits as `budget`
+    reads, and the cost of the prompt with it (0 without a cost limit). Below 0: not even the
+    prompt fits. A model of unknown price is limited by tokens only (its usage costs nothing
+    against the budget either: settled rows count an unknown cost as 0)."""
+    output = asked
+    if budget.token_limit is not None:
+        output = min(output, budget.token_limit - budget.tokens_used - budget.tokens_held - prompt)
+    if budget.cost_limit is None or output < 0:
+        return output, Decimal("0")
+    cost = pricing(output)
+    if cost is None:
+        return output, Decimal("0")
+    left = budget.cost_limit - budget.cost_used - budget.cost_held
+    if cost <= left:
+        return output, cost
+    if (pricing(0) or Decimal("0")) > left:
+        return -1, Decimal("0")
+    # The cost grows with the output: the largest `low` with cost(low) <= left < cost(high).
+    low, high = 0, output
+    while high - low > 1:
+        middle = (low + high) // 2
+        if (pricing(middle) or Decimal("0")) <= left:
+            low = middle
+        else:
+            high = middle
+    return low, pricing(low) or Decimal("0")
+
+
+def _remaining(limit, used, held):
+    return None if limit is None else max(limit - used - held, 0)
+
+
+def _limit_details(budget: Budget, prompt: int, asked: int, least: int, pricing: Pricing,
+                   period_end: datetime) -> dict[str, Any]:
+    """What a refusal says: the limits, what is used, held and left, what the request asked for
+    (`*_requested`) and the least it could have gone ahead with (`*_needed`)."""
+    priced = budget.cost_limit is not None
     return {
         "token_limit": budget.token_limit,
         "tokens_used": budget.tokens_used,
         "tokens_held": budget.tokens_held,
-        "tokens_requested": tokens,
+        "tokens_left": _remaining(budget.token_limit, budget.tokens_used, budget.tokens_held),
+        "tokens_requested": prompt + asked,
+        "tokens_needed": prompt + least,
+        "prompt_tokens": prompt,
+        "min_output_tokens": least,
         "cost_limit": money_str(budget.cost_limit),
         "cost_used": money_str(budget.cost_used),
-        "cost_requested": money_str(cost),
+        "cost_left": money_str(_remaining(budget.cost_limit, budget.cost_used, budget.cost_held)),
+        "cost_requested": money_str((pricing(asked) if priced else None) or Decimal("0")),
+        "cost_needed": money_str((pricing(least) if priced else None) or Decimal("0")),
         "period": budget.period,
         "period_end": utc_iso(period_end, "auto"),
         "reset_at": utc_iso(period_end, "auto"),
     }
+
+
+def _refusal_message(details: dict[str, Any]) -> str:
+    """The refusal in words: how much is left and what to do."""
+    tokens_short = details["tokens_left"] is not None and details["tokens_left"] < details["tokens_needed"]
+    if tokens_short or details["cost_left"] is None:
+        left = f"{details['tokens_left']:,} tokens are left"
+        needed = f"needs at least {details['tokens_needed']:,}"
+    else:
+        left = f"${money_display(details['cost_left'])} is left"
+        needed = f"needs at least ${money_display(details['cost_needed'])}"
+    return (f"This request would go over your budget: {left} this period and it {needed}. "
+            f"Wait for the reset at {details['reset_at']}, or ask an administrator to raise your limit.")
 
 
 def _hold(budget_pk: int, tokens: int, cost: Decimal) -> bool:
@@ -126,33 +194,43 @@ def _hold(budget_pk: int, tokens: int, cost: Decimal) -> bool:
         return cursor.rowcount == 1
 
 
-def reserve(user: User, request_id: str, tokens: int, cost: Decimal | Callable[[], Decimal] = Decimal("0"),
-            ttl_seconds: int | None = None) -> Hold:
-    """Hold `tokens` (and `cost`) on the user's budget for one exchange, or raise TOKEN_LIMIT_EXCEEDED.
+def reserve(user: User, request_id: str, tokens: int, cost: Decimal | Pricing = Decimal("0"), *,
+            output_tokens: int = 0, min_output_tokens: int | None = None, ttl_seconds: int | None = None) -> Hold:
+    """Hold `tokens` of prompt plus `output_tokens` of answer (and their cost) on the user's budget
+    for one exchange, or raise TOKEN_LIMIT_EXCEEDED. Runs in the caller's transaction.
 
-    The check and the hold are one conditional UPDATE: `used + held + asked <= limit` decided by
-    the database under the row lock, so parallel requests can never all pass a check only some of
-    them can afford. `cost` may be a callable, priced only when the budget has a cost limit.
+    With `min_output_tokens`, an answer the budget cannot cover in full is held at what is left
+    (`Hold.clamped`), down to `min(output_tokens, min_output_tokens)`; only below that is the
+    request refused. `cost` is a fixed cost, or a function of the output tokens (the prompt with
+    that answer, at the model's price; None for a model of unknown price, which only the token
+    limit then limits), priced only when the budget has a cost limit.
+
+    The size is read from the budget row, then held by one conditional UPDATE (`used + held +
+    asked <= limit`, decided by the database under the row lock, so parallel requests can never all
+    pass a check only some of them can afford). When that UPDATE finds the room gone, or the read
+    leaves too little, the row is read again under its lock (SELECT FOR UPDATE) and decided for good.
     """
     assert transaction.get_connection().in_atomic_block, "reserve() must run inside the caller's transaction"
+    pricing = cost if callable(cost) else _fixed(cost)
+    least = output_tokens if min_output_tokens is None else min(output_tokens, min_output_tokens)
     budget = current_budget(user)
-    if callable(cost):
-        cost = cost() if budget.cost_limit is not None else Decimal("0")
-    if not _hold(budget.pk, tokens, cost):
-        budget.refresh_from_db()
+    for locked in (False, True):
+        if locked:
+            budget = Budget.objects.select_for_update().get(pk=budget.pk)
+        output, held_cost = _room(budget, tokens, output_tokens, pricing)
+        if output >= least and _hold(budget.pk, tokens + output, held_cost):
+            break
+    else:
         _, end = period_bounds(budget.period, user.tzinfo)
-        raise ClientError(
-            "TOKEN_LIMIT_EXCEEDED",
-            "This request would go over your budget for this period.",
-            _limit_details(budget, tokens, cost, end),
-        )
+        details = _limit_details(budget, tokens, output_tokens, least, pricing, end)
+        raise ClientError("TOKEN_LIMIT_EXCEEDED", _refusal_message(details), details)
     now = timezone.now()
     ttl = ttl_seconds if ttl_seconds is not None else settings.CHATLIMA_RESERVATION_TTL_SECONDS
     reservation = BudgetReservation.objects.create(
-        user=user, request_id=request_id, tokens=tokens, cost=cost, created_at=now,
+        user=user, request_id=request_id, tokens=tokens + output, cost=held_cost, created_at=now,
         expires_at=now + timedelta(seconds=ttl),
     )
-    return Hold(reservation.pk, tokens, cost)
+    return Hold(reservation.pk, tokens + output, held_cost, output, output < output_tokens)
 
 
 def _mark_closed(reservation_id: int, state: str) -> bool:

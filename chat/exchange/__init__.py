@@ -7,7 +7,8 @@ A message's text goes through these modules in this order, each once:
     stream.py    `start_exchange(user, body)` runs the preparing on a database thread (`run_db`) and
                  returns an `Exchange` (or a `Replay`) whose `events()` streams API.md's events.
     prepare.py   `prepare_exchange`: everything that can refuse the request before a stream starts
-                 (conversation, idempotency, model, the budget hold), then the user message, a
+                 (conversation, idempotency, model, the budget hold, which may lower
+                 `max_tokens` to what the budget has left), then the user message, a
                  `streaming` answer and a `pending` usage row in one transaction. A known
                  `client_message_id` turns into a `Replay` (replay.py) of the stored result.
     settle.py    `settle_exchange`: whatever ended the stream (success, provider error, cancel,

@@ -49,9 +49,15 @@ def message_saved(request_id: str, conversation_id: str, user_message: Message) 
 
 
 def stream_start(request_id: str, conversation_id: str, model: str, estimated_prompt_tokens: int,
-                 conversation_usage: dict, *, message_id: str | None = None, replayed: bool = False) -> dict:
+                 conversation_usage: dict, max_tokens: int | None, *, max_tokens_clamped: bool = False,
+                 message_id: str | None = None, replayed: bool = False) -> dict:
+    """`max_tokens` is the answer's real allowance (None only replaying an answer that had no
+    exchange); `max_tokens_clamped` is there when the budget lowered it."""
     event = {"type": "stream_start", "request_id": request_id, "conversation_id": conversation_id, "model": model,
-             "estimated_prompt_tokens": estimated_prompt_tokens, "conversation_usage": conversation_usage}
+             "estimated_prompt_tokens": estimated_prompt_tokens, "conversation_usage": conversation_usage,
+             "max_tokens": max_tokens}
+    if max_tokens_clamped:
+        event["max_tokens_clamped"] = True
     if message_id is not None:
         event["message_id"] = message_id
     if replayed:

@@ -3,12 +3,14 @@
 `prepare_exchange` finds the conversation, answers a known `client_message_id` with its replay,
 checks the model, builds the provider's request (with as much history as the context budget
 allows), takes the budget hold and stores the user message, a `streaming` answer and a `pending`
-usage row in one transaction.
+usage row in one transaction. A budget that cannot cover `max_tokens` lowers it to what it has left
+(down to CHATLIMA_MIN_OUTPUT_TOKENS, `budgets.reserve`): the provider is asked for that, and
+`stream_start` says so.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from decimal import Decimal
 
@@ -119,6 +121,16 @@ def _stamp_conversation(conversation: Conversation, added: int, model: str, text
         cursor.execute(STAMP_CONVERSATION, [added, at, version, model, preview_of(text), at, model, conversation.pk])
 
 
+def _row_metadata(estimate: int, max_tokens: int, hold: budgets.Hold) -> dict:
+    """The usage row's note of what was held: `max_tokens` is what the provider is asked for; a
+    clamped hold also keeps what the request asked for."""
+    metadata = {"estimated_prompt_tokens": estimate, "max_tokens": hold.output_tokens,
+                "reservation_id": hold.reservation_id}
+    if hold.clamped:
+        metadata.update(max_tokens_clamped=True, max_tokens_requested=max_tokens)
+    return metadata
+
+
 def prepare_exchange(user: User, req: SendBody) -> Prepared | Replay:
     """Everything before the provider call; raises ClientError before anything is written.
 
@@ -152,16 +164,17 @@ def prepare_exchange(user: User, req: SendBody) -> Prepared | Replay:
     )
     estimate = base.estimate_prompt_tokens(chat_request)
 
-    def hold_cost() -> Decimal:
-        cost = cost_of(model, Usage(prompt_tokens=estimate, completion_tokens=max_tokens,
-                                    total_tokens=estimate + max_tokens, source="estimate"))
-        return cost or Decimal("0")
+    def hold_cost(output: int) -> Decimal | None:
+        """The prompt with `output` tokens of answer, at the model's price (None: no known price)."""
+        return cost_of(model, Usage(prompt_tokens=estimate, completion_tokens=output,
+                                    total_tokens=estimate + output, source="estimate"))
 
     now = timezone.now()
     request_id = reuse.public_id if reuse else (req.client_message_id or new_message_id())
     try:
         with transaction.atomic():
-            hold = budgets.reserve(user, request_id, estimate + max_tokens, hold_cost)
+            hold = budgets.reserve(user, request_id, estimate, hold_cost, output_tokens=max_tokens,
+                                   min_output_tokens=settings.CHATLIMA_MIN_OUTPUT_TOKENS)
             version = sync_clock.tick(user.pk)
             added = 1 if reuse else 2
             if conversation is None:
@@ -192,8 +205,7 @@ def prepare_exchange(user: User, req: SendBody) -> Prepared | Replay:
             row = ApiUsageLog.objects.create(
                 request_id=request_id, user=user, conversation=conversation, message=assistant,
                 provider=provider, model_name=model, status=ApiUsageLog.Status.PENDING, created_at=now,
-                metadata={"estimated_prompt_tokens": estimate, "max_tokens": max_tokens,
-                          "reservation_id": hold.reservation_id},
+                metadata=_row_metadata(estimate, max_tokens, hold),
             )
     except IntegrityError:
         # Another request stored this client_message_id first: answer as a retry of it.
@@ -210,8 +222,9 @@ def prepare_exchange(user: User, req: SendBody) -> Prepared | Replay:
             assistant_timestamp=assistant.timestamp, user_message_pk=user_message.pk,
             conversation_pk=conversation.pk, metadata=dict(row.metadata),
         ),
-        chat_request=chat_request,
+        chat_request=replace(chat_request, max_tokens=hold.output_tokens),
         saved_event=events.message_saved(request_id, conversation.public_id, user_message),
         start_event=events.stream_start(request_id, conversation.public_id, model, estimate, before,
+                                        hold.output_tokens, max_tokens_clamped=hold.clamped,
                                         message_id=assistant.public_id),
     )

@@ -60,9 +60,11 @@ def replay(user: User, user_message: Message) -> Replay:
             reasoning_tokens=(answer.reasoning_tokens or 0) if answer else 0,
         ))
         cost = events.cost_figures(answer.cost if answer else None, None)
+    held = row.metadata if row is not None else {}
     stream = [saved, events.stream_start(
         request_id, conversation.public_id, (answer.model if answer else "") or conversation.model,
-        user_message.prompt_tokens or 0, conversation.usage_dict(), replayed=True,
+        user_message.prompt_tokens or 0, conversation.usage_dict(), held.get("max_tokens"),
+        max_tokens_clamped=bool(held.get("max_tokens_clamped")), replayed=True,
     )]
     if answer is not None and answer.content:
         stream.append(events.stream_chunk(request_id, answer.content, usage["completion_tokens"]))

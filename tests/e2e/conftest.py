@@ -40,6 +40,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "screenshots"
 # Words of the offline model's answer arrive this many ms apart: quick, yet slow enough to watch.
 CHUNK_DELAY_MS = 8
+# The least answer a budget may lower max_tokens to, on the test server.
+MIN_OUTPUT_TOKENS = 64
 
 
 def in_ci() -> bool:
@@ -100,6 +102,8 @@ def _server_env(database_url: str, gemini_url: str | None = None, openai_url: st
         "DJANGO_SETTINGS_MODULE": "chatlima.settings",
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
         "CHATLIMA_OFFLINE_CHUNK_DELAY_MS": str(CHUNK_DELAY_MS),
+        # Low enough that a budget can cut the offline model's short answer visibly short.
+        "CHATLIMA_MIN_OUTPUT_TOKENS": str(MIN_OUTPUT_TOKENS),
         "CHATLIMA_SERVE_STATIC": "1",
         "PYTHONUNBUFFERED": "1",
     })

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import subprocess
 import sys
 from decimal import Decimal
@@ -11,7 +12,7 @@ import pytest
 
 from chat.providers.base import ChatRequest, estimate_prompt_tokens
 from chatlima.formats import money_display
-from tests.e2e.conftest import ROOT, _server_env
+from tests.e2e.conftest import MIN_OUTPUT_TOKENS, ROOT, _server_env
 from usage.tokens import count_tokens
 
 pytestmark = pytest.mark.e2e
@@ -184,24 +185,74 @@ def test_phone_width_collapses_the_sidebar(browser, server_url, shoot):
         context.close()
 
 
-def test_budget_refusal_says_the_limit_and_when_it_resets(page, e2e_db):
-    username = sign_up(page, "thrifty")
+def set_token_limit(e2e_db, username: str, tokens: int) -> None:
     e2e_db.execute(
-        "UPDATE accounts_budget SET token_limit = 10 WHERE user_id = (SELECT id FROM accounts_user WHERE username = %s)",
-        username,
+        "UPDATE accounts_budget SET token_limit = %s WHERE user_id = (SELECT id FROM accounts_user WHERE username = %s)",
+        tokens, username,
     )
-    page.fill("#message-input", "Too big for my budget")
-    page.keyboard.press("Escape")  # nothing to stop yet: must not break anything
-    page.focus("#message-input")
-    page.keyboard.press("Enter")
-    error = page.locator("#chat-error")
-    error.wait_for()
-    text = error.text_content()
-    assert "over your budget" in text and "limit is 10 tokens" in text and "resets on" in text
-    assert page.locator('article.message-user [data-badge="status"]').text_content() == "not sent"
-    assert page.input_value("#message-input") == "Too big for my budget"  # given back to edit
-    assert not page.is_disabled("#send-button") and page.is_disabled("#stop-button")
-    assert messages_of(e2e_db, username) == []
+
+
+def test_budget_refusal_says_what_is_left_and_what_to_do(browser, server_url, e2e_db, shoot):
+    draft = "Too big for my budget"
+    needed = estimate_prompt_tokens(ChatRequest(model="offline-demo", message=draft)) + MIN_OUTPUT_TOKENS
+    for width in (1280, 390):
+        context = browser.new_context(viewport={"width": width, "height": 860}, base_url=server_url)
+        page = context.new_page()
+        try:
+            username = sign_up(page, "thrifty")
+            set_token_limit(e2e_db, username, needed - 1)
+            page.reload()  # the sidebar shows the new limit
+            page.fill("#message-input", draft)
+            page.keyboard.press("Escape")  # nothing to stop yet: must not break anything
+            page.focus("#message-input")
+            page.keyboard.press("Enter")
+            error = page.locator("#chat-error")
+            error.wait_for()
+            text = error.text_content()
+            assert f"your budget has {needed - 1} tokens left this month" in text
+            assert f"needs at least {needed}" in text and f"{MIN_OUTPUT_TOKENS} for the answer" in text
+            assert "Wait for it to reset on" in text and "ask an administrator to raise your limit" in text
+            assert error.locator("a").get_attribute("href") == "/usage/#budget-title"
+            assert page.locator('article.message-user [data-badge="status"]').text_content() == "not sent"
+            assert page.input_value("#message-input") == draft  # given back to edit, its estimate with it
+            page.wait_for_function(f"() => document.getElementById('next-estimate-tokens').textContent === '{needed - MIN_OUTPUT_TOKENS}'")
+            assert not page.is_disabled("#send-button") and page.is_disabled("#stop-button")
+            assert messages_of(e2e_db, username) == []
+            assert page.evaluate("() => document.documentElement.scrollWidth") <= width
+            shoot(page, f"chat-budget-refused-{width}")
+        finally:
+            context.close()
+
+
+def test_an_answer_the_budget_lowered_says_so(browser, server_url, e2e_db, shoot):
+    draft = "Tell me everything about budgets and tokens"
+    prompt = estimate_prompt_tokens(ChatRequest(model="offline-demo", message=draft))
+    allowed = MIN_OUTPUT_TOKENS + 36  # the offline answer is longer: it stops at the allowance
+    for width in (1280, 390):
+        context = browser.new_context(viewport={"width": width, "height": 860}, base_url=server_url)
+        page = context.new_page()
+        try:
+            username = sign_up(page, "clamped")
+            set_token_limit(e2e_db, username, prompt + allowed)
+            page.reload()  # the sidebar shows the new limit
+            page.fill("#message-input", draft)
+            page.keyboard.press("Enter")
+            note = page.locator('article.message-assistant [data-note="max-tokens-clamped"]')
+            note.wait_for()
+            assert note.text_content() == f"Answer limited to {allowed} tokens by your budget."
+            page.locator('article.message-assistant[aria-busy="false"]').wait_for(timeout=20_000)
+            assert note.is_visible()  # the stored figures replace the badges, not the note
+            _, answer = messages_of(e2e_db, username)
+            assert answer["status"] == "complete" and 0 < answer["completion_tokens"] <= allowed
+            [row] = e2e_db.rows("SELECT metadata FROM api_usage_logs WHERE message_id = "
+                                "(SELECT id FROM chat_message WHERE public_id = %s)", answer["public_id"])
+            metadata = row["metadata"] if isinstance(row["metadata"], dict) else json.loads(row["metadata"])
+            assert (metadata["max_tokens"], metadata["max_tokens_clamped"]) == (allowed, True)
+            assert page.locator("#chat-error").is_hidden()
+            assert page.evaluate("() => document.documentElement.scrollWidth") <= width
+            shoot(page, f"chat-budget-clamped-{width}")
+        finally:
+            context.close()
 
 
 CORPUS = [

@@ -72,7 +72,7 @@ def test_cost_limit_is_checked_like_the_token_limit(db):
     # A callable cost is priced only when there is a cost limit.
     _limit(user, tokens=None, cost=None)
     called = []
-    _reserve(user, "msg_c", 10, lambda: called.append(1) or Decimal("5"))
+    _reserve(user, "msg_c", 10, lambda output: called.append(1) or Decimal("5"))
     assert called == []
 
 
@@ -186,3 +186,118 @@ def test_parallel_holds_on_postgresql_never_exceed_the_limit():
     assert results.count("held") == 3
     assert results.count("TOKEN_LIMIT_EXCEEDED") == 21
     assert Budget.objects.get(user=user).tokens_held == 900
+
+
+def _clamped(user, request_id, prompt, asked, cost=Decimal("0"), least=256):
+    with transaction.atomic():
+        return budgets.reserve(user, request_id, prompt, cost, output_tokens=asked, min_output_tokens=least)
+
+
+def test_an_answer_the_budget_cannot_cover_is_held_at_what_is_left(db):
+    user = make_user("clamp1")
+    _limit(user, tokens=1000)
+    Budget.objects.filter(user=user).update(tokens_used=600)
+    hold = _clamped(user, "msg_a", 14, 2048)
+    assert (hold.output_tokens, hold.tokens, hold.clamped) == (386, 400, True)
+    assert BudgetReservation.objects.get(pk=hold.reservation_id).tokens == 400
+    assert Budget.objects.get(user=user).tokens_held == 400
+
+
+def test_an_answer_that_fits_is_held_whole(db):
+    user = make_user("clamp2")
+    _limit(user, tokens=1000)
+    hold = _clamped(user, "msg_a", 14, 500)
+    assert (hold.output_tokens, hold.tokens, hold.clamped) == (500, 514, False)
+
+
+def test_below_the_least_answer_the_refusal_says_what_is_left(db):
+    user = make_user("clamp3")
+    _limit(user, tokens=1000)
+    Budget.objects.filter(user=user).update(tokens_used=700, tokens_held=31)
+    with pytest.raises(ClientError) as refused:
+        _clamped(user, "msg_a", 14, 2048)  # 269 left: 14 + 256 = 270 needed
+    details = refused.value.details
+    assert (details["tokens_left"], details["tokens_needed"], details["tokens_requested"]) == (269, 270, 2062)
+    assert (details["prompt_tokens"], details["min_output_tokens"]) == (14, 256)
+    assert "269 tokens are left" in refused.value.message and "needs at least 270" in refused.value.message
+    assert "raise your limit" in refused.value.message and details["reset_at"] in refused.value.message
+    assert BudgetReservation.objects.filter(user=user).count() == 0
+    _clamped(user, "msg_b", 13, 2048)  # 13 + 256 fits exactly
+
+
+def test_an_output_asked_below_the_least_answer_is_never_lowered(db):
+    user = make_user("clamp4")
+    _limit(user, tokens=100)
+    with pytest.raises(ClientError) as refused:
+        _clamped(user, "msg_a", 10, 100)
+    assert refused.value.details["tokens_needed"] == 110
+    assert _clamped(user, "msg_b", 10, 90).clamped is False
+
+
+def test_a_cost_limit_lowers_the_answer_to_what_its_price_leaves(db):
+    user = make_user("clamp5")
+    _limit(user, tokens=None, cost=Decimal("0.01000000"))
+    Budget.objects.filter(user=user).update(cost_used=Decimal("0.00400000"))
+
+    def price(output: int) -> Decimal:  # $1 per million prompt tokens, $10 per million output tokens
+        return (Decimal(100) + 10 * Decimal(output)) / 1_000_000
+
+    hold = _clamped(user, "msg_a", 100, 2048, price)
+    # $0.006 left: 100 prompt tokens cost $0.0001, so 590 output tokens ($0.0059) fit and no more.
+    assert (hold.output_tokens, hold.cost, hold.clamped) == (590, Decimal("0.006"), True)
+    assert Budget.objects.get(user=user).cost_held == Decimal("0.006")
+    with pytest.raises(ClientError) as refused:
+        _clamped(user, "msg_b", 100, 2048, price)
+    details = refused.value.details
+    assert (details["cost_left"], details["cost_needed"]) == ("0.00000000", "0.00266000")
+    assert "$0.00 is left" in refused.value.message and "needs at least $0.00266" in refused.value.message
+
+
+def test_a_model_without_a_price_is_limited_by_tokens_only(db):
+    user = make_user("clamp6")
+    _limit(user, tokens=1000, cost=Decimal("0.00000001"))
+    hold = _clamped(user, "msg_a", 14, 2048, lambda output: None)
+    assert (hold.output_tokens, hold.cost, hold.clamped) == (986, Decimal("0"), True)
+
+
+def test_a_hold_sized_from_a_stale_read_is_decided_again_under_the_lock(db, monkeypatch):
+    user = make_user("clamp7")
+    _limit(user, tokens=1000)
+    real = budgets.current_budget
+
+    def stale(user, *args, **kwargs):
+        # Another exchange takes 600 tokens between the read and the hold.
+        budget = real(user, *args, **kwargs)
+        Budget.objects.filter(pk=budget.pk).update(tokens_held=600)
+        return budget
+
+    monkeypatch.setattr(budgets, "current_budget", stale)
+    hold = _clamped(user, "msg_a", 14, 2048)
+    assert (hold.output_tokens, hold.tokens) == (386, 400)
+    assert Budget.objects.get(user=user).tokens_held == 1000
+
+
+@pytest.mark.django_db(transaction=True)
+def test_parallel_clamped_holds_on_postgresql_fill_the_budget_exactly():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection, connections
+
+    if connection.vendor != "postgresql":
+        pytest.skip("real parallel writers need PostgreSQL (SQLite takes one writer at a time)")
+    user = make_user("clampracer")
+    _limit(user, tokens=2200)
+
+    def attempt(i: int) -> str:
+        try:
+            return "clamped" if _clamped(user, f"msg_{i}", 14, 600).clamped else "held"
+        except ClientError as err:
+            return err.code
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        results = list(pool.map(attempt, range(24)))
+    # Three whole holds of 614, then 358 left: one answer lowered to 344, then 0 left.
+    assert (results.count("held"), results.count("clamped"), results.count("TOKEN_LIMIT_EXCEEDED")) == (3, 1, 20)
+    assert Budget.objects.get(user=user).tokens_held == 2200

@@ -17,7 +17,9 @@ export function setBusy(busy) {
 
 // A message refused before it was stored comes back to be edited (unless a new draft is there).
 export function giveBack(text) {
-  if (!input.value) input.value = text;
+  if (input.value) return;
+  input.value = text;
+  refreshEstimate();
 }
 
 // `exchange`: isBusy(), start(text, model) to send a message, stop() to stop the reply.

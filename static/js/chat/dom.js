@@ -15,8 +15,15 @@ export function announce(text) {
   window.setTimeout(() => { statusLine.textContent = text; }, 50);
 }
 
-export function showError(text, notice) {
+// `link`: an optional { href, text } after the sentence (where to read more or act).
+export function showError(text, notice, link) {
   errorBox.textContent = text;
+  if (link) {
+    const anchor = el("a", "error-link", link.text);
+    anchor.href = link.href;
+    errorBox.appendChild(document.createTextNode(" "));
+    errorBox.appendChild(anchor);
+  }
   errorBox.classList.toggle("notice", !!notice);
   errorBox.hidden = false;
 }

@@ -13,18 +13,29 @@ export const ERROR_TEXT = {
   CANCELLED: "Stopped. The partial answer was kept.",
 };
 
-function budgetText(text, details) {
-  const parts = [text];
-  if (details.token_limit !== null && details.token_limit !== undefined) {
-    parts.push("Your " + (details.period || "") + " limit is " + details.token_limit + " tokens; " +
-      (details.tokens_used || 0) + " are used" + (details.tokens_held ? " and " + details.tokens_held + " held" : "") +
-      ", and this message needs up to " + (details.tokens_requested || "?") + ".");
-  }
-  if (details.cost_limit) {
-    parts.push("Cost limit $" + moneyDisplay(details.cost_limit) + ", used $" + moneyDisplay(details.cost_used) + ".");
+const PERIOD_WORDS = { daily: "today", weekly: "this week", monthly: "this month" };
+
+function count(n) {
+  return Number(n).toLocaleString("en-US");
+}
+
+// What is left, what the message needs at least (its prompt and the least answer) and what to do.
+function budgetText(details) {
+  const period = PERIOD_WORDS[details.period] || "this period";
+  const parts = [];
+  const tokensShort = details.tokens_left !== null && details.tokens_left !== undefined &&
+    details.tokens_left < details.tokens_needed;
+  if (tokensShort || !details.cost_left) {
+    parts.push("Not sent: your budget has " + count(details.tokens_left) + " tokens left " + period +
+      ", and this message needs at least " + count(details.tokens_needed) + " (" + count(details.prompt_tokens) +
+      " for the message and its history, " + count(details.min_output_tokens) + " for the answer).");
+  } else {
+    parts.push("Not sent: your budget has $" + moneyDisplay(details.cost_left) + " left " + period +
+      ", and this message needs at least $" + moneyDisplay(details.cost_needed) + " at this model's price.");
   }
   const reset = details.reset_at || details.period_end;
-  if (reset) parts.push("It resets on " + new Date(reset).toLocaleString() + ".");
+  const when = reset ? " on " + new Date(reset).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" }) : "";
+  parts.push("Wait for it to reset" + when + ", or ask an administrator to raise your limit.");
   return parts.join(" ");
 }
 
@@ -32,7 +43,7 @@ function budgetText(text, details) {
 export function errorText(payload) {
   const text = ERROR_TEXT[payload.code] || payload.message || "Something went wrong.";
   const details = payload.details || {};
-  if (payload.code === "TOKEN_LIMIT_EXCEEDED") return budgetText(text, details);
+  if (payload.code === "TOKEN_LIMIT_EXCEEDED" && details.tokens_needed !== undefined) return budgetText(details);
   if (payload.code === "INVALID_MESSAGE" && payload.message) return text + " (" + payload.message + ")";
   if (payload.code === "RATE_LIMITED" && details.reason === "conversation_busy") {
     return "This conversation is still answering a message. Wait for it, or stop it first.";

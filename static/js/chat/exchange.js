@@ -3,7 +3,7 @@
 import { addFlag, assistantBadges, pendingBadges, setBadges, statusFlag, streamingBadges, userBilledBadges }
   from "./badges.js";
 import { giveBack, setBusy } from "./composer.js";
-import { announce, showError } from "./dom.js";
+import { announce, el, showError } from "./dom.js";
 import { ERROR_TEXT, errorText } from "./errors.js";
 import { growHistory, refreshEstimate } from "./estimate.js";
 import { firstLine, setConversationUsage, updateAccount, updateBudget, updateSidebar } from "./figures.js";
@@ -52,7 +52,7 @@ export function signedOut() {
   showError(ERROR_TEXT.UNAUTHENTICATED);
 }
 
-function failCurrent(text, notice) {
+function failCurrent(text, notice, link) {
   if (current.assistant) current.assistant.setAttribute("aria-busy", "false");
   if (!current.saved) {
     // Refused before it was stored: say so on the bubble, and give the text back to edit.
@@ -60,7 +60,7 @@ function failCurrent(text, notice) {
     current.userBubble.classList.add("status-error");
     giveBack(current.userText);
   }
-  showError(text, notice);
+  showError(text, notice, link);
   announce(text);
   const ended = current;
   current = null;
@@ -87,7 +87,20 @@ function started(payload) {
   current.assistant.setAttribute("aria-busy", "true");
   current.assistant.setAttribute("data-user-message-id", payload.request_id);
   streamingBadges(current.assistant, current.promptEstimate, 0);
-  announce("Reply started.");
+  if (payload.max_tokens_clamped) {
+    clampedNote(current.assistant, payload.max_tokens);
+    announce("Reply started, limited to " + payload.max_tokens + " tokens by your budget.");
+  } else {
+    announce("Reply started.");
+  }
+}
+
+// Why an answer may stop short: the budget lowered its allowance (API.md "Streaming events").
+function clampedNote(article, maxTokens) {
+  const note = el("p", "bubble-note", "Answer limited to " + maxTokens + " tokens by your budget.");
+  note.setAttribute("data-note", "max-tokens-clamped");
+  note.setAttribute("data-max-tokens", String(maxTokens));
+  article.appendChild(note);
 }
 
 function chunk(payload) {
@@ -98,6 +111,9 @@ function chunk(payload) {
 }
 
 function failed(payload) {
+  if (payload.code === "TOKEN_LIMIT_EXCEEDED") {
+    return failCurrent(errorText(payload), false, { href: data.usage_url + "#budget-title", text: "See your budget." });
+  }
   if (payload.code !== "CANCELLED") return failCurrent(errorText(payload));
   if (current.assistant) {
     current.assistant.classList.add("status-cancelled");
