@@ -32,7 +32,7 @@ from chat.serializers import (
 )
 from chatlima.errors import ClientError
 from chatlima.params import int_param, int_schema, query_param
-from usage.models import ModelPrice
+from usage.catalogue import is_servable
 
 ERRORS = {
     400: OpenApiResponse(ErrorSerializer, description="INVALID_MESSAGE or MODEL_UNAVAILABLE"),
@@ -73,7 +73,7 @@ def _page(paginator: CursorPagination, queryset, request: Request, view) -> list
 def _check_model(model: str | None) -> None:
     if not model or model == settings.CHATLIMA_DEFAULT_MODEL:
         return
-    if not ModelPrice.objects.filter(model_id=model).exists():
+    if not is_servable(model):
         raise ClientError("MODEL_UNAVAILABLE", f"Unknown model {model!r}.", {"model": "unknown"})
 
 
