@@ -129,7 +129,7 @@ def _record_prices(provider: str, wanted: dict[str, Listing], today) -> int:
     for row in ProviderPrice.objects.filter(entry_id__in=entry_ids.values(), effective_date__lte=today).order_by(
             "entry_id", "effective_date"):
         latest[row.entry_id] = row
-    fresh, redone = [], []
+    fresh, replaced = [], []
     for model_id, price in priced.items():
         entry_id = entry_ids[model_id]
         row = latest.get(entry_id)
@@ -137,14 +137,12 @@ def _record_prices(provider: str, wanted: dict[str, Listing], today) -> int:
         if row is not None and all(_same(getattr(row, n), v) for n, v in figures.items()):
             continue
         if row is not None and row.effective_date == today:
-            for name, value in figures.items():
-                setattr(row, name, value)
-            redone.append(row)
-        else:
-            fresh.append(ProviderPrice(entry_id=entry_id, effective_date=today, **figures))
+            replaced.append(row.pk)  # changed again the same day: today's price is the latest one
+        fresh.append(ProviderPrice(entry_id=entry_id, effective_date=today, **figures))
+    if replaced:
+        ProviderPrice.objects.filter(pk__in=replaced).delete()
     ProviderPrice.objects.bulk_create(fresh)
-    ProviderPrice.objects.bulk_update(redone, list(PRICE_FIELDS), batch_size=500)
-    return len(fresh) + len(redone)
+    return len(fresh)
 
 
 def _same(stored: Decimal | None, new: Decimal | None) -> bool:
