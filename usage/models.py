@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date
 from decimal import Decimal
 
 from django.conf import settings
@@ -11,7 +10,7 @@ from django.db import models
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from usage.endpoints import provider_is_configured
+from usage.endpoints import provider_is_configured  # noqa: F401 - its callers import it from here
 
 MONEY = {"max_digits": 16, "decimal_places": 8}
 
@@ -101,21 +100,6 @@ class ApiUsageLog(models.Model):
         }
 
 
-class ModelPriceQuerySet(models.QuerySet):
-    def current(self, on: date | None = None) -> list[ModelPrice]:
-        """The administrator's price in force for each model on a day (the latest effective date not after it)."""
-        on = on or timezone.now().date()
-        latest: dict[str, ModelPrice] = {}
-        for price in self.filter(effective_date__lte=on, is_active=True).order_by("model_id", "effective_date"):
-            latest[price.model_id] = price
-        return sorted(latest.values(), key=lambda p: (p.provider, p.display_name))
-
-    def for_model(self, model_id: str, on: date | None = None) -> ModelPrice | None:
-        on = on or timezone.now().date()
-        return (self.filter(model_id=model_id, effective_date__lte=on, is_active=True)
-                .order_by("-effective_date").first())
-
-
 class ModelPrice(models.Model):
     """An administrator's price for a model per million tokens, from its effective date: it overrides
     every other source (usage/pricing.py). A price for a model no provider lists puts that model in
@@ -133,8 +117,6 @@ class ModelPrice(models.Model):
     effective_date = models.DateField()
     is_active = models.BooleanField(default=True, help_text="Applied; switch off to fall back to the other price sources.")
 
-    objects = ModelPriceQuerySet.as_manager()
-
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["model_id", "effective_date"], name="one_price_per_model_per_day"),
@@ -143,10 +125,6 @@ class ModelPrice(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model_id} from {self.effective_date}"
-
-    @property
-    def is_available(self) -> bool:
-        return provider_is_configured(self.provider)
 
 
 class CatalogueEntry(models.Model):

@@ -246,3 +246,11 @@ def test_conversation_page_costs_a_bounded_number_of_queries(owner, owner_client
     with django_assert_max_num_queries(16):
         response = owner_client.get(f"/c/{conversation.public_id}/")
     assert response.status_code == 200
+
+
+def test_an_answer_no_source_prices_says_price_unknown_never_a_cost(owner, owner_client):
+    conversation, _, answer = make_exchange(owner)
+    Message.objects.filter(pk=answer.pk).update(cost=None)
+    html = owner_client.get(f"/c/{conversation.public_id}/").content.decode()
+    assert 'data-badge="cost" data-state="unknown">price unknown' in html
+    assert 'data-badge="cost" data-cost=' not in html

@@ -7,6 +7,7 @@ import pytest
 from django.db import IntegrityError, transaction
 
 from usage.models import ApiUsageLog, CatalogueEntry, DailyUsageRollup, ModelPrice
+from usage.pricing import admin_prices_on
 
 pytestmark = pytest.mark.django_db
 
@@ -26,16 +27,12 @@ def test_a_later_admin_price_replaces_the_earlier_one_from_its_effective_date():
             provider="openai", model_id="gpt-4o-mini", display_name="GPT-4o mini", input_per_mtok=Decimal(price),
             output_per_mtok=Decimal("0.40"), effective_date=day,
         )
-    assert ModelPrice.objects.for_model("gpt-4o-mini", on=date(2029, 12, 31)).input_per_mtok == Decimal("0.15")
-    assert ModelPrice.objects.for_model("gpt-4o-mini", on=date(2030, 1, 1)).input_per_mtok == Decimal("0.10")
-    current = {p.model_id: p for p in ModelPrice.objects.current(on=date(2030, 6, 1))}
-    assert current["gpt-4o-mini"].input_per_mtok == Decimal("0.10")
+    assert admin_prices_on(date(2029, 12, 31))["gpt-4o-mini"].input_per_mtok == Decimal("0.15")
+    assert admin_prices_on(date(2030, 1, 1))["gpt-4o-mini"].input_per_mtok == Decimal("0.10")
+    assert admin_prices_on(date(2030, 6, 1), {"gpt-4o-mini"})["gpt-4o-mini"].input_per_mtok == Decimal("0.10")
     ModelPrice.objects.filter(effective_date=date(2030, 1, 1)).update(is_active=False)
-    assert ModelPrice.objects.for_model("gpt-4o-mini", on=date(2030, 1, 1)).input_per_mtok == Decimal("0.15")
-
-
-def test_unknown_model_has_no_price():
-    assert ModelPrice.objects.for_model("no-such-model") is None
+    assert admin_prices_on(date(2030, 1, 1))["gpt-4o-mini"].input_per_mtok == Decimal("0.15")
+    assert "gpt-4o-mini" not in admin_prices_on(date(2028, 12, 31))
 
 
 def test_one_catalogue_entry_per_provider_and_model(owner):
