@@ -196,7 +196,7 @@ class SocketWatch:
             try:
                 live = await database_sync_to_async(live_credentials, thread_sensitive=settings.CHATLIMA_DB_THREAD_SENSITIVE)(
                     {credential for credential, _ in watched.values()})
-            except Exception:  # noqa: BLE001 - the database is the truth: when it cannot answer, look again next time
+            except Exception:  # the database is the truth: when it cannot answer, look again next time
                 logger.warning("checking %d sockets' credentials failed", len(watched), exc_info=True)
                 continue
             for socket, (credential, on_revoked) in watched.items():

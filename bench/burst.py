@@ -38,7 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ws_load import PY, ROOT, ensure_database, free_port, percentile, start_celery_worker, wait_for_port  # noqa: E402
+from ws_load import PY, ROOT, ensure_database, free_port, percentile, start_celery_worker, wait_for_port
 
 ASK = "Tell me about the burst benchmark."
 

@@ -26,8 +26,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatlima.settings")
 
-from tests.providers.token_corpus import CORPUS, message_of  # noqa: E402
-from usage import tokens  # noqa: E402
+from tests.providers.token_corpus import CORPUS, message_of
+from usage import tokens
 
 
 def seed_002(text: str) -> int:

@@ -43,7 +43,7 @@ def refresh_models(only: Iterable[str] | None = None) -> Refresh:
             continue
         try:
             listings = [_named(name, listing) for listing in providers.get_provider(name).list_models()]
-        except Exception as exc:  # noqa: BLE001 - one provider failing must not stop the others
+        except Exception as exc:  # one provider failing must not stop the others (logged with its traceback)
             logger.warning("refresh_models: %s failed: %s", name, exc, exc_info=True)
             refresh.failed[name] = f"{type(exc).__name__}: {exc}"[:300]
             continue

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Sum
+from django.db.models import Count, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -64,33 +65,8 @@ class Conversation(models.Model):
         return self.title or self.public_id
 
     def recompute_totals(self, save: bool = True) -> None:
-        """Derive the running totals from the messages (the rule every write path keeps).
-
-        Input is what the user messages cost as prompts; output, reasoning, cached,
-        total and cost are the assistant messages' figures.
-        """
-        live = self.messages.all()
-        user_sums = live.filter(role=Message.Role.USER).aggregate(i=Coalesce(Sum("prompt_tokens"), 0))
-        a = live.filter(role=Message.Role.ASSISTANT).aggregate(
-            o=Coalesce(Sum("completion_tokens"), 0),
-            t=Coalesce(Sum(Coalesce("total_tokens", "completion_tokens")), 0),
-            r=Coalesce(Sum("reasoning_tokens"), 0),
-            c=Coalesce(Sum("cached_tokens"), 0),
-            cost=Coalesce(Sum("cost"), Decimal("0"), output_field=models.DecimalField()),
-            actual=Sum("actual_cost"),
-        )
-        last = live.order_by("-timestamp", "-pk").first()
-        self.input_tokens = user_sums["i"]
-        self.output_tokens = a["o"]
-        self.total_tokens = a["t"]
-        self.reasoning_tokens = a["r"]
-        self.cached_tokens = a["c"]
-        self.estimated_cost = a["cost"]
-        self.actual_cost = a["actual"]
-        self.message_count = live.count()
-        self.last_message_preview = preview_of(last.content) if last else ""
-        self.last_message_at = last.timestamp if last else None
-        self.last_model = (last.model if last else "") or self.model
+        """Derive the running totals from the messages (`derive_totals`); save them unless told not to."""
+        derive_totals([self])
         if save:
             self.save(update_fields=TOTAL_FIELDS)
 
@@ -118,6 +94,68 @@ TOTAL_FIELDS = [
 
 def preview_of(content: str) -> str:
     return content if len(content) <= PREVIEW_CHARS else content[:PREVIEW_CHARS] + "..."
+
+
+# IN (...) lists stay under every backend's parameter limit.
+CHUNK = 900
+
+
+def chunks(values: list, size: int = CHUNK) -> Iterator[list]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def derive_totals(conversations: list[Conversation]) -> None:
+    """The running totals rule, for any number of conversations in a bounded number of queries.
+
+    Input is what the user messages cost as prompts; output, reasoning, cached, total (the
+    completion when a message has no total) and cost are the assistant messages' figures; the
+    count, preview, time and model are of all messages, the newest last. Sets TOTAL_FIELDS in
+    memory and saves nothing. It takes no lock: call it in the writer's transaction, after the
+    message writes, and save what it set there.
+    """
+    by_pk = {c.pk: c for c in conversations}
+    sums: dict[int, dict[str, Any]] = {}
+    newest: dict[int, Message] = {}
+    user = Q(role=Message.Role.USER)
+    assistant = Q(role=Message.Role.ASSISTANT)
+    for chunk in chunks(list(by_pk)):
+        rows = (
+            Message.objects.filter(conversation_id__in=chunk)
+            .values("conversation_id")
+            .annotate(
+                i=Coalesce(Sum("prompt_tokens", filter=user), 0),
+                o=Coalesce(Sum("completion_tokens", filter=assistant), 0),
+                t=Coalesce(Sum(Coalesce("total_tokens", "completion_tokens"), filter=assistant), 0),
+                r=Coalesce(Sum("reasoning_tokens", filter=assistant), 0),
+                c=Coalesce(Sum("cached_tokens", filter=assistant), 0),
+                cost=Coalesce(Sum("cost", filter=assistant), Decimal("0"), output_field=models.DecimalField()),
+                actual=Sum("actual_cost", filter=assistant),
+                n=Count("id"),
+            )
+            .order_by()
+        )
+        sums.update((row["conversation_id"], row) for row in rows)
+        last = Message.objects.filter(conversation_id=OuterRef("pk")).order_by("-timestamp", "-pk").values("pk")[:1]
+        last_pks = Conversation.objects.filter(pk__in=chunk).annotate(last_pk=Subquery(last)).values_list("last_pk", flat=True)
+        for message in Message.objects.filter(pk__in=[pk for pk in last_pks if pk]).only(
+            "conversation_id", "content", "timestamp", "model"
+        ):
+            newest[message.conversation_id] = message
+    for pk, conv in by_pk.items():
+        row = sums.get(pk) or {"i": 0, "o": 0, "t": 0, "r": 0, "c": 0, "cost": Decimal("0"), "actual": None, "n": 0}
+        last_message = newest.get(pk)
+        conv.input_tokens = row["i"]
+        conv.output_tokens = row["o"]
+        conv.total_tokens = row["t"]
+        conv.reasoning_tokens = row["r"]
+        conv.cached_tokens = row["c"]
+        conv.estimated_cost = row["cost"]
+        conv.actual_cost = row["actual"]
+        conv.message_count = row["n"]
+        conv.last_message_preview = preview_of(last_message.content) if last_message else ""
+        conv.last_message_at = last_message.timestamp if last_message else None
+        conv.last_model = (last_message.model if last_message else "") or conv.model
 
 
 class Message(models.Model):

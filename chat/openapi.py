@@ -1,13 +1,18 @@
 """The OpenAPI schema beyond what drf-spectacular sees: the contract's error answers on every
-operation, the rule that no string may hold NUL, and the exchange doors (plain async views).
+operation, the rule that no string may hold NUL, the exchange doors (plain async views) and the
+sync push body (pydantic models).
 
 The hooks are named in settings.SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"].
 """
 
 from __future__ import annotations
 
-from chat.ids import ID_SCHEMA_PATTERN
-from chatlima.text import NO_NUL_PATTERN, NOT_BLANK_PATTERN
+from drf_spectacular.extensions import OpenApiSerializerExtension
+from drf_spectacular.plumbing import ResolvedComponent
+from pydantic.json_schema import GenerateJsonSchema
+
+from chat.exchange.body import SendBody
+from chatlima.text import NO_NUL_PATTERN
 
 ERROR_SCHEMA = {
     "type": "object",
@@ -92,39 +97,6 @@ def add_error_responses(result, generator, request, public):
     return result
 
 
-def _text(description: str = "", *, not_blank: bool = False, max_length: int | None = None, nullable: bool = True):
-    """A send body string: what chat.exchange.parse_send_body takes (null is the same as absent)."""
-    schema: dict = {"type": "string", "nullable": nullable, "pattern": NOT_BLANK_PATTERN if not_blank else NO_NUL_PATTERN}
-    if max_length is not None:
-        schema["maxLength"] = max_length
-    if description:
-        schema["description"] = description
-    return schema
-
-
-ID_SCHEMA = {"type": "string", "pattern": ID_SCHEMA_PATTERN, "nullable": True}
-SEND_BODY = {
-    "type": "object",
-    "properties": {
-        "conversation_id": {**ID_SCHEMA, "description": "Absent: a new conversation."},
-        "message": {**_text("Not blank.", not_blank=True, max_length=32000, nullable=False), "minLength": 1},
-        "model": _text("A model id of GET /api/v1/models; another is MODEL_UNAVAILABLE.", not_blank=True, max_length=128),
-        "client_message_id": {**ID_SCHEMA, "description": "Id for the user message; a known one replays the stored result."},
-        "temperature": {"type": "number", "minimum": 0, "maximum": 2, "nullable": True},
-        "max_tokens": {"type": "integer", "minimum": 1, "maximum": 1_000_000, "nullable": True},
-        "system_prompt": _text("Only when creating the conversation.", max_length=32000),
-        "messages": {
-            "type": "array",
-            "nullable": True,
-            "items": {
-                "type": "object",
-                "properties": {"id": ID_SCHEMA, "role": _text(), "content": _text()},
-            },
-            "description": "Seed-000 form: the last user entry's id becomes client_message_id.",
-        },
-    },
-    "required": ["message"],
-}
 USAGE_SCHEMA = {
     "type": "object",
     "properties": {name: {"type": "integer"} for name in ("prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "reasoning_tokens")},
@@ -253,7 +225,11 @@ def describe_exchange_doors(result, generator, request, public):
     paths = result.setdefault("paths", {})
     schemas = result.setdefault("components", {}).setdefault("schemas", {})
     schemas.setdefault("ErrorBody", ERROR_SCHEMA)
-    schemas.setdefault("SendMessage", SEND_BODY)
+    if "SendMessage" not in schemas:
+        send = SendBody.model_json_schema(ref_template="#/components/schemas/{model}", schema_generator=OpenApi30JsonSchema)
+        schemas.update(send.pop("$defs", {}))
+        send["properties"]["messages"] = send["properties"].pop("messages")  # last, as the contract lists it
+        schemas["SendMessage"] = send
     schemas.setdefault("SendResult", SEND_RESPONSE)
     schemas.setdefault("StreamEvent", STREAM_EVENT)
     for name, event in STREAM_EVENTS.items():
@@ -272,3 +248,43 @@ def describe_exchange_doors(result, generator, request, public):
         },
     ))
     return result
+
+
+class OpenApi30JsonSchema(GenerateJsonSchema):
+    """pydantic's JSON Schema in OpenAPI 3.0's dialect: `nullable` rather than a null type, and no
+    titles or defaults (the descriptions say what an absent field means)."""
+
+    def nullable_schema(self, schema):
+        inner = self.generate_inner(schema["schema"])
+        return {"allOf": [inner], "nullable": True} if "$ref" in inner else {**inner, "nullable": True}
+
+    def default_schema(self, schema):
+        return self.generate_inner(schema["schema"])
+
+    def field_title_should_be_set(self, schema) -> bool:
+        return False
+
+    def model_schema(self, schema):
+        json_schema = super().model_schema(schema)
+        json_schema.pop("title", None)
+        return json_schema
+
+
+class SyncPushScheme(OpenApiSerializerExtension):
+    """The push body in the schema, straight from the models that validate it (chat.sync.schema):
+    SyncPushRequest, SyncConversationRequest and SyncMessageRequest."""
+
+    target_class = "chat.sync.schema.SyncPush"
+    priority = 1  # over drf_spectacular.contrib.pydantic, which names parts without "Request"
+
+    def get_name(self, auto_schema, direction):
+        return "SyncPush"
+
+    def map_serializer(self, auto_schema, direction):
+        schema = self.target.model_json_schema(
+            ref_template="#/components/schemas/{model}Request", schema_generator=OpenApi30JsonSchema, mode="validation"
+        )
+        for name, part in schema.pop("$defs", {}).items():
+            component = ResolvedComponent(name=f"{name}Request", type=ResolvedComponent.SCHEMA, object=f"{name}Request", schema=part)
+            auto_schema.registry.register_on_missing(component)
+        return schema

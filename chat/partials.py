@@ -24,7 +24,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from chat.models import Message
-from chatlima.db import ServiceUnavailable
+from chatlima.db import ServiceUnavailable, run_db
 from usage import budgets
 
 logger = logging.getLogger(__name__)
@@ -94,8 +94,6 @@ class PartialSaver:
             self._task = None
 
     async def _run(self, interval: float) -> None:
-        from chat.exchange import run_db
-
         loop = asyncio.get_running_loop()
         self._last_touch = loop.time()
         touch_every = settings.CHATLIMA_RESERVATION_TTL_SECONDS / 4
@@ -118,7 +116,7 @@ class PartialSaver:
             self._writing = True
             try:
                 await run_db(write_partials, changed, alive, reservations)
-            except Exception as exc:  # noqa: BLE001 - a failed save is retried at the next interval
+            except Exception as exc:  # a failed save is retried at the next interval
                 busy = isinstance(exc, ServiceUnavailable)  # no pooled connection came free: nothing to trace
                 logger.warning("saving %d partial answers failed", len(changed) + len(alive), exc_info=not busy)
                 for answer in self.live:

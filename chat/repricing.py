@@ -15,12 +15,12 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from chat import sync_clock
 from chat.models import Conversation, Message
 from chatlima.formats import money_str
-from chatlima.sql import update_row
 from usage.alerts import check_budget_alerts
 from usage.models import ApiUsageLog, Budget, ModelPrice, Repricing
 from usage.pricing import cost_of
@@ -114,14 +114,15 @@ def _apply(user_id: int, user: _UserChanges) -> None:
             # What the budget counted: the billed cost where there is one (unchanged), else the estimate.
             delta = sum(((r.cost_estimate or ZERO) - (r.repriced_from or ZERO) for r in user.rows
                          if r.actual_cost is None and r.created_at >= budget.period_start), ZERO)
-            update_row(Budget, {"user_id": user_id}, add={"cost_used": delta})
+            Budget.objects.filter(user_id=user_id).update(cost_used=F("cost_used") + delta)
         version = sync_clock.tick(user_id)
         ApiUsageLog.objects.bulk_update(user.rows, ["cost_estimate"], batch_size=500)
         for row in user.rows:
             if row.message_id is not None:
-                update_row(Message, {"pk": row.message_id}, set={"cost": row.cost_estimate, "version": version})
+                Message.objects.filter(pk=row.message_id).update(cost=row.cost_estimate, version=version)
         for conversation_id, delta in user.conversations.items():
-            update_row(Conversation, {"pk": conversation_id}, add={"estimated_cost": delta}, set={"version": version})
+            Conversation.objects.filter(pk=conversation_id).update(estimated_cost=F("estimated_cost") + delta,
+                                                                   version=version)
 
 
 def _by_day(changes: dict[int, _UserChanges]) -> dict[date, list[int]]:

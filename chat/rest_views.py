@@ -1,8 +1,8 @@
-"""Conversations CRUD and mobile sync over REST: thin doors onto chat.sync."""
+"""Conversations CRUD and mobile sync over REST: thin doors onto chat.conversations and chat.sync."""
 
 from __future__ import annotations
 
-from django.conf import settings
+from django.utils.functional import lazy
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
@@ -14,10 +14,11 @@ from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle, ScopedRateThrottle, UserRateThrottle
 from rest_framework.views import APIView
 
-from chat import sync
+from chat.conversations import create_conversation, delete_conversation, update_conversation
 from chat.ids import ID_SCHEMA_PATTERN, is_valid_id
 from chat.models import Conversation
 from chat.payloads import conversation_payload, message_payload
+from chat.providers import usable_provider
 from chat.serializers import (
     ConversationCreateSerializer,
     ConversationDetailSerializer,
@@ -28,11 +29,12 @@ from chat.serializers import (
     MessagePageSerializer,
     SyncPullResponseSerializer,
     SyncPushResponseSerializer,
-    SyncPushSerializer,
 )
+from chat.sync.pull import PULL_DEFAULT_LIMIT, PULL_MAX_LIMIT, pull
+from chat.sync.push import push
+from chat.sync.schema import SyncPush, push_limits
 from chatlima.errors import ClientError
 from chatlima.params import int_param, int_schema, query_param
-from usage.catalogue import is_servable
 
 ERRORS = {
     400: OpenApiResponse(ErrorSerializer, description="INVALID_MESSAGE or MODEL_UNAVAILABLE"),
@@ -71,10 +73,9 @@ def _page(paginator: CursorPagination, queryset, request: Request, view) -> list
 
 
 def _check_model(model: str | None) -> None:
-    if not model or model == settings.CHATLIMA_DEFAULT_MODEL:
-        return
-    if not is_servable(model):
-        raise ClientError("MODEL_UNAVAILABLE", f"Unknown model {model!r}.", {"model": "unknown"})
+    """A conversation's model must be one a send would take (chat.providers.usable_provider); blank keeps the default."""
+    if model:
+        usable_provider(model)
 
 
 def _validated(serializer_class, data) -> dict:
@@ -120,7 +121,7 @@ class ConversationListView(APIView):
     def post(self, request: Request) -> Response:
         data = _validated(ConversationCreateSerializer, request.data)
         _check_model(data.get("model"))
-        conv, created = sync.create_conversation(
+        conv, created = create_conversation(
             request.user,
             public_id=data.get("id"),
             title=data.get("title", ""),
@@ -153,7 +154,7 @@ class ConversationDetailView(APIView):
         conv = _own_conversation(request, public_id)
         data = _validated(ConversationWriteSerializer, request.data)
         _check_model(data.get("model"))
-        conv = sync.update_conversation(conv, dict(data))
+        conv = update_conversation(conv, dict(data))
         return Response(conversation_payload(conv))
 
     @extend_schema(
@@ -162,7 +163,7 @@ class ConversationDetailView(APIView):
         responses={204: OpenApiResponse(description="Deleted (a tombstone that sync reports)."), **ERRORS, **NOT_FOUND},
     )
     def delete(self, request: Request, public_id: str) -> Response:
-        sync.delete_conversation(_own_conversation(request, public_id))
+        delete_conversation(_own_conversation(request, public_id))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -193,6 +194,16 @@ class ConversationMessagesView(APIView):
         return paginator.get_paginated_response([message_payload(m) for m in page])
 
 
+def _push_description() -> str:
+    """Read when the schema is generated, so it states the limits the server applies."""
+    limits = push_limits()
+    return (
+        f"All or nothing and idempotent. At most {limits.conversations} conversations, {limits.messages} messages "
+        f"and {limits.deleted} deleted ids per body. Derived fields are ignored; pushed token figures never count "
+        "against a budget."
+    )
+
+
 class SyncView(APIView):
     parser_classes = [JSONParser]
     throttle_classes = [UserRateThrottle, AnonRateThrottle, ScopedRateThrottle]
@@ -203,28 +214,26 @@ class SyncView(APIView):
         parameters=[
             OpenApiParameter("since", {"type": "string", "minLength": 1},
                              description="The cursor of the last pull or push, as the server issued it; absent: everything."),
-            OpenApiParameter("limit", int_schema(1, sync.PULL_MAX_LIMIT), description="Conversations per page."),
+            OpenApiParameter("limit", int_schema(1, PULL_MAX_LIMIT), description="Conversations per page."),
         ],
         responses={200: SyncPullResponseSerializer, **ERRORS},
         description="Conversations changed after `since`, with every message and all token figures. "
         "Follow `cursor` while `has_more` is true.",
     )
     def get(self, request: Request) -> Response:
-        limit = int_param(request, "limit", sync.PULL_DEFAULT_LIMIT, 1, sync.PULL_MAX_LIMIT)
-        return Response(sync.pull(request.user, query_param(request, "since"), limit))
+        limit = int_param(request, "limit", PULL_DEFAULT_LIMIT, 1, PULL_MAX_LIMIT)
+        return Response(pull(request.user, query_param(request, "since"), limit))
 
     @extend_schema(
         operation_id="sync_push",
-        request=SyncPushSerializer,
+        request=SyncPush,
         responses={
             200: SyncPushResponseSerializer,
             **ERRORS,
             413: OpenApiResponse(ErrorSerializer, description="PAYLOAD_TOO_LARGE: more than the documented maxima."),
         },
-        description=f"All or nothing and idempotent. At most {sync.MAX_PUSH_CONVERSATIONS} conversations, "
-        f"{sync.MAX_PUSH_MESSAGES} messages and {sync.MAX_PUSH_DELETED} deleted ids per body. Derived fields are "
-        "ignored; pushed token figures never count against a budget.",
+        description=lazy(_push_description, str)(),
     )
     def post(self, request: Request) -> Response:
         # A body over CHATLIMA_MAX_BODY_BYTES never gets here: chatlima.middleware answers 413.
-        return Response(sync.push(request.user, request.data))
+        return Response(push(request.user, request.data))

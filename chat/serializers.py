@@ -1,8 +1,6 @@
 """Request and response shapes of the conversations and sync API.
 
-The sync shapes document the mobile client's format for the OpenAPI schema;
-the push body itself is validated by `chat.sync.parse_push`, which reports
-every bad item keyed by its path.
+The sync push body is not here: chat.sync.schema's pydantic models validate and describe it.
 """
 
 from __future__ import annotations
@@ -13,6 +11,7 @@ from rest_framework import serializers
 
 from chat.ids import ID_RULE, ID_SCHEMA_PATTERN, is_valid_id
 from chat.openapi import add_error_responses, describe_exchange_doors  # noqa: F401 - the hooks settings name
+from chat.sync.schema import DERIVED
 
 
 class ErrorDetailSerializer(serializers.Serializer):
@@ -126,47 +125,8 @@ class ConversationCreateSerializer(ConversationWriteSerializer):
     id = PublicIdField(required=False)
 
 
-# --- sync (the mobile client's camelCase names are kept on the wire)
-# What chat.sync_parse accepts: dates within 1970-2100 (UTC), text without NUL or lone surrogates,
-# figures that fit their column.
-SYNC_DATE = "ISO 8601, from 1970-01-01T00:00:00Z to 2100-12-31T23:59:59Z."
-SYNC_TEXT = "No NUL characters or lone surrogates."
-SYNC_FIGURE = {"required": False, "allow_null": True, "min_value": 0, "max_value": 2_147_483_647}
-
-
-# Years 1970 to 2100 (chat.sync_parse also refuses the few instants a time zone offset puts outside).
-SYNC_YEARS_PATTERN = r"^(19[7-9][0-9]|20[0-9][0-9]|2100)-"
-
-
-@extend_schema_field({"type": "string", "format": "date-time", "pattern": SYNC_YEARS_PATTERN})
-class SyncDateTimeField(serializers.DateTimeField):
-    """A sync timestamp: ISO 8601 within 1970-2100 (the schema's statement; chat.sync_parse checks)."""
-
-
-# Optional fields take null as absent, as chat.sync_parse does.
-OPTIONAL = {"required": False, "allow_null": True}
-OPTIONAL_TEXT = {**OPTIONAL, "allow_blank": True}
-
-
-class SyncMessageSerializer(serializers.Serializer):
-    id = PublicIdField()
-    role = serializers.ChoiceField(choices=["user", "assistant", "system"])
-    content = serializers.CharField(required=False, allow_blank=True, max_length=200_000,
-                                    help_text=f"{SYNC_TEXT} Absent: empty.")
-    timestamp = SyncDateTimeField(**OPTIONAL, help_text=f"{SYNC_DATE} Absent: now.")
-    originalModel = serializers.CharField(**OPTIONAL_TEXT, max_length=128, help_text="User messages: the model chosen.")  # noqa: N815
-    model = serializers.CharField(**OPTIONAL_TEXT, max_length=128)
-    contentType = serializers.CharField(**OPTIONAL_TEXT, max_length=32)  # noqa: N815
-    prompt_tokens = serializers.IntegerField(**SYNC_FIGURE)
-    completion_tokens = serializers.IntegerField(**SYNC_FIGURE)
-    total_tokens = serializers.IntegerField(**SYNC_FIGURE)
-    reasoning_tokens = serializers.IntegerField(**SYNC_FIGURE)
-    cached_tokens = serializers.IntegerField(**SYNC_FIGURE)
-    user_message_id = PublicIdField(required=False, allow_null=True, help_text="Assistant messages: the question's id.")
-    completion_id = serializers.CharField(**OPTIONAL_TEXT, max_length=255)
-    elapsed_time = serializers.IntegerField(**SYNC_FIGURE, help_text="Seconds.")
-
-
+# --- sync answers (the mobile client's camelCase names are kept on the wire; the push body is
+# chat.sync.schema's)
 class SyncPulledMessageSerializer(serializers.Serializer):
     id = serializers.CharField()
     role = serializers.CharField()
@@ -186,38 +146,6 @@ class SyncPulledMessageSerializer(serializers.Serializer):
     completion_id = serializers.CharField(required=False, allow_blank=True)
     elapsed_time = serializers.IntegerField(required=False, allow_null=True)
     cost = serializers.CharField(required=False, allow_null=True)
-
-
-DERIVED = "Derived by the server: whatever the client sends here is ignored (API.md)."
-
-
-class SyncConversationSerializer(serializers.Serializer):
-    id = PublicIdField()
-    title = serializers.CharField(**OPTIONAL_TEXT, max_length=255, help_text=SYNC_TEXT)
-    createdAt = SyncDateTimeField(**OPTIONAL, help_text=SYNC_DATE)  # noqa: N815
-    updatedAt = SyncDateTimeField(**OPTIONAL, help_text=f"{SYNC_DATE} Conflicts: the later one wins.")  # noqa: N815
-    isActive = serializers.BooleanField(**OPTIONAL)  # noqa: N815
-    model = serializers.CharField(**OPTIONAL_TEXT, max_length=128)
-    systemPrompt = serializers.CharField(**OPTIONAL_TEXT, max_length=200_000)  # noqa: N815
-    messages = SyncMessageSerializer(many=True, **OPTIONAL)
-    userId = serializers.JSONField(required=False, help_text=DERIVED)  # noqa: N815
-    messageCount = serializers.JSONField(required=False, help_text=DERIVED)  # noqa: N815
-    totalTokens = serializers.JSONField(required=False, help_text=DERIVED)  # noqa: N815
-    lastMessagePreview = serializers.JSONField(required=False, help_text=DERIVED)  # noqa: N815
-    lastMessageTimestamp = serializers.JSONField(required=False, help_text=DERIVED)  # noqa: N815
-    lastModel = serializers.JSONField(required=False, help_text=DERIVED)  # noqa: N815
-
-
-class SyncPushSerializer(serializers.Serializer):
-    conversations = SyncConversationSerializer(many=True, required=False, help_text="At most 1,000 per push.")
-    deleted = serializers.ListField(child=PublicIdField(), required=False, help_text="At most 1,000 per push.")
-    since = serializers.CharField(
-        required=False,
-        allow_blank=True,
-        allow_null=True,
-        help_text="The client's last pull cursor (empty, null or absent: it has not pulled yet). The answer's `cursor` moves past this push only when the client "
-        "was up to date; otherwise it is `since` again, so the next pull misses nothing.",
-    )
 
 
 class SyncMessageCountsSerializer(serializers.Serializer):

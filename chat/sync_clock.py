@@ -15,6 +15,13 @@ from django.db.models import F
 from chat.models import SyncClock
 
 
+def lock(user_id: int) -> int:
+    """Take the user's clock row lock (the per-user writer mutex, held to commit) and return the
+    clock's value; creates the clock on a user's first write. Inside the writer's transaction."""
+    SyncClock.objects.get_or_create(user_id=user_id)
+    return SyncClock.objects.select_for_update().filter(user_id=user_id).values_list("version", flat=True).get()
+
+
 def tick(user_id: int) -> int:
     assert transaction.get_connection().in_atomic_block, "tick() must run inside the writer's transaction"
     connection = transaction.get_connection()

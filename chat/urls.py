@@ -7,4 +7,5 @@ app_name = "chat"
 urlpatterns = [
     path("", views.home, name="home"),
     path("c/<str:public_id>/", views.conversation, name="conversation"),
+    path("draft-estimate/", views.draft_estimate, name="draft_estimate"),
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -9,17 +11,25 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.db.models import Sum
 from django.db.models.functions import Coalesce
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.middleware.csrf import CsrfViewMiddleware, get_token
 from django.shortcuts import render
 from django.template import TemplateDoesNotExist
 from django.template.loader import get_template
+from django.urls import reverse
 from django.utils.safestring import mark_safe
+from django.views.decorators.csrf import csrf_exempt
 
+from chat.estimate import estimate_draft, parse_draft, prompt_request
+from chat.exchange import build_context
 from chat.markdown import render_markdown
 from chat.models import Conversation, Message
-from chatlima.formats import money_display, money_str
+from chat.providers.base import Turn, estimate_prompt_tokens
+from chatlima.errors import ClientError, error_body, error_response
+from chatlima.formats import money_display
+from usage import tokens
+from usage.budgets import budget_payload
 from usage.queries import ListedModel, catalogue_models
-from usage.tokens import count_tokens
 
 SIDEBAR_CONVERSATIONS = 50
 ALERTS_TEMPLATE = "usage/_alerts.html"
@@ -39,6 +49,35 @@ def conversation(request: HttpRequest, public_id: str) -> HttpResponse:
     return _chat_page(request, found)
 
 
+@csrf_exempt  # checked in the view, so that a refusal is the contract's JSON, not Django's HTML page
+def draft_estimate(request: HttpRequest) -> HttpResponse:
+    """POST /draft-estimate/ `{"message", "model"?, "conversation_id"?}` (the chat page's, session and
+    CSRF): the prompt tokens sending that draft would report as `stream_start.estimated_prompt_tokens`."""
+    if request.method != "POST":
+        response = JsonResponse(error_body("INVALID_MESSAGE", "Only POST is allowed here.", {"method": request.method}),
+                                status=405)
+        response["Allow"] = "POST"
+        return response
+    try:
+        if not request.user.is_authenticated:
+            raise ClientError("UNAUTHENTICATED", "Sign in to estimate a message.")
+        if _csrf_refusal(request) is not None:
+            raise ClientError("PERMISSION_DENIED", "CSRF check failed for this session request.", {"reason": "csrf"})
+        try:
+            body = json.loads(request.body or b"null")
+        except ValueError as exc:
+            raise ClientError("INVALID_MESSAGE", "The body must be JSON.", {"field": "body"}) from exc
+        return JsonResponse(estimate_draft(request.user, parse_draft(body)))
+    except ClientError as err:
+        return error_response(err)
+
+
+def _csrf_refusal(request: HttpRequest) -> HttpResponse | None:
+    check = CsrfViewMiddleware(lambda _request: None)
+    check.process_request(request)
+    return check.process_view(request, None, (), {})
+
+
 def _chat_page(request: HttpRequest, current: Conversation | None) -> HttpResponse:
     user = request.user
     conversations = list(Conversation.objects.for_user(user).order_by("-updated_at", "-pk")[:SIDEBAR_CONVERSATIONS])
@@ -56,7 +95,7 @@ def _chat_page(request: HttpRequest, current: Conversation | None) -> HttpRespon
         "account": account_summary(user),
         "budget": budget_summary(user),
         "conversation_usage": _conversation_usage(current),
-        "page_data": _page_data(current, models, selected),
+        "page_data": _page_data(request, current, models, selected),
         "has_alerts_partial": _template_exists(ALERTS_TEMPLATE),
         "max_message_chars": settings.CHATLIMA_MAX_MESSAGE_CHARS,
     }
@@ -113,22 +152,7 @@ def account_summary(user) -> dict[str, Any]:
 
 def budget_summary(user) -> dict[str, Any]:
     """The budget as the API reports it, plus what the bar needs."""
-    try:
-        from usage.budgets import budget_payload
-    except ImportError:  # the budget rules live in usage/budgets.py; the row alone is enough to show
-        budget_payload = None
-    if budget_payload is not None:
-        data = dict(budget_payload(user))
-    else:
-        from usage.models import Budget
-
-        budget = Budget.objects.for_user(user)
-        data = {
-            "period": budget.period, "period_end": None, "token_limit": budget.token_limit,
-            "total_tokens_used": budget.tokens_used, "remaining_tokens": budget.remaining_tokens,
-            "cost_limit": money_str(budget.cost_limit),
-            "cost_used": money_str(budget.cost_used),
-        }
+    data = dict(budget_payload(user))
     limit = data.get("token_limit")
     used = data.get("total_tokens_used") or 0
     data["percent_used"] = min(100, round(100 * used / limit)) if limit else 0
@@ -146,73 +170,40 @@ def _conversation_usage(current: Conversation | None) -> dict[str, Any]:
     return usage
 
 
-def _history(current: Conversation | None, model: str) -> tuple:
-    """What the next send resends, by the pipeline's own context builder (one query)."""
-    if current is None:
-        return ()
-    from chat.exchange import build_context
-
-    return build_context(current, None, model)
-
-
 def _prompt_base_tokens(current: Conversation | None, model: str, history: tuple) -> tuple[int, int]:
-    """The next send's prompt before the draft (system prompt + history), and what one more turn adds.
-
-    Uses the pipeline's estimator, so the page's "before sending" figure is the figure the budget
-    check will use.
-    """
-    from chat.providers.base import ChatRequest, Turn
-
-    system_prompt = current.system_prompt if current is not None else ""
-    estimate = _estimator()
-    base = estimate(ChatRequest(model=model, message="", system_prompt=system_prompt, history=history))
-    with_turn = estimate(ChatRequest(model=model, message="", system_prompt=system_prompt,
-                                     history=(*history, Turn(role="user", content=""))))
-    return base, max(with_turn - base, 0)
-
-
-def _estimator():
-    from chat.providers import base
-
-    estimate = getattr(base, "estimate_prompt_tokens", None)
-    if estimate is not None:
-        return estimate
-
-    def fallback(request) -> int:
-        parts = [request.system_prompt, *(t.content for t in request.history), request.message]
-        return sum(count_tokens(p, request.model) for p in parts)
-
-    return fallback
+    """The next send's prompt before the draft (system prompt + history), and what one more turn adds,
+    by the pipeline's own estimate (chat/estimate.py), so the figure is the one the budget check uses."""
+    request = prompt_request(current, model, "", history)
+    with_turn = replace(request, history=(*history, Turn(role="user", content="")))
+    base = estimate_prompt_tokens(request)
+    return base, max(estimate_prompt_tokens(with_turn) - base, 0)
 
 
 def estimator_data() -> dict[str, Any]:
-    """The draft-token heuristic's constants, so chat.js counts a draft as usage/tokens.py would."""
-    from usage import tokens
-
-    if hasattr(tokens, "estimate_tokens") and hasattr(tokens, "PER_CHAR"):
-        return {
-            "kind": "calibrated",
-            "per_char": tokens.PER_CHAR,
-            "word_free_chars": tokens.WORD_FREE_CHARS,
-            "word_extra_per_char": tokens.WORD_EXTRA_PER_CHAR,
-            "punct_first": tokens.PUNCT_FIRST,
-            "punct_per_extra": tokens.PUNCT_PER_EXTRA,
-            "newline": tokens.NEWLINE,
-            "indent": tokens.INDENT,
-            # Later refinements of the heuristic; their neutral values leave it as it was.
-            "punct_word_merge": getattr(tokens, "PUNCT_WORD_MERGE", 0),
-            "punct_newline_merge": getattr(tokens, "PUNCT_NEWLINE_MERGE", 0),
-            "foreign_word": getattr(tokens, "FOREIGN_WORD", 1.0),
-        }
-    return {"kind": "chars", "chars_per_token": 4}
+    """The draft-token heuristic's constants, so the page counts a draft as usage/tokens.py would
+    while the server's own figure is on its way."""
+    return {
+        "per_char": tokens.PER_CHAR,
+        "word_free_chars": tokens.WORD_FREE_CHARS,
+        "word_extra_per_char": tokens.WORD_EXTRA_PER_CHAR,
+        "punct_first": tokens.PUNCT_FIRST,
+        "punct_per_extra": tokens.PUNCT_PER_EXTRA,
+        "newline": tokens.NEWLINE,
+        "indent": tokens.INDENT,
+        "punct_word_merge": tokens.PUNCT_WORD_MERGE,
+        "punct_newline_merge": tokens.PUNCT_NEWLINE_MERGE,
+        "foreign_word": tokens.FOREIGN_WORD,
+    }
 
 
-def _page_data(current: Conversation | None, models: list[ListedModel], selected: str) -> dict[str, Any]:
-    """Everything chat.js reads, delivered through json_script (never |safe)."""
+def _page_data(request: HttpRequest, current: Conversation | None, models: list[ListedModel],
+               selected: str) -> dict[str, Any]:
+    """Everything the page's script (static/js/chat/) reads, delivered through json_script (never |safe)."""
     model_data = []
     # The history is read once, cut to the context budget as the selected model counts it; each model
-    # then counts that same history its own way (the cut rarely differs between them).
-    history = _history(current, selected)
+    # then counts that same history its own way (the cut rarely differs between them). The page asks
+    # the server for every draft's exact figure (draft_estimate); these seed its figure meanwhile.
+    history = build_context(current, None, selected)
     for price in models:
         base, per_turn = _prompt_base_tokens(current, price.model_id, history)
         model_data.append({
@@ -234,4 +225,6 @@ def _page_data(current: Conversation | None, models: list[ListedModel], selected
         "estimator": estimator_data(),
         "max_message_chars": settings.CHATLIMA_MAX_MESSAGE_CHARS,
         "conversation_url_template": "/c/__id__/",
+        "estimate_url": reverse("chat:draft_estimate"),
+        "csrf_token": get_token(request),
     }

@@ -14,8 +14,12 @@ taken, so the request has changed nothing.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
+from channels.db import database_sync_to_async
 from django.conf import settings
+from django.db import DatabaseError, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.deprecation import MiddlewareMixin
 from psycopg_pool import PoolTimeout, TooManyRequests
@@ -78,3 +82,29 @@ class ServiceUnavailableMiddleware(MiddlewareMixin):
             return None
         logger.warning("%s %s: no database connection came free in time", request.method, request.path)
         return service_unavailable_response()
+
+
+async def run_db(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run a short sync database function off the event loop.
+
+    On PostgreSQL the thread's connection goes back to the process's pool as soon
+    as `fn` returns: channels' wrapper would close it too, but its test communicator switches that
+    off, and a thread that ended holding a pooled connection would keep its slot for good. Waiting
+    for a free connection is bounded by `CHATLIMA_DB_POOL_TIMEOUT`; past that this raises
+    `ServiceUnavailable` (a ClientError, 503) before `fn` has changed anything.
+    """
+
+    def call() -> Any:
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            if getattr(connection, "pool", None) is not None and not connection.in_atomic_block:
+                connection.close()
+
+    sensitive = settings.CHATLIMA_DB_THREAD_SENSITIVE
+    try:
+        return await database_sync_to_async(call, thread_sensitive=sensitive)()
+    except DatabaseError as exc:
+        if pool_exhausted(exc):
+            raise ServiceUnavailable() from exc
+        raise

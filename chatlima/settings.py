@@ -401,7 +401,7 @@ if not DEBUG:
     SECURE_HSTS_PRELOAD = True
     SECURE_CONTENT_TYPE_NOSNIFF = True
 
-# The exchange pipeline (chat/exchange.py).
+# The exchange pipeline (chat/exchange/).
 # Stream deltas are batched into one frame per interval so a slow client cannot pile up frames; 0 = every delta.
 CHATLIMA_STREAM_BATCH_MS = envint("CHATLIMA_STREAM_BATCH_MS", 50)
 # Streaming answers' partial text is saved this often (one transaction per process for all of them,

@@ -20,14 +20,13 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import caches
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import F, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts.models import User
 from chatlima.errors import ClientError
 from chatlima.formats import money_str, utc_iso
-from chatlima.sql import insert_row, update_row
 from usage.models import ApiUsageLog, Budget, BudgetReservation
 
 RATE_WINDOW_DAYS = 7
@@ -149,17 +148,17 @@ def reserve(user: User, request_id: str, tokens: int, cost: Decimal | Callable[[
         )
     now = timezone.now()
     ttl = ttl_seconds if ttl_seconds is not None else settings.CHATLIMA_RESERVATION_TTL_SECONDS
-    reservation = insert_row(BudgetReservation(
+    reservation = BudgetReservation.objects.create(
         user=user, request_id=request_id, tokens=tokens, cost=cost, created_at=now,
         expires_at=now + timedelta(seconds=ttl),
-    ))
+    )
     return Hold(reservation.pk, tokens, cost)
 
 
 def _mark_closed(reservation_id: int, state: str) -> bool:
     """Move a reservation out of `held` (a compare-and-set: True for exactly one caller)."""
-    return update_row(BudgetReservation, {"pk": reservation_id, "state": BudgetReservation.State.HELD},
-                      set={"state": state, "closed_at": timezone.now()}) == 1
+    return BudgetReservation.objects.filter(pk=reservation_id, state=BudgetReservation.State.HELD).update(
+        state=state, closed_at=timezone.now()) == 1
 
 
 def _close(reservation_id: int, state: str) -> BudgetReservation | None:
@@ -167,9 +166,18 @@ def _close(reservation_id: int, state: str) -> BudgetReservation | None:
     if not _mark_closed(reservation_id, state):
         return None
     reservation = BudgetReservation.objects.get(pk=reservation_id)
-    update_row(Budget, {"user_id": reservation.user_id},
-               add={"tokens_held": -reservation.tokens, "cost_held": -reservation.cost})
+    Budget.objects.filter(user_id=reservation.user_id).update(
+        tokens_held=F("tokens_held") - reservation.tokens, cost_held=F("cost_held") - reservation.cost)
     return reservation
+
+
+# Every exchange's settle runs this literal statement: the ORM's update() with these four F()
+# expressions costs 0.9 ms of CPU per call, this 0.2 ms (PostgreSQL; chat/exchange/__init__.py has
+# the figures).
+COUNT_SETTLED = (
+    "UPDATE accounts_budget SET tokens_held = tokens_held - %s, cost_held = cost_held - %s, "
+    "tokens_used = tokens_used + %s, cost_used = cost_used + %s WHERE user_id = %s"
+)
 
 
 def settle_reservation(user_id: int, reservation_id: int | None, tokens: int, cost: Decimal | None,
@@ -187,10 +195,8 @@ def settle_reservation(user_id: int, reservation_id: int | None, tokens: int, co
         if held_tokens is None or held_cost is None:
             held_tokens, held_cost = BudgetReservation.objects.values_list("tokens", "cost").get(pk=reservation_id)
         release_tokens, release_cost = held_tokens, held_cost
-    update_row(Budget, {"user_id": user_id}, add={
-        "tokens_held": -release_tokens, "cost_held": -release_cost,
-        "tokens_used": tokens, "cost_used": cost or Decimal("0"),
-    })
+    with transaction.get_connection().cursor() as cursor:
+        cursor.execute(COUNT_SETTLED, [release_tokens, release_cost, tokens, cost or Decimal("0"), user_id])
     return Budget.objects.get(user_id=user_id)
 
 

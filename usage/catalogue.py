@@ -179,10 +179,5 @@ def provider_of(model_id: str, servable_only: bool = True) -> str | None:
     return found
 
 
-def is_servable(model_id: str) -> bool:
-    """A model some known provider serves (it may still need that provider's key)."""
-    return provider_of(model_id) is not None
-
-
 def forget(**kwargs) -> None:
     _providers.clear()

@@ -10,11 +10,12 @@ import importlib
 import threading
 
 from chat.providers.base import Provider, ProviderError
+from chatlima.errors import ClientError
 from usage import catalogue, endpoints
 from usage.models import provider_is_configured
 
 __all__ = ["PROVIDER_NAMES", "Provider", "ProviderError", "get_provider", "provider_is_configured",
-           "provider_name_for_model"]
+           "provider_name_for_model", "usable_provider"]
 
 # name -> (module, class); imported on first use so the offline model never loads an SDK. Every
 # other name in settings.PROVIDERS is an OpenAI-compatible endpoint (CHATLIMA_OPENAI_ENDPOINTS).
@@ -58,3 +59,18 @@ def provider_name_for_model(model_id: str) -> str | None:
     Synchronous (a database read, remembered briefly): async callers wrap it in `sync_to_async`.
     """
     return catalogue.provider_of(model_id)
+
+
+def usable_provider(model_id: str) -> str:
+    """The provider that will answer `model_id`, or MODEL_UNAVAILABLE: the one rule for every door
+    (sends, the draft estimate, a conversation's model set over REST) - the model must be in the
+    catalogue and its provider configured. Synchronous (a database read)."""
+    name = provider_name_for_model(model_id)
+    if name is None:
+        raise ClientError("MODEL_UNAVAILABLE", f"Unknown model {model_id!r}.", {"model": model_id})
+    if not provider_is_configured(name):
+        raise ClientError(
+            "MODEL_UNAVAILABLE", f"The model {model_id!r} is not available: its provider has no key.",
+            {"model": model_id, "provider": name},
+        )
+    return name

@@ -48,7 +48,7 @@ def pick(obj: Any, *path: str) -> Any:
                 else:
                     value = None
             obj = value
-        except Exception:  # noqa: BLE001 - a strange shape reads as missing, never as a crash
+        except Exception:  # a strange shape reads as missing, never as a crash
             logger.debug("could not read %s from %r", key, type(obj), exc_info=True)
             return None
     return obj
@@ -146,7 +146,7 @@ async def with_retries(
         except ProviderError as exc:
             exc.retries = retries
             raise
-        except Exception as exc:  # noqa: BLE001 - every failure becomes one of the contract's codes
+        except Exception as exc:  # every failure becomes one of the contract's codes
             failure = classify(exc)
             if started:
                 # Mid-answer: the partial text stands and the pipeline estimates its usage.

@@ -234,16 +234,15 @@ class GeminiProvider:
         if not config.get("api_key"):
             raise ProviderError("PROVIDER_ERROR", "The gemini provider has no API key configured.")
         timeout_ms = max(1, int(settings.CHATLIMA_CATALOGUE_TIMEOUT_SECONDS * 1000))
-        client = genai.Client(api_key=config["api_key"], http_options=types.HttpOptions(
-            base_url=config.get("base_url") or None, timeout=timeout_ms))
         listings = []
-        for model in client.models.list(config={"page_size": LIST_PAGE_SIZE}):
-            name = pick(model, "name") or ""
-            if "generateContent" not in (pick(model, "supported_actions") or ()):
-                continue  # embeddings, image and speech models
-            model_id = name.removeprefix("models/")
-            listings.append(Listing(model_id=model_id, display_name=pick(model, "display_name") or "",
-                                    context_window=to_int(pick(model, "input_token_limit"))))
+        with genai.Client(api_key=config["api_key"], http_options=types.HttpOptions(
+                base_url=config.get("base_url") or None, timeout=timeout_ms)) as client:
+            for model in client.models.list(config={"page_size": LIST_PAGE_SIZE}):
+                if "generateContent" not in (pick(model, "supported_actions") or ()):
+                    continue  # embeddings, image and speech models
+                listings.append(Listing(model_id=(pick(model, "name") or "").removeprefix("models/"),
+                                        display_name=pick(model, "display_name") or "",
+                                        context_window=to_int(pick(model, "input_token_limit"))))
         return listings
 
 

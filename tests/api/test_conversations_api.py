@@ -93,7 +93,7 @@ def test_delete_leaves_a_tombstone_and_hides_the_conversation(owner_api, owner):
 
 
 def _cursor(version: int) -> str:
-    from chat.sync import encode_cursor
+    from chat.sync.cursor import encode_cursor
 
     return encode_cursor(version, None)
 

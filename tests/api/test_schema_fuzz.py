@@ -16,6 +16,8 @@ rejecting valid data. Everything else does.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import schemathesis
 from django.core import signals
@@ -71,7 +73,7 @@ SEMANTIC_REFUSALS = [
 ]
 
 
-# A push's items refused for what other items, or the stored history, hold (chat.sync_parse, chat.sync).
+# A push's items refused for what other items, or the stored history, hold (chat.sync.schema, chat.sync.push).
 SYNC_CROSS_ITEM = (
     "This conversation appears twice in the body.", "This message id is also at ",
     "This conversation is also pushed in the same body.", "Must name a user message.",
@@ -175,6 +177,23 @@ def test_the_schema_describes_every_endpoint_of_the_contract(owner_api):
     push = paths["/api/v1/sync"]["post"]
     assert push["requestBody"]["content"]["application/json"]["schema"]
     assert {"200", "400", "413"} <= set(push["responses"])
+
+
+def test_the_push_body_schema_comes_from_the_models_that_validate_it(owner_api, settings):
+    settings.CHATLIMA_SYNC_MAX_CONVERSATIONS = 7
+    schema = owner_api.get("/api/v1/schema/?format=json").json()
+    push = schema["paths"]["/api/v1/sync"]["post"]
+    assert push["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/SyncPushRequest"}
+    assert "At most 7 conversations" in push["description"]  # the settings of the server that serves it
+    parts = schema["components"]["schemas"]
+    assert parts["SyncPushRequest"]["properties"]["conversations"]["items"] == {"$ref": "#/components/schemas/SyncConversationRequest"}
+    message = parts["SyncMessageRequest"]
+    assert message["required"] == ["id", "role"]
+    assert message["properties"]["prompt_tokens"] == {"type": "integer", "minimum": 0, "maximum": 2147483647, "nullable": True}
+    assert message["properties"]["originalModel"]["maxLength"] == 128
+    assert parts["SyncConversationRequest"]["properties"]["createdAt"]["format"] == "date-time"
+    # OpenAPI 3.0 has no null type: optional fields say `nullable`.
+    assert '"null"' not in json.dumps(schema)
 
 
 def test_the_swagger_page_is_served_from_local_assets(owner_api):

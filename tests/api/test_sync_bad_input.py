@@ -10,7 +10,7 @@ import pytest
 
 from chat import sync_clock
 from chat.models import Conversation, Message
-from chat.sync import parse_push
+from chat.sync.schema import parse_push
 from chatlima.errors import ClientError
 from tests.api.conftest import make_conversation, pull_all
 
@@ -165,3 +165,98 @@ def test_validation_time_grows_linearly_with_the_number_of_invalid_messages():
     ratio = seconds_to_refuse(invalid_body(large), large) / seconds_to_refuse(invalid_body(small), small)
     # Linear: about 8 times longer for 8 times the body; quadratic was about 64 times.
     assert ratio < 24, ratio
+
+
+def _set(path: tuple, value):
+    """A two-conversation body with `value` at `path` (a key of the last step missing when value is ABSENT)."""
+    body = {"conversations": [make_conversation("conv_a", 2), make_conversation("conv_b", 2)]}
+    target = body
+    for step in path[:-1]:
+        target = target[step]
+    if value is ABSENT:
+        del target[path[-1]]
+    else:
+        target[path[-1]] = value
+    return body
+
+
+ABSENT = object()
+MESSAGE = ("conversations", 1, "messages", 1)
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "expected"),
+    [
+        (("conversations", 1, "title"), 5, "Must be a string."),
+        (("conversations", 1, "title"), "x" * 256, "At most 255 characters."),
+        # Two rules broken: the length is named first, as it always was.
+        (("conversations", 1, "title"), "x" * 256 + "\ud800", "At most 255 characters."),
+        (("conversations", 1, "title"), "x\ud800", "Must not contain a lone surrogate (U+D800)."),
+        (("conversations", 1, "systemPrompt"), "a\x00b", "Must not contain a NUL character."),
+        (("conversations", 1, "isActive"), "yes", "Must be true or false."),
+        (("conversations", 1, "createdAt"), "yesterday", "Must be an ISO 8601 timestamp."),
+        (("conversations", 1, "createdAt"), 1753195195, "Must be an ISO 8601 timestamp."),
+        (("conversations", 1, "id"), ABSENT, "Ids are 1 to 64 letters, digits, '_' or '-'."),
+        (("conversations", 1, "id"), "conv_b\n", "Ids are 1 to 64 letters, digits, '_' or '-'."),
+        (("conversations", 1, "messages"), {}, "Must be a list."),
+        (("conversations", 1), 5, "Must be an object."),
+        (MESSAGE, [], "Must be an object."),
+        ((*MESSAGE, "role"), ABSENT, "One of user, assistant, system."),
+        ((*MESSAGE, "content"), None, "Must be a string."),
+        ((*MESSAGE, "completion_tokens"), True, "Token figures are whole numbers."),
+        ((*MESSAGE, "completion_tokens"), 1.0, "Token figures are whole numbers."),
+        ((*MESSAGE, "completion_tokens"), 10**30, "Token figures are between 0 and 2147483647."),
+        ((*MESSAGE, "elapsed_time"), -1, "Token figures are between 0 and 2147483647."),
+        ((*MESSAGE, "user_message_id"), "", "Must name a message id."),
+        ((*MESSAGE, "user_message_id"), "msg_b_m1", "Must name a user message."),
+        ((*MESSAGE, "user_message_id"), "msg_a_m0", "Names a message of another conversation."),
+        ((*MESSAGE, "id"), "msg_a_m1", "This message id is also at conversations[0].messages[1]."),
+        (("conversations", 1, "id"), "conv_a", "This conversation appears twice in the body."),
+    ],
+)
+def test_each_refusal_keeps_its_wording(path, value, expected):
+    with pytest.raises(ClientError) as refused:
+        parse_push(_set(path, value))
+    assert refused.value.code == "INVALID_MESSAGE"
+    [(where, wording)] = refused.value.details.items()
+    assert (where, wording) == (".".join(f"[{p}]" if isinstance(p, int) else p for p in path).replace(".[", "["), expected)
+
+
+def test_a_message_refused_for_its_own_fields_takes_no_part_in_the_checks_across_items():
+    body = _set((*MESSAGE, "content"), 5)
+    body["conversations"][1]["messages"][1]["id"] = "msg_a_m1"  # would repeat an id, were the message valid
+    with pytest.raises(ClientError) as refused:
+        parse_push(body)
+    assert refused.value.details == {"conversations[1].messages[1].content": "Must be a string."}
+
+
+def test_deleted_ids_are_checked_and_a_repeated_one_is_answered_once(owner_api):
+    body = {"conversations": [make_conversation("conv_a")], "deleted": ["conv_x", "bad id", "conv_a", "conv_x"]}
+    with pytest.raises(ClientError) as refused:
+        parse_push(body)
+    assert refused.value.details == {
+        "deleted[1]": "Must be a conversation id.", "deleted[2]": "This conversation is also pushed in the same body.",
+    }
+    body["deleted"] = ["conv_x", "conv_y", "conv_x"]
+    answer = owner_api.post("/api/v1/sync", body, format="json").json()
+    assert answer["deleted"] == [{"id": "conv_x", "status": "unchanged"}, {"id": "conv_y", "status": "unchanged"}]
+
+
+def test_a_since_that_is_no_string_is_named_only_when_every_item_is_fine():
+    body = {"conversations": [make_conversation("conv_a")], "since": 5}
+    with pytest.raises(ClientError) as refused:
+        parse_push(body)
+    assert (refused.value.message, refused.value.details) == ("`since` must be a cursor string.", {"since": "invalid cursor"})
+    body["conversations"][0]["title"] = 5
+    with pytest.raises(ClientError) as refused:
+        parse_push(body)
+    assert refused.value.details == {"conversations[0].title": "Must be a string."}
+
+
+def test_the_push_limits_are_read_when_a_push_comes(owner_api, settings):
+    settings.CHATLIMA_SYNC_MAX_MESSAGES = 3
+    response = owner_api.post("/api/v1/sync", {"conversations": [make_conversation("conv_a", 4)]}, format="json")
+    assert response.status_code == 413, response.content
+    assert response.json()["error"]["details"] == {"conversations": 1, "messages": 4, "deleted": 0}
+    settings.CHATLIMA_SYNC_MAX_MESSAGES = 4
+    assert owner_api.post("/api/v1/sync", {"conversations": [make_conversation("conv_a", 4)]}, format="json").status_code == 200

@@ -133,6 +133,6 @@ def test_devices_pull_the_repaired_rows_and_a_healthy_account_is_left_alone(owne
 
 
 def _cursor_at(version: int) -> str:
-    from chat.sync import encode_cursor
+    from chat.sync.cursor import encode_cursor
 
     return encode_cursor(version, None)

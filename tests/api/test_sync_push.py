@@ -9,7 +9,7 @@ import pytest
 
 from chat import sync_clock
 from chat.models import Conversation, Message
-from chat.sync import MAX_PUSH_CONVERSATIONS
+from chat.sync.schema import push_limits
 from tests.api.conftest import make_conversation, pull_all
 from usage.models import ApiUsageLog, Budget
 
@@ -227,7 +227,7 @@ def test_an_answer_must_point_at_a_user_message_of_its_conversation(owner_api, s
 
 
 def test_a_body_over_the_maximum_is_refused_with_413(owner_api):
-    body = {"conversations": [{"id": f"conv_{k}"} for k in range(MAX_PUSH_CONVERSATIONS + 1)]}
+    body = {"conversations": [{"id": f"conv_{k}"} for k in range(push_limits().conversations + 1)]}
     answer = push(owner_api, body, status=413)
     assert answer["error"]["code"] == "PAYLOAD_TOO_LARGE"
     assert not Conversation.objects.exists()
@@ -352,9 +352,9 @@ def test_a_device_clock_in_the_future_does_not_win_every_later_conflict(owner_ap
 
 
 def test_a_pull_page_also_stops_at_a_message_budget(owner_api, monkeypatch):
-    from chat import sync
+    from chat.sync import pull
 
-    monkeypatch.setattr(sync, "PULL_MAX_MESSAGES", 10)
+    monkeypatch.setattr(pull, "PULL_MAX_MESSAGES", 10)
     push(owner_api, {"conversations": [make_conversation(f"conv_{k}", 4) for k in range(6)]})
     first = owner_api.get("/api/v1/sync", {"limit": 100}).json()
     assert (len(first["conversations"]), first["has_more"]) == (2, True)

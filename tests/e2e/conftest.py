@@ -9,8 +9,9 @@ their own database for the module, which the server process and the test both re
   server, dropped afterwards (so parallel runs and other helpers' test databases never collide).
 
 `manage.py migrate` prepares it in a subprocess, daphne serves `chatlima.asgi:application` on a
-free port with the offline model at a quick pace and Gemini pointed at the fake Gemini server of
-tests/fakes (the real SDK, figures billed by a "provider"), and the tests read what was stored with plain SQL
+free port with the offline model at a quick pace, and Gemini and OpenAI pointed at the fake servers of
+tests/fakes (the real SDKs: Gemini's figures billed by a "provider", OpenAI's left to the estimate,
+which counts with the BPE tokenizer), and the tests read what was stored with plain SQL
 (the test process's own Django connection stays on pytest-django's test database, unused here).
 
 Chromium is Debian's (`/usr/bin/chromium`, `make e2e-deps`), driven by Playwright's
@@ -87,11 +88,13 @@ class E2EDatabase:
             conn.close()
 
 
-def _server_env(database_url: str, gemini_url: str | None = None) -> dict[str, str]:
+def _server_env(database_url: str, gemini_url: str | None = None, openai_url: str | None = None) -> dict[str, str]:
     env = dict(os.environ)
     if gemini_url:
         # A real provider SDK against the local fake (tests/fakes), for figures billed by a provider.
         env.update({"GEMINI_API_KEY": "fake-e2e-key", "GEMINI_BASE_URL": gemini_url})
+    if openai_url:
+        env.update({"OPENAI_API_KEY": "sk-fake-e2e-key", "OPENAI_BASE_URL": openai_url})
     env.update({
         "DATABASE_URL": database_url,
         "DJANGO_SETTINGS_MODULE": "chatlima.settings",
@@ -157,14 +160,28 @@ def fake_gemini() -> Iterator:
 
 
 @pytest.fixture(scope="module")
-def server_url(e2e_db, fake_gemini, tmp_path_factory) -> Iterator[str]:
+def fake_openai() -> Iterator:
+    from tests.fakes.openai_server import FakeOpenAI
+
+    fake = FakeOpenAI().start()
+    # No usage chunk: the server charges its own estimate, so the user bubble shows the prompt
+    # estimate as counted with the BPE tokenizer.
+    fake.script(deltas=[f"Counted word {i}. " for i in range(20)], include_usage=False)
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+@pytest.fixture(scope="module")
+def server_url(e2e_db, fake_gemini, fake_openai, tmp_path_factory) -> Iterator[str]:
     port = free_port()
     log_path = tmp_path_factory.mktemp("daphne") / "daphne.log"
     log = open(log_path, "w")  # noqa: SIM115 - closed below, after the process
     daphne = Path(sys.executable).with_name("daphne")
     process = subprocess.Popen(
         [str(daphne), "-b", "127.0.0.1", "-p", str(port), "chatlima.asgi:application"],
-        cwd=ROOT, env=_server_env(e2e_db.url, fake_gemini.base_url), stdout=log, stderr=subprocess.STDOUT,
+        cwd=ROOT, env=_server_env(e2e_db.url, fake_gemini.base_url, fake_openai.base_url), stdout=log, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30

@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pytest
 
+from chat.providers.base import ChatRequest, estimate_prompt_tokens
 from chatlima.formats import money_display
 from tests.e2e.conftest import ROOT, _server_env
 from usage.tokens import count_tokens
@@ -45,18 +46,16 @@ def badge(page, message_id: str, kind: str):
 
 def test_signed_up_user_chats_and_sees_live_figures_turn_into_stored_ones(page, e2e_db, shoot):
     username = sign_up(page, "chatter")
-    # Before sending: the estimate counts the draft as it is typed (locally, no request).
-    before = int(page.text_content("#next-estimate-tokens"))
+    # Before sending: the estimate counts the draft as it is typed, the server's figure once it answers.
     page.focus("#message-input")
     page.keyboard.type("How are tokens counted")
     page.keyboard.press("Shift+Enter")
     page.keyboard.type("and what does it cost?")
-    assert page.input_value("#message-input") == "How are tokens counted\nand what does it cost?"
-    # The draft's tokens (the page's port of the server's counter, checked against it below) on top of
-    # the empty draft, once the throttled refresh has run.
-    draft = page.evaluate("() => window.chatlimaCountTokens('How are tokens counted\\nand what does it cost?')")
-    assert abs(draft - count_tokens("How are tokens counted\nand what does it cost?", "offline-demo")) <= 1
-    page.wait_for_function(f"() => Number(document.getElementById('next-estimate-tokens').textContent) === {before + draft}")
+    draft = "How are tokens counted\nand what does it cost?"
+    assert page.input_value("#message-input") == draft
+    expected = estimate_prompt_tokens(ChatRequest(model="offline-demo", message=draft))
+    page.wait_for_function(f"() => Number(document.getElementById('next-estimate-tokens').textContent) === {expected}"
+                           " && document.getElementById('next-estimate').dataset.source === 'server'")
 
     page.keyboard.press("Enter")  # keyboard only: Enter sends
     streaming = page.locator('article.message-assistant[aria-busy="true"] [data-badge="output"][data-state="streaming"]')

@@ -1,4 +1,4 @@
-"""The exchange pipeline itself (chat/exchange.py) against the offline model."""
+"""The exchange pipeline itself (chat/exchange/) against the offline model."""
 
 from __future__ import annotations
 
@@ -308,8 +308,8 @@ def _leave_pending(user, text: str, *, beat_seconds_ago: float = 60, request_id:
     from chat.partials import write_partials
 
     prepared = pipeline.prepare_exchange(user, pipeline.parse_send_body({"message": "Go on", "client_message_id": request_id}))
-    write_partials([(prepared.assistant_pk, text, count_tokens(text, prepared.model))], [], [])
-    Message.objects.filter(pk=prepared.assistant_pk).update(
+    write_partials([(prepared.target.assistant_pk, text, count_tokens(text, prepared.target.model))], [], [])
+    Message.objects.filter(pk=prepared.target.assistant_pk).update(
         heartbeat_at=timezone.now() - timedelta(seconds=beat_seconds_ago))
     return prepared
 
@@ -319,17 +319,17 @@ def test_start_up_leaves_exchanges_another_server_is_streaming_alone(transaction
     live = _leave_pending(user, "Still streaming on the other server", beat_seconds_ago=0.5)
     never_beat = pipeline.prepare_exchange(user, pipeline.parse_send_body({"message": "Just started", "client_message_id": "msg_new"}))
     call_command("settle_interrupted")
-    assert ApiUsageLog.objects.get(pk=live.usage_log_id).status == "pending"
-    assert ApiUsageLog.objects.get(pk=never_beat.usage_log_id).status == "pending"
-    assert BudgetReservation.objects.get(pk=live.reservation_id).state == "held"
-    assert Message.objects.get(pk=live.assistant_pk).status == "streaming"
+    assert ApiUsageLog.objects.get(pk=live.target.usage_log_id).status == "pending"
+    assert ApiUsageLog.objects.get(pk=never_beat.target.usage_log_id).status == "pending"
+    assert BudgetReservation.objects.get(pk=live.target.reservation_id).state == "held"
+    assert Message.objects.get(pk=live.target.assistant_pk).status == "streaming"
 
 
 def test_an_interrupted_exchange_with_nothing_saved_is_not_charged(transactional_db):
     user = make_user("silent")
     prepared = _leave_pending(user, "")
     call_command("settle_interrupted")
-    row = ApiUsageLog.objects.get(pk=prepared.usage_log_id)
+    row = ApiUsageLog.objects.get(pk=prepared.target.usage_log_id)
     assert (row.status, row.usage_source, row.total_tokens, row.cost_estimate) == ("interrupted", "none", 0, Decimal("0"))
     assert row.metadata["estimated_prompt_tokens"] > 0
     user.budget.refresh_from_db()
@@ -343,9 +343,9 @@ def test_settle_interrupted_keeps_the_partial_answer_and_releases_the_hold(trans
     row = ApiUsageLog.objects.get(user=user)
     assert row.status == "interrupted" and row.usage_source == "estimate"
     assert row.completion_tokens > 0
-    answer = Message.objects.get(pk=prepared.assistant_pk)
+    answer = Message.objects.get(pk=prepared.target.assistant_pk)
     assert (answer.status, answer.content) == ("interrupted", "Half an answ")
-    assert BudgetReservation.objects.get(pk=prepared.reservation_id).state == "released"
+    assert BudgetReservation.objects.get(pk=prepared.target.reservation_id).state == "released"
     budget_row = user.budget
     budget_row.refresh_from_db()
     assert budget_row.tokens_held == 0 and budget_row.tokens_used == row.total_tokens
@@ -360,9 +360,9 @@ def test_the_periodic_sweep_settles_only_exchanges_whose_heartbeat_stopped(trans
     dead = _leave_pending(user, "Dead")
     live = _leave_pending(user, "Alive and beating", beat_seconds_ago=1, request_id="msg_live")
     assert expire_reservations() == {"settled": 1, "expired": 0}
-    assert ApiUsageLog.objects.get(pk=dead.usage_log_id).status == "interrupted"
-    assert ApiUsageLog.objects.get(pk=live.usage_log_id).status == "pending"
-    assert BudgetReservation.objects.get(pk=live.reservation_id).state == "held"
+    assert ApiUsageLog.objects.get(pk=dead.target.usage_log_id).status == "interrupted"
+    assert ApiUsageLog.objects.get(pk=live.target.usage_log_id).status == "pending"
+    assert BudgetReservation.objects.get(pk=live.target.reservation_id).state == "held"
 
 
 def test_expire_reservations_frees_holds_with_no_exchange(transactional_db):

@@ -78,7 +78,7 @@ class FakeServer:
             def log_message(self, *args: Any) -> None:  # quiet
                 pass
 
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:  # http.server's naming
                 fake._handle(self)
 
             do_GET = do_POST  # noqa: N815

@@ -50,7 +50,7 @@ def worker_queue():
         "REDIS_URL": settings.REDIS_URL,
         "DJANGO_SETTINGS_MODULE": "chatlima.settings",
     }
-    log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
+    log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)  # noqa: SIM115 - the worker writes it until the fixture ends
     celery = Path(sys.executable).with_name("celery")
     proc = subprocess.Popen(
         [str(celery), "-A", "chatlima", "worker", "-Q", queue, "--pool=solo", "--concurrency=1",

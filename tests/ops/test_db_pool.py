@@ -26,10 +26,10 @@ from django.db import connection, connections
 from django.test import AsyncClient
 from knox.models import AuthToken
 
-from chat.exchange import run_db, start_exchange
+from chat.exchange import start_exchange
 from chat.models import Message
 from chatlima.asgi import application
-from chatlima.db import ServiceUnavailable
+from chatlima.db import ServiceUnavailable, run_db
 from chatlima.errors import error_response
 from tests.conftest import make_user
 from usage.models import ApiUsageLog

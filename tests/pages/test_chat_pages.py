@@ -1,4 +1,4 @@
-"""The chat pages: access, the transcript with its figures, safe markdown, the data chat.js reads."""
+"""The chat pages: access, the transcript with its figures, safe markdown, the data the page's script reads."""
 
 from __future__ import annotations
 
@@ -139,10 +139,9 @@ def test_hostile_markdown_cannot_run_anything_in_the_page(owner, owner_client):
     found = scan(html)
     assert found.handlers == []
     assert not [u for u in found.urls if u.strip().lower().startswith(("javascript:", "data:"))]
-    # Only our scripts: the model selector's search, the json_script data and chat.js, from static/.
+    # Only our two scripts: the json_script data and the page's module from static/.
     assert [(s["id"], s["type"], s["src"]) for s in found.scripts] == [
-        (None, None, "/static/js/model-search.js"), ("chat-data", "application/json", None),
-        (None, None, "/static/js/chat.js"),
+        ("chat-data", "application/json", None), (None, "module", "/static/js/chat/main.js"),
     ]
     # Code blocks survive, escaped.
     assert '<pre><code class="language-python">print(\'&lt;b&gt;kept&lt;/b&gt;\')' in html
@@ -202,7 +201,7 @@ def test_model_selector_groups_by_provider_says_free_or_unknown_and_hides_models
     assert re.search(r'<option value="qwen3:8b"[^>]*>Qwen3 8B — price unknown<', html)
     assert re.search(r'<option value="offline-demo"[^>]*>Offline demo \(free, no network\) — free<', html)
     assert '<option value="gpt-4.1"' not in html  # its provider no longer lists it
-    assert 'id="model-search"' in html and "js/model-search.js" in html
+    assert 'id="model-search"' in html
     data = page_data(html)
     qwen = next(m for m in data["models"] if m["id"] == "qwen3:8b")
     assert qwen["input_per_mtok"] is None and qwen["pricing_source"] is None

@@ -27,10 +27,10 @@ from tests.fakes.recordings import (
 if not recordings_available():
     pytest.skip(f"no provider recordings at {RECORDINGS_DIR}", allow_module_level=True)
 
-import openai  # noqa: E402
-from google import genai  # noqa: E402
-from google.genai import errors as genai_errors  # noqa: E402
-from google.genai import types  # noqa: E402
+import openai
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types
 
 NAMES = list(RECORDINGS)
 

@@ -22,19 +22,19 @@ from tests.fakes.recordings import RECORDINGS, RECORDINGS_DIR, recordings_availa
 if not recordings_available():
     pytest.skip(f"no provider recordings at {RECORDINGS_DIR}", allow_module_level=True)
 
-from channels.db import database_sync_to_async  # noqa: E402
-from channels.testing import WebsocketCommunicator  # noqa: E402
-from django.test import AsyncClient  # noqa: E402
-from knox.models import AuthToken  # noqa: E402
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.test import AsyncClient
+from knox.models import AuthToken
 
-from chat.models import Conversation, Message  # noqa: E402
-from chatlima.asgi import application  # noqa: E402
-from tests.fakes.fixtures import _point  # noqa: E402
-from tests.fakes.recordings import RecordedProvider  # noqa: E402
-from tests.fakes.recordings import answer_text as recorded_answer_text  # noqa: E402
-from tests.fakes.recordings import completion_id as recorded_completion_id  # noqa: E402
-from usage.models import ApiUsageLog, Budget, BudgetReservation, ModelPrice  # noqa: E402  # noqa: E402
-from usage.pricing import forget_prices  # noqa: E402
+from chat.models import Conversation, Message
+from chatlima.asgi import application
+from tests.fakes.fixtures import _point
+from tests.fakes.recordings import RecordedProvider
+from tests.fakes.recordings import answer_text as recorded_answer_text
+from tests.fakes.recordings import completion_id as recorded_completion_id
+from usage.models import ApiUsageLog, Budget, BudgetReservation, ModelPrice
+from usage.pricing import forget_prices
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -1,0 +1,24 @@
+// The chat page's script (ES modules, no build step): wires the message box, the exchange, the
+// socket and the estimate together. See the modules for each part.
+import { wireComposer } from "./composer.js";
+import { refreshEstimate } from "./estimate.js";
+import { connectionDropped, handleEvent, isBusy, signedOut, startExchange, stopExchange } from "./exchange.js";
+import { wireModelSearch } from "./model-search.js";
+import { connect } from "./socket.js";
+import { scrollDown } from "./transcript.js";
+
+wireComposer({ isBusy, start: startExchange, stop: stopExchange });
+wireModelSearch();
+
+const sidebar = document.getElementById("sidebar");
+const sidebarToggle = document.getElementById("sidebar-toggle");
+if (sidebarToggle) {
+  sidebarToggle.addEventListener("click", () => {
+    const open = sidebar.classList.toggle("open");
+    sidebarToggle.setAttribute("aria-expanded", open ? "true" : "false");
+  });
+}
+
+refreshEstimate();
+scrollDown();
+connect({ onEvent: handleEvent, onDrop: connectionDropped, onSignedOut: signedOut });
