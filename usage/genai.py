@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 import genai_prices
@@ -75,6 +76,7 @@ def _decimal(value: Any) -> Decimal | None:
     return Decimal(value)
 
 
+@lru_cache(maxsize=4096)  # the bundled data never changes in a process
 def price_at(ref: GenaiRef, at: datetime) -> GenaiPrice | None:
     """genai-prices' price of the model at `at`; None when it does not know the model or its provider."""
     try:
