@@ -189,7 +189,7 @@ class OpenAICompatProvider:
         if not isinstance(model_id, str) or NOT_CHAT.search(model_id):
             return None
         # vLLM says `max_model_len`; others `context_length` or `context_window`, or nothing.
-        window = next((to_int(pick(model, k)) for k in CONTEXT_KEYS if to_int(pick(model, k))), None)
+        window = next(filter(None, (to_int(pick(model, k)) for k in CONTEXT_KEYS)), None)
         return Listing(model_id=model_id, context_window=window)
 
     def _extra_body(self) -> dict[str, Any] | None:

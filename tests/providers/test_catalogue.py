@@ -44,6 +44,8 @@ def catalogues(fake_openai, fake_openrouter, fake_gemini, fake_endpoint, monkeyp
     fake_gemini.models = [gemini_model("gemini-2.5-flash", "Gemini 2.5 Flash"),
                           gemini_model("gemini-3.6-flash", "Gemini 3.6 Flash"),
                           gemini_model("text-embedding-004", "Text Embedding 004", methods=("embedContent",))]
+    fake_endpoint.models = [openai_model("llama3.2:3b", owned_by="library", max_model_len=8192),  # as vLLM says it
+                            openai_model("nomic-embed-text")]
     monkeypatch.setattr("chat.providers.gemini.LIST_PAGE_SIZE", 2)  # two pages: the pager follows them
     return {"openai": fake_openai, "openrouter": fake_openrouter, "gemini": fake_gemini, "local": fake_endpoint}
 
@@ -72,7 +74,7 @@ def test_refresh_models_fills_the_catalogue_from_every_provider(catalogues):
     assert gemini["gemini-3.6-flash"].display_name == "Gemini 3.6 Flash"
     assert [r.query.get("pageToken") for r in catalogues["gemini"].requests if r.path.endswith("/models")] == [
         None, ["2"]]
-    assert set(entries("local")) == {"llama3.2:3b"}
+    assert set(entries("local")) == {"llama3.2:3b"} and entries("local")["llama3.2:3b"].context_window == 8192
     assert catalogues["local"].last_request().headers["authorization"] == "Bearer no-key"  # none configured
     # Every provider's models are reachable: a model the seed never had is served by its provider.
     assert providers.provider_name_for_model(RARE) == "openrouter"
