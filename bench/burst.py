@@ -38,49 +38,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ws_load import PY, ROOT, ensure_database, free_port, percentile, start_celery_worker, wait_for_port
+from ws_load import (
+    PY,
+    ROOT,
+    ensure_database,
+    free_port,
+    percentile,
+    prepare_users,
+    server_env,
+    start_celery_worker,
+    wait_for_port,
+)
 
 ASK = "Tell me about the burst benchmark."
-
-
-def server_env(args: argparse.Namespace) -> dict[str, str]:
-    env = dict(os.environ)  # CHATLIMA_DB_POOL_* and the like pass through
-    env.update({
-        "DATABASE_URL": args.database_url,
-        "CHATLIMA_OFFLINE_CHUNK_DELAY_MS": str(args.pace_ms),
-        "DJANGO_DEBUG": "0",  # DEBUG records every query
-        "DJANGO_SECRET_KEY": "bench-" + os.urandom(24).hex(),
-        "DJANGO_SECURE_SSL_REDIRECT": "0",
-        "DJANGO_LOG_LEVEL": "WARNING",
-        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "CHATLIMA_USER_THROTTLE": "1000000/min",
-        "CHATLIMA_DEFAULT_MONTHLY_TOKEN_LIMIT": "",
-        "PYTHONUNBUFFERED": "1",
-    })
-    if args.redis_url:
-        env["REDIS_URL"] = args.redis_url
-        env["CHANNEL_LAYER_PREFIX"] = "chatlima-burst-bench"
-    else:
-        env.pop("REDIS_URL", None)
-    return env
-
-
-def prepare_users(env: dict[str, str], count: int) -> list[str]:
-    """Migrate, then make (or reuse) `count` users with unlimited budgets; returns a fresh token each."""
-    subprocess.run([PY, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
-    code = (
-        "from knox.models import AuthToken\n"
-        "from accounts.models import User\n"
-        "from usage.models import Budget\n"
-        f"for i in range({count}):\n"
-        "    u, _ = User.objects.get_or_create(username=f'bench-burst-{i}')\n"
-        "    Budget.objects.for_user(u)\n"
-        "    Budget.objects.filter(user=u).update(token_limit=None, cost_limit=None)\n"
-        "    print('TOKEN', AuthToken.objects.create(u)[1])\n"
-    )
-    out = subprocess.run([PY, "manage.py", "shell", "-c", code], cwd=ROOT, env=env, check=True,
-                         capture_output=True, text=True)
-    return [line.split()[1] for line in out.stdout.splitlines() if line.startswith("TOKEN ")]
 
 
 class Burst:
@@ -259,7 +229,7 @@ async def run_burst(n: int, port: int, tokens: list[str], args: argparse.Namespa
 async def run(args: argparse.Namespace) -> int:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # N sockets here and N in the server
-    env = server_env(args)
+    env = server_env(args, "chatlima-burst-bench")
     ensure_database(args.database_url)
     max_connections, here, everywhere = await pg_figures(args.database_url)
     print(f"PostgreSQL max_connections = {max_connections}; client connections before: {here} to the bench "
@@ -267,7 +237,7 @@ async def run(args: argparse.Namespace) -> int:
     if max_connections != "100" and not args.any_max_connections:
         print("this bench is about a stock PostgreSQL: max_connections must be 100 (or --any-max-connections)")
         return 2
-    tokens = prepare_users(env, max(args.streams))
+    tokens = prepare_users(env, max(args.streams), "bench-burst")
     port = free_port()
     log = Path(tempfile.mkstemp(prefix="burst-server-", suffix=".log")[1])
     server = subprocess.Popen(

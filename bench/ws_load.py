@@ -54,7 +54,8 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[k]
 
 
-def server_env(args: argparse.Namespace) -> dict[str, str]:
+def server_env(args: argparse.Namespace, layer_prefix: str = "chatlima-ws-bench") -> dict[str, str]:
+    """The server's environment as production runs it (bench/burst.py uses it too)."""
     env = dict(os.environ)
     env.update({
         "DATABASE_URL": args.database_url,
@@ -71,7 +72,7 @@ def server_env(args: argparse.Namespace) -> dict[str, str]:
     })
     if args.redis_url:
         env["REDIS_URL"] = args.redis_url
-        env["CHANNEL_LAYER_PREFIX"] = "chatlima-h4-bench"
+        env["CHANNEL_LAYER_PREFIX"] = layer_prefix
     else:
         env.pop("REDIS_URL", None)
     return env
@@ -105,7 +106,7 @@ def ensure_database(url: str) -> None:
             conn.execute(f'CREATE DATABASE "{name}"')
 
 
-def prepare_users(env: dict[str, str], count: int) -> list[str]:
+def prepare_users(env: dict[str, str], count: int, name: str = "bench-ws") -> list[str]:
     """Migrate, then make (or reuse) `count` bench users with unlimited budgets; returns their tokens."""
     subprocess.run([PY, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
     code = (
@@ -114,7 +115,7 @@ def prepare_users(env: dict[str, str], count: int) -> list[str]:
         "from accounts.models import User\n"
         "from usage.models import Budget\n"
         f"for i in range({count}):\n"
-        "    u, _ = User.objects.get_or_create(username=f'bench-ws-{i}')\n"
+        f"    u, _ = User.objects.get_or_create(username=f'{name}-{{i}}')\n"
         "    Budget.objects.for_user(u)\n"
         "    Budget.objects.filter(user=u).update(token_limit=None, cost_limit=None)\n"
         "    print('TOKEN', AuthToken.objects.create(u)[1])\n"

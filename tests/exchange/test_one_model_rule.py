@@ -11,7 +11,7 @@ from django.test import Client
 
 from chat.models import Conversation
 
-pytestmark = pytest.mark.django_db
+pytestmark = pytest.mark.django_db(transaction=True)  # /chat/send runs its database work on another thread
 
 NO_KEY = "moonshotai/kimi-k2"  # in the catalogue; OpenRouter has no key in tests
 
