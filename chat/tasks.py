@@ -19,3 +19,12 @@ def expire_reservations() -> dict:
 @shared_task(name="chat.tasks.settle_stale_exchanges")
 def settle_stale_exchanges() -> int:
     return _settle_stale()
+
+
+@shared_task(name="chat.tasks.refresh_models")
+def refresh_models() -> dict:
+    """The daily catalogue refresh (chat.catalogue.refresh_models)."""
+    from chat.catalogue import refresh_models as refresh
+
+    done = refresh()
+    return {"recorded": {r.provider: r.listed for r in done.recorded}, "failed": done.failed}

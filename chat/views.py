@@ -29,7 +29,7 @@ from chatlima.errors import ClientError, error_body, error_response
 from chatlima.formats import money_display
 from usage import tokens
 from usage.budgets import budget_payload
-from usage.models import ModelPrice
+from usage.queries import ListedModel, catalogue_models
 
 SIDEBAR_CONVERSATIONS = 50
 ALERTS_TEMPLATE = "usage/_alerts.html"
@@ -125,15 +125,12 @@ def _template_exists(name: str) -> bool:
     return True
 
 
-def _model_choices() -> list[ModelPrice]:
-    models = list(ModelPrice.objects.current())
-    for price in models:
-        price.input_display = money_display(price.input_per_mtok)
-        price.output_display = money_display(price.output_per_mtok)
-    return models
+def _model_choices() -> list[ListedModel]:
+    """The catalogue's models still listed by their providers, grouped by provider (the selector's optgroups)."""
+    return [model for model in catalogue_models() if model.listed]
 
 
-def _selected_model(current: Conversation | None, models: list[ModelPrice]) -> str:
+def _selected_model(current: Conversation | None, models: list[ListedModel]) -> str:
     wanted = (current.model if current is not None else "") or settings.CHATLIMA_DEFAULT_MODEL
     available = [m.model_id for m in models if m.is_available]
     if wanted in available or not available:
@@ -199,7 +196,7 @@ def estimator_data() -> dict[str, Any]:
     }
 
 
-def _page_data(request: HttpRequest, current: Conversation | None, models: list[ModelPrice],
+def _page_data(request: HttpRequest, current: Conversation | None, models: list[ListedModel],
                selected: str) -> dict[str, Any]:
     """Everything the page's script (static/js/chat/) reads, delivered through json_script (never |safe)."""
     model_data = []
@@ -213,9 +210,11 @@ def _page_data(request: HttpRequest, current: Conversation | None, models: list[
             "id": price.model_id,
             "display_name": price.display_name,
             "available": price.is_available,
-            "input_per_mtok": str(price.input_per_mtok),
-            "output_per_mtok": str(price.output_per_mtok),
+            # null: no source prices the model ("price unknown"), never another model's price.
+            "input_per_mtok": None if price.input_per_mtok is None else str(price.input_per_mtok),
+            "output_per_mtok": None if price.output_per_mtok is None else str(price.output_per_mtok),
             "currency": price.currency,
+            "pricing_source": None if price.price is None else price.price.source,
             "base_prompt_tokens": base,
             "per_turn_tokens": per_turn,
         })

@@ -7,6 +7,7 @@ inline Celery tasks and the offline model.
 from __future__ import annotations
 
 import os
+import re
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -261,6 +262,8 @@ CELERY_BEAT_SCHEDULE = {
     # The exchange pipeline: holds past their TTL, and exchanges whose heartbeat stopped.
     "expire-reservations": {"task": "chat.tasks.expire_reservations", "schedule": 60.0},
     "settle-stale-exchanges": {"task": "chat.tasks.settle_stale_exchanges", "schedule": 120.0},
+    # The model catalogue and the providers' own prices, from every configured provider, daily.
+    "refresh-models": {"task": "chat.tasks.refresh_models", "schedule": crontab(minute=15, hour=3)},
 }
 # With a broker, a user's rollups are refreshed at most once per this many seconds after their exchanges.
 CHATLIMA_ROLLUP_REFRESH_SECONDS = envint("CHATLIMA_ROLLUP_REFRESH_SECONDS", 30)
@@ -312,15 +315,47 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 
-# Providers: a model's provider is available when its key is set.
+
+def openai_endpoints(names: str) -> dict[str, dict]:
+    """More OpenAI-compatible endpoints (Ollama, vLLM, LM Studio, llama.cpp, any proxy), each a provider.
+
+    CHATLIMA_OPENAI_ENDPOINTS=ollama,vllm names them; for each, CHATLIMA_ENDPOINT_<NAME>_BASE_URL
+    (required), _API_KEY (optional: local servers need none), _FREE (its models cost nothing unless a
+    price says otherwise) and _LABEL (its name on pages). A name is lower case, and none of the
+    built-in providers'.
+    """
+    endpoints: dict[str, dict] = {}
+    for name in (n.strip() for n in names.split(",")):
+        if not name:
+            continue
+        if not re.fullmatch(r"[a-z][a-z0-9_-]{0,31}", name) or name in BUILTIN_PROVIDERS or name in endpoints:
+            raise _bad("CHATLIMA_OPENAI_ENDPOINTS", name, "a new lower-case endpoint name")
+        prefix = f"CHATLIMA_ENDPOINT_{name.upper().replace('-', '_')}_"
+        base_url = env(prefix + "BASE_URL")
+        if not base_url:
+            raise ImproperlyConfigured(f"{prefix}BASE_URL must be set for the endpoint {name!r}")
+        endpoints[name] = {
+            "api_key": env(prefix + "API_KEY"), "base_url": base_url,
+            "free": envbool(prefix + "FREE", False), "label": env(prefix + "LABEL", name),
+        }
+    return endpoints
+
+
+# Providers: a model's provider is available when its key is set (an extra endpoint: its base URL).
+# The catalogue of each is its own list of models (`refresh_models`); prices: usage/pricing.py.
+BUILTIN_PROVIDERS = ("offline", "openai", "openrouter", "gemini")
 PROVIDERS = {
-    "openai": {"api_key": env("OPENAI_API_KEY"), "base_url": env("OPENAI_BASE_URL") or None},
+    "openai": {"api_key": env("OPENAI_API_KEY"), "base_url": env("OPENAI_BASE_URL") or None,
+               "free": envbool("OPENAI_FREE", False)},
     "openrouter": {
         "api_key": env("OPENROUTER_API_KEY"),
         "base_url": env("OPENROUTER_BASE_URL", "https://openrouter.ai/api/v1"),
     },
     "gemini": {"api_key": env("GEMINI_API_KEY"), "base_url": env("GEMINI_BASE_URL") or None},
+    **openai_endpoints(env("CHATLIMA_OPENAI_ENDPOINTS")),
 }
+# Seconds refresh_models waits for one provider's list of models.
+CHATLIMA_CATALOGUE_TIMEOUT_SECONDS = envfloat("CHATLIMA_CATALOGUE_TIMEOUT_SECONDS", 30)
 PROVIDER_TIMEOUT_SECONDS = envfloat("CHATLIMA_PROVIDER_TIMEOUT_SECONDS", 60)
 PROVIDER_MAX_RETRIES = envint("CHATLIMA_PROVIDER_MAX_RETRIES", 3)
 # Backoff before retry n (0-based): base * 2**n with full jitter, capped; a Retry-After header wins.

@@ -91,21 +91,22 @@ def _fresh_cache():
 
 @pytest.fixture(autouse=True)
 def _seeded_prices(request):
-    """Transactional tests flush the database, data migrations included: put the price table back."""
+    """Transactional tests flush the database, data migrations included: put the seeded catalogue back."""
     if not request.node.get_closest_marker("django_db") and not {"db", "transactional_db"} & set(request.fixturenames):
         return
     request.getfixturevalue("_django_db_helper")
-    from usage.models import ModelPrice
+    from usage.models import CatalogueEntry
     from usage.pricing import forget_prices
 
     forget_prices()  # a flushed table leaves this process remembering prices of rows now gone
 
-    if not ModelPrice.objects.exists():
+    if not CatalogueEntry.objects.exists():
         import importlib
 
         from django.apps import apps as django_apps
 
-        importlib.import_module("usage.migrations.0002_seed_model_prices").seed(django_apps, None)
+        importlib.import_module("usage.migrations.0008_seeded_prices_become_the_catalogue").seed_catalogue(
+            django_apps, None)
 
 
 @pytest.fixture(autouse=True)

@@ -17,7 +17,7 @@ from usage.models import (
     BudgetReservation,
     DailyModelRollup,
     DailyUsageRollup,
-    ModelPrice,
+    Repricing,
 )
 
 
@@ -36,13 +36,6 @@ class ApiUsageLogAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False  # one row per provider call, written by the exchange pipeline only
-
-
-@admin.register(ModelPrice)
-class ModelPriceAdmin(admin.ModelAdmin):
-    list_display = ("model_id", "provider", "display_name", "input_per_mtok", "output_per_mtok", "cached_input_per_mtok", "effective_date", "is_active")
-    list_filter = ("provider", "is_active")
-    search_fields = ("model_id", "display_name")
 
 
 @admin.register(DailyUsageRollup)
@@ -83,6 +76,21 @@ class DailyUsageRollupAdmin(admin.ModelAdmin):
             "csv_query": urlencode({**request.GET.dict(), "format": "csv"}) if report else "",
         }
         return TemplateResponse(request, "admin/usage/report.html", context)
+
+
+@admin.register(Repricing)
+class RepricingAdmin(admin.ModelAdmin):
+    """The log of deliberate repricings (chat/repricing.py): read only."""
+
+    list_display = ("created_at", "requested_by", "start", "end", "provider", "model_name", "rows_examined",
+                    "rows_changed", "cost_before", "cost_after")
+    date_hierarchy = "created_at"
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in Repricing._meta.fields]
+
+    def has_add_permission(self, request):
+        return False  # written by a repricing (the command, or the prices' admin action)
 
 
 @admin.register(BudgetAlert)

@@ -40,10 +40,10 @@ SUMS = {
     "actual_cost": Sum("actual_cost"),
 }
 INTEGER_FIGURES = ("requests", "errors", "cancelled", "prompt_tokens", "completion_tokens", "total_tokens")
-MONEY_FIGURES = ("cost", "actual_cost")
+MONEY_FIGURES = ("cost", "actual_cost", "billed_estimate", "variance")
 CSV_FIGURES = [
     "requests", "errors", "cancelled", "error_rate", "cancel_rate", "prompt_tokens", "completion_tokens",
-    "total_tokens", "cached_tokens", "reasoning_tokens", "cost", "actual_cost",
+    "total_tokens", "cached_tokens", "reasoning_tokens", "cost", "actual_cost", "billed_estimate", "variance",
 ]
 
 
@@ -94,6 +94,7 @@ class Report:
     by_provider: list[dict[str, Any]]
     by_user: list[dict[str, Any]]
     chart: dict[str, Any] = field(default_factory=dict)
+    reconciliation: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _add(into: dict[str, Any], row: dict[str, Any]) -> None:
@@ -151,7 +152,26 @@ def build_report(start: date, end: date) -> Report:
     by_user = [_with_rates({**row, "user__username": names.get(row["user_id"], "")}) for row in top]
     report = Report(start, end, _with_rates(totals), days, by_model, by_provider, by_user)
     report.chart = daily_chart([DayPoint(d["day"], d["total_tokens"], d["cost"]) for d in days], REPORT_CHART)
+    report.reconciliation = reconciliation(per_model_rows)
     return report
+
+
+def reconciliation(per_model_rows: QuerySet) -> list[dict[str, Any]]:
+    """Where the provider billed (OpenRouter's `cost`): per model and day, what it billed against
+    the list-price estimate of the same rows, and the variance, so a stale or wrong price shows."""
+    rows = []
+    billed = per_model_rows.filter(actual_cost__isnull=False).order_by("day", "provider", "model_name")
+    for row in billed.values("day", "provider", "model_name", "actual_cost", "billed_estimate"):
+        estimate, actual = row["billed_estimate"], row["actual_cost"]
+        variance = None if estimate is None else actual - estimate
+        percent = (variance / estimate * 100).quantize(Decimal("0.1")) if variance is not None and estimate else None
+        rows.append({**row, "variance": variance, "variance_percent": percent, "show": {
+            "actual_cost": money_display(actual),
+            "billed_estimate": "price unknown" if estimate is None else money_display(estimate),
+            "variance": "—" if variance is None else ("+" if variance > 0 else "") + money_display(variance),
+            "variance_percent": "—" if percent is None else f"{percent:+}%",
+        }})
+    return rows
 
 
 
@@ -179,4 +199,7 @@ def report_csv(report: Report) -> str:
         write("model", f"{row['provider']}/{row['model_name']}", row)
     for row in report.by_user:
         write("user", row["user__username"], row)
+    for row in report.reconciliation:
+        write("reconciliation", f"{row['day'].isoformat()}/{row['provider']}/{row['model_name']}",
+              {name: row.get(name) for name in ("actual_cost", "billed_estimate", "variance")})
     return out.getvalue()

@@ -51,10 +51,18 @@ def _moments(request: Request):
     return queries.moment_range(*_dates(request))
 
 
-@extend_schema(operation_id="models_list", responses={200: ModelListSerializer, **ERRORS})
+@extend_schema(
+    operation_id="models_list",
+    parameters=[
+        OpenApiParameter("q", {"type": "string", "minLength": 1},
+                         description="Only models whose id or display name contains this (any case)."),
+        OpenApiParameter("provider", {"type": "string", "minLength": 1}, description="Only this provider's models."),
+    ],
+    responses={200: ModelListSerializer, **ERRORS},
+)
 @api_view(["GET"])
 def models_list(request: Request) -> Response:
-    return Response(queries.model_catalogue())
+    return Response(queries.model_catalogue(query_param(request, "q"), query_param(request, "provider")))
 
 
 @extend_schema(operation_id="usage_stats", parameters=DATE_PARAMS, responses={200: StatsSerializer, **ERRORS})

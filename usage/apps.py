@@ -15,13 +15,15 @@ class UsageConfig(AppConfig):
         from django.contrib.auth import get_user_model
         from django.db.models.signals import post_delete, post_save, pre_save
 
-        from usage.models import ModelPrice
+        from usage.models import CatalogueEntry, ModelPrice, ProviderPrice
         from usage.pricing import forget_prices
         from usage.signals import exchange_settled
 
         exchange_settled.connect(_on_exchange_settled, dispatch_uid="usage.on_exchange_settled")
-        post_save.connect(forget_prices, sender=ModelPrice, dispatch_uid="usage.forget_prices_saved")
-        post_delete.connect(forget_prices, sender=ModelPrice, dispatch_uid="usage.forget_prices_deleted")
+        for model in (ModelPrice, ProviderPrice, CatalogueEntry):
+            name = model._meta.model_name
+            post_save.connect(forget_prices, sender=model, dispatch_uid=f"usage.forget_prices_saved_{name}")
+            post_delete.connect(forget_prices, sender=model, dispatch_uid=f"usage.forget_prices_deleted_{name}")
         user_model = get_user_model()
         pre_save.connect(_remember_timezone, sender=user_model, dispatch_uid="usage.remember_timezone")
         post_save.connect(_rebuild_on_timezone_change, sender=user_model, dispatch_uid="usage.timezone_change")

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date
 from decimal import Decimal
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Count, Q
 from django.utils import timezone
+
+from usage.endpoints import provider_is_configured  # noqa: F401 - its callers import it from here
 
 MONEY = {"max_digits": 16, "decimal_places": 8}
 
@@ -99,22 +100,10 @@ class ApiUsageLog(models.Model):
         }
 
 
-class ModelPriceQuerySet(models.QuerySet):
-    def current(self, on: date | None = None) -> list[ModelPrice]:
-        """The price in force for each model on a day (the latest effective date not after it)."""
-        on = on or timezone.now().date()
-        latest: dict[str, ModelPrice] = {}
-        for price in self.filter(effective_date__lte=on, is_active=True).order_by("model_id", "effective_date"):
-            latest[price.model_id] = price
-        return sorted(latest.values(), key=lambda p: (p.provider, p.display_name))
-
-    def for_model(self, model_id: str, on: date | None = None) -> ModelPrice | None:
-        on = on or timezone.now().date()
-        return self.filter(model_id=model_id, effective_date__lte=on).order_by("-effective_date").first()
-
-
 class ModelPrice(models.Model):
-    """The model catalogue and its list prices per million tokens, dated."""
+    """An administrator's price for a model per million tokens, from its effective date: it overrides
+    every other source (usage/pricing.py). A price for a model no provider lists puts that model in
+    the catalogue under `provider`."""
 
     provider = models.CharField(max_length=32)
     model_id = models.CharField(max_length=128)
@@ -126,9 +115,7 @@ class ModelPrice(models.Model):
     reasoning_per_mtok = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
     currency = models.CharField(max_length=3, default="USD")
     effective_date = models.DateField()
-    is_active = models.BooleanField(default=True, help_text="Listed in the model selector.")
-
-    objects = ModelPriceQuerySet.as_manager()
+    is_active = models.BooleanField(default=True, help_text="Applied; switch off to fall back to the other price sources.")
 
     class Meta:
         constraints = [
@@ -139,17 +126,79 @@ class ModelPrice(models.Model):
     def __str__(self) -> str:
         return f"{self.model_id} from {self.effective_date}"
 
-    @property
-    def is_available(self) -> bool:
-        return provider_is_configured(self.provider)
+
+class CatalogueEntry(models.Model):
+    """A model one provider serves, as that provider's own catalogue lists it (`refresh_models`).
+
+    Never deleted: a model the provider stops listing is marked `listed=False` (unavailable) and its
+    usage rows keep pointing at it; listed again, it comes back.
+    """
+
+    provider = models.CharField(max_length=32)
+    model_id = models.CharField(max_length=128)
+    display_name = models.CharField(max_length=200)
+    context_window = models.PositiveIntegerField(null=True, blank=True)
+    listed = models.BooleanField(default=True, help_text="Listed by its provider at the last refresh.")
+    first_seen_at = models.DateTimeField(default=timezone.now)
+    last_seen_at = models.DateTimeField(null=True, blank=True, help_text="Empty: never listed by a refresh (seeded).")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "model_id"], name="one_catalogue_entry_per_provider_model"),
+        ]
+        indexes = [models.Index(fields=["model_id"], name="idx_catalogue_model")]
+        ordering = ["provider", "display_name"]
+        verbose_name_plural = "catalogue entries"
+
+    def __str__(self) -> str:
+        return f"{self.provider}: {self.model_id}"
 
 
-def provider_is_configured(provider: str) -> bool:
-    """A provider is usable when its key is set; the offline model always is."""
-    if provider == "offline":
-        return True
-    return bool(settings.PROVIDERS.get(provider, {}).get("api_key"))
+class ProviderPrice(models.Model):
+    """A provider's own list price for one of its models (OpenRouter's catalogue), per million tokens,
+    from the day a refresh first saw it until a later row replaces it."""
 
+    entry = models.ForeignKey(CatalogueEntry, on_delete=models.CASCADE, related_name="prices")
+    effective_date = models.DateField()
+    input_per_mtok = models.DecimalField(max_digits=14, decimal_places=8)
+    output_per_mtok = models.DecimalField(max_digits=14, decimal_places=8)
+    cached_input_per_mtok = models.DecimalField(max_digits=14, decimal_places=8, null=True, blank=True)
+    cache_write_per_mtok = models.DecimalField(max_digits=14, decimal_places=8, null=True, blank=True)
+    reasoning_per_mtok = models.DecimalField(max_digits=14, decimal_places=8, null=True, blank=True)
+    currency = models.CharField(max_length=3, default="USD")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["entry", "effective_date"], name="one_provider_price_per_entry_per_day"),
+        ]
+        ordering = ["entry", "-effective_date"]
+
+    def __str__(self) -> str:
+        return f"{self.entry_id} from {self.effective_date}"
+
+
+class Repricing(models.Model):
+    """What one deliberate repricing of a period changed (chat/repricing.py), kept as its log."""
+
+    created_at = models.DateTimeField(default=timezone.now)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="+")
+    start = models.DateField()
+    end = models.DateField()
+    provider = models.CharField(max_length=32, blank=True)
+    model_name = models.CharField(max_length=128, blank=True)
+    rows_examined = models.PositiveIntegerField(default=0)
+    rows_changed = models.PositiveIntegerField(default=0)
+    cost_before = models.DecimalField(**MONEY, default=Decimal("0"))
+    cost_after = models.DecimalField(**MONEY, default=Decimal("0"))
+    # Per (provider, model): rows changed and their cost before and after, as decimal strings.
+    changes = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"repricing of {self.start}..{self.end} ({self.rows_changed} rows)"
 
 
 class RollupFigures(models.Model):
@@ -168,6 +217,9 @@ class RollupFigures(models.Model):
     reasoning_tokens = models.BigIntegerField(default=0)
     cost = models.DecimalField(**MONEY, default=Decimal("0"))
     actual_cost = models.DecimalField(**MONEY, null=True, blank=True)
+    # The list-price estimate of the rows that carry a billed cost: set against `actual_cost` it
+    # shows how far the prices are off (the admin report's reconciliation).
+    billed_estimate = models.DecimalField(**MONEY, null=True, blank=True)
     computed_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
@@ -15,9 +16,10 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from chatlima.errors import ClientError
-from chatlima.formats import money_str, utc_iso
-from usage.models import ApiUsageLog, DailyUsageRollup, ModelPrice
-from usage.pricing import price_payload
+from chatlima.formats import money_display, money_str, utc_iso
+from usage import endpoints
+from usage.models import ApiUsageLog, CatalogueEntry, DailyUsageRollup
+from usage.pricing import FREE, Price, admin_prices_on, price_payload, prices_on
 
 HISTORY_DEFAULT_LIMIT = 50
 HISTORY_MAX_LIMIT = 500
@@ -213,17 +215,102 @@ def daily(user, first: date, last: date) -> list[dict[str, Any]]:
     ]
 
 
-def model_catalogue() -> dict[str, Any]:
-    models = []
-    for price in ModelPrice.objects.current():
-        models.append(
-            {
-                "id": price.model_id,
-                "provider": price.provider,
-                "display_name": price.display_name,
-                "available": price.is_available,
-                "context_window": price.context_window,
-                "pricing": price_payload(price),
-            }
-        )
-    return {"models": models, "default": settings.CHATLIMA_DEFAULT_MODEL}
+@dataclass
+class ListedModel:
+    """A model of the catalogue as the API, the chat page and the admin show it."""
+
+    model_id: str
+    provider: str
+    display_name: str
+    context_window: int | None
+    listed: bool
+    price: Price | None
+
+    @property
+    def provider_label(self) -> str:
+        return endpoints.label(self.provider)
+
+    @property
+    def is_available(self) -> bool:
+        """Usable now: its provider is configured and still lists it."""
+        return self.listed and endpoints.is_known(self.provider) and endpoints.provider_is_configured(self.provider)
+
+    @property
+    def input_per_mtok(self) -> Decimal | None:
+        return None if self.price is None else self.price.input_per_mtok
+
+    @property
+    def output_per_mtok(self) -> Decimal | None:
+        return None if self.price is None else self.price.output_per_mtok
+
+    @property
+    def currency(self) -> str:
+        return "USD" if self.price is None else self.price.currency
+
+    @property
+    def price_label(self) -> str:
+        """The price as the chat page's selector shows it."""
+        if self.price is None:
+            return "price unknown"
+        if self.price.source == FREE or not (self.price.input_per_mtok or self.price.output_per_mtok):
+            return "free"
+        return (f"${money_display(self.price.input_per_mtok)} in / ${money_display(self.price.output_per_mtok)} out"
+                " per 1M tokens")
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "id": self.model_id,
+            "provider": self.provider,
+            "display_name": self.display_name,
+            "available": self.is_available,
+            "context_window": self.context_window or 0,
+            "pricing": price_payload(self.price),
+        }
+
+
+def catalogue_models(on: date | None = None) -> list[ListedModel]:
+    """Every model of the catalogue, one per id (the provider serving it), grouped by provider in
+    provider order and by name within each, priced on `on` (today): a handful of queries however
+    long the catalogue is."""
+    chosen: dict[str, CatalogueEntry] = {}
+    for entry in CatalogueEntry.objects.all():
+        held = chosen.get(entry.model_id)
+        if held is None or _serves_before(entry, held):
+            chosen[entry.model_id] = entry
+    day = on or timezone.now().astimezone(UTC).date()
+    admin = admin_prices_on(day)
+    models = [ListedModel(e.model_id, e.provider, e.display_name, e.context_window, e.listed, None)
+              for e in chosen.values()]
+    # A model only an administrator's price names is in the catalogue under that price's provider.
+    models += [ListedModel(p.model_id, p.provider, p.display_name, p.context_window, True, None)
+               for p in admin.values() if p.model_id not in chosen]
+    prices = prices_on([(m.provider, m.model_id) for m in models], day, admin)
+    for model in models:
+        model.price = prices[(model.provider, model.model_id)]
+    return sorted(models, key=lambda m: (endpoints.rank(m.provider), m.display_name.lower(), m.model_id))
+
+
+def _serves_before(entry: CatalogueEntry, other: CatalogueEntry) -> bool:
+    """The entry that serves an id two providers list: a listed one, then the first provider in order."""
+    return (not entry.listed, endpoints.rank(entry.provider)) < (not other.listed, endpoints.rank(other.provider))
+
+
+def model_catalogue(search: str | None = None, provider: str | None = None) -> dict[str, Any]:
+    """GET /api/v1/models: the catalogue grouped by provider (`providers` says how many of each),
+    optionally only the models whose id or name contains `search` (any case), or of one provider."""
+    models = catalogue_models()
+    if provider:
+        models = [m for m in models if m.provider == provider]
+    if search:
+        needle = search.casefold()
+        models = [m for m in models if needle in m.model_id.casefold() or needle in m.display_name.casefold()]
+    groups: dict[str, dict[str, Any]] = {}
+    for model in models:
+        group = groups.setdefault(model.provider, {
+            "id": model.provider, "display_name": model.provider_label,
+            "available": endpoints.is_known(model.provider) and endpoints.provider_is_configured(model.provider),
+            "models": 0,
+        })
+        group["models"] += 1
+    return {"models": [m.payload() for m in models], "default": settings.CHATLIMA_DEFAULT_MODEL,
+            "providers": list(groups.values())}

@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 ERROR_STATUSES = ApiUsageLog.ERROR_STATUSES  # the one decision, kept on the model (ApiUsageLog.outcome_counts)
 FIGURES = (
     "requests", "errors", "cancelled", "prompt_tokens", "completion_tokens", "total_tokens",
-    "cached_tokens", "reasoning_tokens", "cost", "actual_cost",
+    "cached_tokens", "reasoning_tokens", "cost", "actual_cost", "billed_estimate",
 )
 UNIQUE_FIELDS = ["day", "user", "provider", "model_name"]
 _LOCK_NAMESPACE = 0x6C696D61  # "lima": keeps our advisory locks apart from anyone else's
@@ -78,6 +78,8 @@ def aggregate_rows(day: date, user_ids: list[int] | None = None):
     return (
         logs.values("user_id", "provider", "model_name")
         .annotate(
+            # Before `actual_cost` is annotated: its filter means the row's column, not that sum.
+            billed_estimate=Sum("cost_estimate", filter=Q(actual_cost__isnull=False)),
             **ApiUsageLog.outcome_counts(),
             prompt_tokens=Coalesce(Sum("prompt_tokens"), 0),
             completion_tokens=Coalesce(Sum("completion_tokens"), 0),
@@ -164,12 +166,12 @@ def _rollup_models(day: date) -> None:
             cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_MODEL_LOCK_NAMESPACE, day.toordinal()])
     stamp = timezone.now()
     money = DecimalField(max_digits=16, decimal_places=8)
-    sums = {name: Coalesce(Sum(name), 0) for name in FIGURES if name not in ("cost", "actual_cost")}
+    sums = {name: Coalesce(Sum(name), 0) for name in FIGURES if name not in ("cost", "actual_cost", "billed_estimate")}
     rows = (
         DailyUsageRollup.objects.filter(day=day)
         .values("provider", "model_name")
         .annotate(users=Count("id"), cost=Coalesce(Sum("cost"), Value(0), output_field=money),
-                  actual_cost=Sum("actual_cost"), **sums)
+                  actual_cost=Sum("actual_cost"), billed_estimate=Sum("billed_estimate"), **sums)
         .order_by()
     )
     models = [DailyModelRollup(day=day, computed_at=stamp, **row) for row in rows]

@@ -10,22 +10,34 @@ class PricingSerializer(serializers.Serializer):
     input_per_mtok = serializers.CharField(help_text="USD per million tokens, a decimal string.")
     output_per_mtok = serializers.CharField()
     cached_input_per_mtok = serializers.CharField(allow_null=True)
-    reasoning_per_mtok = serializers.CharField(allow_null=True)
-    effective_date = serializers.DateField()
+    reasoning_per_mtok = serializers.CharField(help_text="What reasoning tokens cost: the output price unless set apart.")
+    cache_write_per_mtok = serializers.CharField(allow_null=True)
+    effective_date = serializers.DateField(allow_null=True, help_text="From when this price applies, where known.")
+    source = serializers.ChoiceField(["admin", "provider", "genai-prices", "free"],
+                                     help_text="Where the price comes from (API.md, Models).")
 
 
 class ModelSerializer(serializers.Serializer):
     id = serializers.CharField()
     provider = serializers.CharField()
     display_name = serializers.CharField()
-    available = serializers.BooleanField(help_text="False when the provider's key is not configured.")
-    context_window = serializers.IntegerField()
-    pricing = PricingSerializer()
+    available = serializers.BooleanField(
+        help_text="False when the provider's key is not configured, or its catalogue no longer lists the model.")
+    context_window = serializers.IntegerField(help_text="Tokens; 0 where the provider does not say.")
+    pricing = PricingSerializer(allow_null=True, help_text="Null when no source prices the model: its costs are null.")
+
+
+class ProviderGroupSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    display_name = serializers.CharField()
+    available = serializers.BooleanField()
+    models = serializers.IntegerField(help_text="How many of the listed models are this provider's.")
 
 
 class ModelListSerializer(serializers.Serializer):
-    models = ModelSerializer(many=True)
+    models = ModelSerializer(many=True, help_text="Grouped by provider (in the order of `providers`), by name within.")
     default = serializers.CharField()
+    providers = ProviderGroupSerializer(many=True)
 
 
 class ModelStatsSerializer(serializers.Serializer):

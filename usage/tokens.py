@@ -156,11 +156,12 @@ def estimate_tokens(text: str) -> int:
 # --- the public counter -------------------------------------------------------------------------
 
 
+# Remembered per counting rule, not per model: a catalogue of a thousand models shares two rules.
 @lru_cache(maxsize=4096)
-def _count(text: str, model: str) -> int:
+def _count(text: str, bpe: bool) -> int:
     if not text:
         return 0
-    if uses_bpe(model):
+    if bpe:
         counted = bpe_count(text)
         if counted is not None:
             return counted
@@ -168,7 +169,7 @@ def _count(text: str, model: str) -> int:
 
 
 def count_tokens(text: str, model: str | None = None) -> int:
-    return _count(text or "", model or "")
+    return _count(text or "", uses_bpe(model or ""))
 
 
 def cache_stats() -> dict[str, int]:

@@ -11,19 +11,21 @@ import threading
 
 from chat.providers.base import Provider, ProviderError
 from chatlima.errors import ClientError
+from usage import catalogue, endpoints
 from usage.models import provider_is_configured
-from usage.pricing import price_for
 
 __all__ = ["PROVIDER_NAMES", "Provider", "ProviderError", "get_provider", "provider_is_configured",
            "provider_name_for_model", "usable_provider"]
 
-# name -> (module, class); imported on first use so the offline model never loads an SDK.
+# name -> (module, class); imported on first use so the offline model never loads an SDK. Every
+# other name in settings.PROVIDERS is an OpenAI-compatible endpoint (CHATLIMA_OPENAI_ENDPOINTS).
 _ADAPTERS: dict[str, tuple[str, str]] = {
     "offline": ("chat.providers.offline", "OfflineProvider"),
     "openai": ("chat.providers.openai", "OpenAIProvider"),
     "openrouter": ("chat.providers.openrouter", "OpenRouterProvider"),
     "gemini": ("chat.providers.gemini", "GeminiProvider"),
 }
+_ENDPOINT_ADAPTER = ("chat.providers.openai_compat", "OpenAICompatProvider")
 PROVIDER_NAMES = tuple(_ADAPTERS)
 
 _instances: dict[str, Provider] = {}
@@ -31,30 +33,32 @@ _lock = threading.Lock()
 
 
 def get_provider(name: str) -> Provider:
-    """The adapter for a provider name (offline, openai, openrouter, gemini); one instance each."""
+    """The adapter for a provider name (offline, openai, openrouter, gemini, or a configured
+    OpenAI-compatible endpoint); one instance each."""
     provider = _instances.get(name)
     if provider is not None:
         return provider
-    if name not in _ADAPTERS:
+    if name in _ADAPTERS:
+        (module_name, class_name), args = _ADAPTERS[name], ()
+    elif endpoints.is_endpoint(name):
+        (module_name, class_name), args = _ENDPOINT_ADAPTER, (name,)
+    else:
         raise ProviderError("PROVIDER_ERROR", f"Unknown provider {name!r}.")
-    module_name, class_name = _ADAPTERS[name]
     with _lock:
         provider = _instances.get(name)
         if provider is None:
-            provider = getattr(importlib.import_module(module_name), class_name)()
+            provider = getattr(importlib.import_module(module_name), class_name)(*args)
             _instances[name] = provider
     return provider
 
 
 def provider_name_for_model(model_id: str) -> str | None:
-    """The provider serving a model, from the price table; None for a model it does not list.
+    """The provider serving a model, from the catalogue (usage.catalogue.provider_of); None for a
+    model no known provider lists now (unknown, or gone from its provider's catalogue).
 
-    Synchronous (a database read): async callers wrap it in `sync_to_async`.
+    Synchronous (a database read, remembered briefly): async callers wrap it in `sync_to_async`.
     """
-    price = price_for(model_id)
-    if price is None or price.provider not in _ADAPTERS:
-        return None
-    return price.provider
+    return catalogue.provider_of(model_id)
 
 
 def usable_provider(model_id: str) -> str:

@@ -32,7 +32,10 @@ from chat.providers.base import (
     reconcile,
 )
 from chat.providers.common import Failure, broken_off, is_timeout, logger, parse_retry_after, pick, to_int, with_retries
+from usage.catalogue import Listing
 from usage.tokens import count_tokens
+
+LIST_PAGE_SIZE = 100
 
 _FINISH = {"STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter", "RECITATION": "content_filter",
            "PROHIBITED_CONTENT": "content_filter", "BLOCKLIST": "content_filter", "SPII": "content_filter"}
@@ -224,6 +227,23 @@ class GeminiProvider:
 
     def stream(self, request: ChatRequest) -> AsyncIterator[str | Usage]:
         return with_retries(lambda: self._attempt(request), classify_gemini_error)
+
+    def list_models(self) -> list[Listing]:
+        """Gemini's models that generate content, through the SDK's `models.list` (every page)."""
+        config = settings.PROVIDERS.get(self.name) or {}
+        if not config.get("api_key"):
+            raise ProviderError("PROVIDER_ERROR", "The gemini provider has no API key configured.")
+        timeout_ms = max(1, int(settings.CHATLIMA_CATALOGUE_TIMEOUT_SECONDS * 1000))
+        listings = []
+        with genai.Client(api_key=config["api_key"], http_options=types.HttpOptions(
+                base_url=config.get("base_url") or None, timeout=timeout_ms)) as client:
+            for model in client.models.list(config={"page_size": LIST_PAGE_SIZE}):
+                if "generateContent" not in (pick(model, "supported_actions") or ()):
+                    continue  # embeddings, image and speech models
+                listings.append(Listing(model_id=(pick(model, "name") or "").removeprefix("models/"),
+                                        display_name=pick(model, "display_name") or "",
+                                        context_window=to_int(pick(model, "input_token_limit"))))
+        return listings
 
 
     async def count_tokens(self, text: str, model: str) -> int:

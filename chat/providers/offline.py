@@ -14,9 +14,12 @@ from collections.abc import AsyncIterator
 from django.conf import settings
 
 from chat.providers.base import ChatRequest, Usage, estimate_prompt_tokens
+from usage.catalogue import Listing
 from usage.tokens import count_tokens
 
 MODEL_ID = "offline-demo"
+DISPLAY_NAME = "Offline demo (free, no network)"
+CONTEXT_WINDOW = 32768
 
 # A word and the whitespace after it, so joining the deltas gives back the text exactly.
 _WORDS = re.compile(r"\s*\S+\s*", re.S)
@@ -106,4 +109,7 @@ class OfflineProvider:
 
     async def count_tokens(self, text: str, model: str = MODEL_ID) -> int:
         return count_tokens(text, model)
+
+    def list_models(self) -> list[Listing]:
+        return [Listing(model_id=MODEL_ID, display_name=DISPLAY_NAME, context_window=CONTEXT_WINDOW)]
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import weakref
 from collections.abc import AsyncIterator
 from typing import Any
@@ -41,7 +42,15 @@ from chat.providers.common import (
     to_int,
     with_retries,
 )
+from usage import endpoints
+from usage.catalogue import Listing
 from usage.tokens import count_tokens
+
+NO_KEY = "no-key"
+# Models an OpenAI-compatible `/models` lists that do not chat: embeddings, speech, images, moderation.
+NOT_CHAT = re.compile(r"embed|tts|whisper|transcribe|dall-e|gpt-image|moderation|rerank|davinci|babbage|sora",
+                      re.IGNORECASE)
+CONTEXT_KEYS = ("max_model_len", "context_length", "context_window")
 
 # One client per (key, base URL, timeout) per event loop: clients keep a connection pool, which
 # must be reused across requests but cannot cross event loops.
@@ -139,29 +148,55 @@ def classify_openai_error(exc: BaseException) -> Failure:
 
 
 class OpenAICompatProvider:
-    """One OpenAI-compatible endpoint, configured by `settings.PROVIDERS[settings_key]`."""
+    """One OpenAI-compatible endpoint, configured by `settings.PROVIDERS[name]`: `openai`, or an
+    endpoint of CHATLIMA_OPENAI_ENDPOINTS (whose key is optional)."""
 
     name = "openai"
     # OpenAI's reasoning models refuse `max_tokens`; other compatible servers (vLLM, Ollama, LM
     # Studio at OPENAI_BASE_URL) mostly know only `max_tokens`.
     max_tokens_param = "max_completion_tokens"
     compatible_max_tokens_param = "max_tokens"
+    default_base_url: str | None = None
+
+    def __init__(self, name: str | None = None) -> None:
+        if name is not None:
+            self.name = name
 
     def _config(self) -> dict[str, Any]:
-        config = settings.PROVIDERS.get(self.name) or {}
-        if not config.get("api_key"):
+        if not endpoints.provider_is_configured(self.name):
             raise ProviderError("PROVIDER_ERROR", f"The {self.name} provider has no API key configured.")
-        return config
+        config = endpoints.config(self.name)
+        # The SDK wants a key; a local server that needs none ignores this one.
+        return {**config, "api_key": config.get("api_key") or NO_KEY,
+                "base_url": config.get("base_url") or self.default_base_url}
 
     def _client(self) -> openai.AsyncOpenAI:
         config = self._config()
-        return openai_client(config["api_key"], config.get("base_url") or None, settings.PROVIDER_TIMEOUT_SECONDS)
+        return openai_client(config["api_key"], config["base_url"], settings.PROVIDER_TIMEOUT_SECONDS)
+
+    def list_models(self) -> list[Listing]:
+        """The models this endpoint answers at `GET <base>/models` (through the SDK), chat models only."""
+        config = self._config()
+        client = openai.OpenAI(api_key=config["api_key"], base_url=config["base_url"],
+                               timeout=settings.CHATLIMA_CATALOGUE_TIMEOUT_SECONDS, max_retries=2)
+        try:
+            return [listing for model in client.models.list() if (listing := self._listing(model)) is not None]
+        finally:
+            client.close()
+
+    def _listing(self, model: Any) -> Listing | None:
+        model_id = pick(model, "id")
+        if not isinstance(model_id, str) or NOT_CHAT.search(model_id):
+            return None
+        # vLLM says `max_model_len`; others `context_length` or `context_window`, or nothing.
+        window = next(filter(None, (to_int(pick(model, k)) for k in CONTEXT_KEYS)), None)
+        return Listing(model_id=model_id, context_window=window)
 
     def _extra_body(self) -> dict[str, Any] | None:
         return None
 
     def _max_tokens_param(self) -> str:
-        base_url = (settings.PROVIDERS.get(self.name) or {}).get("base_url") or ""
+        base_url = endpoints.config(self.name).get("base_url") or ""
         if not base_url or "api.openai.com" in base_url:
             return self.max_tokens_param
         return self.compatible_max_tokens_param

@@ -138,8 +138,10 @@ def test_models_lists_prices_and_flips_available_with_a_key(owner_api, settings)
     assert by_id["gpt-4o-mini"]["pricing"]["input_per_mtok"] == "0.15"
     assert by_id["gemini-2.5-flash"]["pricing"] == {
         "currency": "USD", "input_per_mtok": "0.30", "output_per_mtok": "2.50", "cached_input_per_mtok": "0.03",
-        "reasoning_per_mtok": "2.50", "effective_date": by_id["gemini-2.5-flash"]["pricing"]["effective_date"],
+        "reasoning_per_mtok": "2.50", "cache_write_per_mtok": None, "effective_date": None,
+        "source": "genai-prices",
     }
+    assert by_id["offline-demo"]["pricing"]["source"] == "free"
     settings.PROVIDERS = {**settings.PROVIDERS, "openai": {"api_key": "sk-test", "base_url": None}}
     by_id = {m["id"]: m for m in owner_api.get("/api/v1/models").json()["models"]}
     assert by_id["gpt-4o-mini"]["available"] is True

@@ -36,8 +36,9 @@ def fake_openai(settings) -> Iterator[FakeOpenAI]:
 
 @pytest.fixture
 def fake_openrouter(settings) -> Iterator[FakeOpenAI]:
-    """A FakeOpenAI serving the `openrouter` provider (script `usage={"cost": "0.0012"}` for its billed cost)."""
-    with FakeOpenAI() as fake:
+    """A FakeOpenAI serving the `openrouter` provider at OpenRouter's path (`/api/v1`); script
+    `usage={"cost": "0.0012"}` for its billed cost, `fake.models` for its catalogue."""
+    with FakeOpenAI(base_path="/api/v1") as fake:
         _point(settings, "openrouter", fake.base_url)
         yield fake
 
@@ -47,4 +48,20 @@ def fake_gemini(settings) -> Iterator[FakeGemini]:
     """A FakeGemini serving the `gemini` provider."""
     with FakeGemini() as fake:
         _point(settings, "gemini", fake.base_url)
+        yield fake
+
+
+@pytest.fixture
+def fake_endpoint(settings) -> Iterator[FakeOpenAI]:
+    """A FakeOpenAI serving an extra OpenAI-compatible endpoint named `local` (no key, as a local
+    Ollama or vLLM), listing `llama3.2:3b`; mark it free with `settings.PROVIDERS["local"]["free"] = True`."""
+    from tests.fakes.openai_server import openai_model
+
+    with FakeOpenAI() as fake:
+        fake.models = [openai_model("llama3.2:3b", owned_by="library"), openai_model("nomic-embed-text")]
+        providers = {k: dict(v) for k, v in settings.PROVIDERS.items()}
+        providers["local"] = {"api_key": "", "base_url": fake.base_url, "free": False, "label": "Local"}
+        settings.PROVIDERS = providers
+        settings.PROVIDER_RETRY_BASE_SECONDS = 0.001
+        settings.PROVIDER_RETRY_MAX_SECONDS = 0.05
         yield fake

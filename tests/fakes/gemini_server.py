@@ -18,10 +18,24 @@ STATUS_NAMES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSIO
                 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
 
 
+def gemini_model(model_id: str, display_name: str, *, input_limit: int = 1048576,
+                 methods: tuple[str, ...] = ("generateContent", "countTokens", "createCachedContent")) -> dict[str, Any]:
+    """One entry of Gemini's `GET /v1beta/models` (embedding models list `embedContent` instead)."""
+    return {"name": f"models/{model_id}", "version": "001", "displayName": display_name,
+            "description": f"{display_name}, as listed by the fake.", "inputTokenLimit": input_limit,
+            "outputTokenLimit": 65536, "supportedGenerationMethods": list(methods), "temperature": 1,
+            "topP": 0.95, "topK": 64, "maxTemperature": 2, "thinking": True}
+
+
 class FakeGemini(FakeServer):
+    """Streams, countTokens, and `GET .../models` (the catalogue, paged by `pageSize`/`pageToken` as
+    Gemini does: set `fake.models` to a list of `gemini_model(...)` entries)."""
+
     def __init__(self) -> None:
         super().__init__()
         self.count_tokens_answer: int | None = None  # None: countTokens answers 503
+        self.models: list[dict[str, Any]] = [gemini_model("gemini-2.5-flash", "Gemini 2.5 Flash")]
+        self.models_status = 200  # another status: the catalogue answers that error
         self.script()
 
     @property
@@ -108,6 +122,17 @@ class FakeGemini(FakeServer):
         return events
 
     def handle_other(self, handler: BaseHTTPRequestHandler, recorded: Recorded) -> bool:
+        if recorded.method == "GET" and recorded.path in ("/v1/models", "/v1beta/models"):
+            if self.models_status != 200:
+                self._send_json(handler, self.models_status, self.error_body(self.models_status))
+                return True
+            size = int((recorded.query.get("pageSize") or ["50"])[0])
+            start = int((recorded.query.get("pageToken") or ["0"])[0])
+            page: dict[str, Any] = {"models": self.models[start:start + size]}
+            if start + size < len(self.models):
+                page["nextPageToken"] = str(start + size)
+            self._send_json(handler, 200, page)
+            return True
         if not recorded.path.endswith(":countTokens"):
             return False
         if self.count_tokens_answer is None:

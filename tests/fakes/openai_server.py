@@ -15,14 +15,52 @@ from typing import Any
 from tests.fakes.server import FakeServer, Recorded
 
 
+def openai_model(model_id: str, owned_by: str = "fake", **extra: Any) -> dict[str, Any]:
+    """One entry of `GET /models` as OpenAI (and vLLM, Ollama, LM Studio) answers it; `extra` adds
+    fields some servers send (vLLM: `max_model_len`)."""
+    return {"id": model_id, "object": "model", "created": 1700000000, "owned_by": owned_by, **extra}
+
+
+def openrouter_model(model_id: str, name: str, *, prompt: str = "0.000001", completion: str = "0.000002",
+                     context_length: int = 131072, output_modalities: tuple[str, ...] = ("text",),
+                     **pricing: str) -> dict[str, Any]:
+    """One entry of OpenRouter's `GET /api/v1/models`: prices are USD per token, as decimal strings
+    (`pricing` adds `input_cache_read`, `input_cache_write`, `internal_reasoning`, `request`...)."""
+    return {
+        "id": model_id, "canonical_slug": model_id, "name": name, "created": 1700000000,
+        "description": f"{name}, as listed by the fake.", "context_length": context_length,
+        "architecture": {"modality": "text->text", "input_modalities": ["text"],
+                         "output_modalities": list(output_modalities), "tokenizer": "Other", "instruct_type": None},
+        "pricing": {"prompt": prompt, "completion": completion, "request": "0", "image": "0",
+                    "web_search": "0", "internal_reasoning": "0", **pricing},
+        "top_provider": {"context_length": context_length, "max_completion_tokens": 16384, "is_moderated": False},
+        "per_request_limits": None, "supported_parameters": ["max_tokens", "temperature"],
+    }
+
+
 class FakeOpenAI(FakeServer):
-    def __init__(self) -> None:
+    """`POST {base_url}/chat/completions` (streams) and `GET {base_url}/models` (the catalogue: set
+    `fake.models` to a list of `openai_model(...)` or `openrouter_model(...)` entries)."""
+
+    def __init__(self, base_path: str = "/v1") -> None:
         super().__init__()
+        self.base_path = base_path  # OpenRouter's is /api/v1
+        self.models: list[dict[str, Any]] = [openai_model("gpt-4o"), openai_model("gpt-4o-mini")]
+        self.models_status = 200  # another status: the catalogue answers that error
         self.script()
 
     @property
     def base_url(self) -> str:
-        return f"{self.origin}/v1"
+        return f"{self.origin}{self.base_path}"
+
+    def handle_other(self, handler, recorded: Recorded) -> bool:
+        if recorded.method != "GET" or recorded.path != f"{self.base_path}/models":
+            return False
+        if self.models_status != 200:
+            self._send_json(handler, self.models_status, self.error_body(self.models_status))
+        else:
+            self._send_json(handler, 200, {"object": "list", "data": self.models})
+        return True
 
     def script(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from chat.models import Conversation, Message
 from chat.providers.base import ChatRequest, Turn, estimate_prompt_tokens
 from tests.pages.conftest import make_exchange
 from tests.pages.helpers import page_data, scan
-from usage.models import BudgetAlert, ModelPrice
+from usage.models import BudgetAlert, CatalogueEntry
 from usage.tokens import count_tokens
 
 pytestmark = pytest.mark.django_db
@@ -170,8 +171,7 @@ def test_next_message_estimate_counts_system_prompt_and_history(owner, owner_cli
     assert offline["base_prompt_tokens"] == expected
     texts = count_tokens("s" * 20, "offline-demo") + count_tokens("q" * 40, "offline-demo") + count_tokens("a" * 80, "offline-demo")
     assert expected > texts > 0
-    price = ModelPrice.objects.for_model("offline-demo")
-    assert Decimal(offline["input_per_mtok"]) == price.input_per_mtok
+    assert Decimal(offline["input_per_mtok"]) == 0 and offline["pricing_source"] == "free"
 
     fresh = page_data(owner_client.get("/").content.decode())
     fresh_offline = next(m for m in fresh["models"] if m["id"] == "offline-demo")
@@ -182,12 +182,29 @@ def test_next_message_estimate_counts_system_prompt_and_history(owner, owner_cli
 def test_model_selector_lists_current_models_with_prices_and_disables_unavailable(owner, owner_client, settings):
     settings.PROVIDERS = {name: {**cfg, "api_key": ""} for name, cfg in settings.PROVIDERS.items()}
     html = owner_client.get("/").content.decode()
-    for price in ModelPrice.objects.current():
-        assert f'<option value="{price.model_id}"' in html
-        if price.provider != "offline":
-            assert f'<option value="{price.model_id}" disabled>' in html
+    for entry in CatalogueEntry.objects.all():
+        assert f'<option value="{entry.model_id}"' in html
+        if entry.provider != "offline":
+            assert f'<option value="{entry.model_id}" disabled>' in html
     assert '<option value="offline-demo" selected>' in html
     assert "per 1M" in html
+
+
+def test_model_selector_groups_by_provider_says_free_or_unknown_and_hides_models_gone(owner, owner_client, settings):
+    settings.PROVIDERS = {**settings.PROVIDERS, "box": {"api_key": "", "base_url": "http://127.0.0.1:9/v1",
+                                                        "free": False, "label": "My box"}}
+    CatalogueEntry.objects.create(provider="box", model_id="qwen3:8b", display_name="Qwen3 8B")
+    CatalogueEntry.objects.filter(model_id="gpt-4.1").update(listed=False)
+    html = owner_client.get("/").content.decode()
+    groups = re.findall(r'<optgroup label="([^"]+)">', html)
+    assert groups == ["Offline", "OpenAI", "OpenRouter", "Gemini", "My box"]
+    assert re.search(r'<option value="qwen3:8b"[^>]*>Qwen3 8B — price unknown<', html)
+    assert re.search(r'<option value="offline-demo"[^>]*>Offline demo \(free, no network\) — free<', html)
+    assert '<option value="gpt-4.1"' not in html  # its provider no longer lists it
+    assert 'id="model-search"' in html
+    data = page_data(html)
+    qwen = next(m for m in data["models"] if m["id"] == "qwen3:8b")
+    assert qwen["input_per_mtok"] is None and qwen["pricing_source"] is None
 
 
 def test_budget_alerts_partial_shows_on_the_chat_page(owner, owner_client):
@@ -223,8 +240,16 @@ def test_conversation_page_costs_a_bounded_number_of_queries(owner, owner_client
         make_exchange(owner, conversation=conversation)
     for _ in range(30):
         make_exchange(owner)
-    # Session, user, sidebar, transcript, totals, budget, prices, history, alerts: not one per message,
-    # conversation or model.
-    with django_assert_max_num_queries(15):
+    # Session, user, sidebar, transcript, totals, budget, catalogue and its prices, history, alerts: not one
+    # per message, conversation or model.
+    with django_assert_max_num_queries(16):
         response = owner_client.get(f"/c/{conversation.public_id}/")
     assert response.status_code == 200
+
+
+def test_an_answer_no_source_prices_says_price_unknown_never_a_cost(owner, owner_client):
+    conversation, _, answer = make_exchange(owner)
+    Message.objects.filter(pk=answer.pk).update(cost=None)
+    html = owner_client.get(f"/c/{conversation.public_id}/").content.decode()
+    assert 'data-badge="cost" data-state="unknown">price unknown' in html
+    assert 'data-badge="cost" data-cost=' not in html

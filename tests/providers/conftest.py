@@ -1,3 +1,3 @@
 from __future__ import annotations
 
-from tests.fakes.fixtures import fake_gemini, fake_openai, fake_openrouter  # noqa: F401
+from tests.fakes.fixtures import fake_endpoint, fake_gemini, fake_openai, fake_openrouter  # noqa: F401

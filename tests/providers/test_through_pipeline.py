@@ -3,6 +3,7 @@ what the provider reported is what gets stored and priced."""
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 
 import pytest
@@ -10,7 +11,7 @@ from channels.db import database_sync_to_async
 
 from chat.exchange import start_exchange
 from chat.models import Message
-from usage.models import ApiUsageLog
+from usage.models import ApiUsageLog, ModelPrice
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -45,10 +46,13 @@ async def test_gemini_thinking_tokens_are_stored_and_priced_as_output(owner, fak
 
 
 async def test_openrouter_billed_cost_is_stored_as_actual_cost(owner, fake_openrouter):
+    await database_sync_to_async(ModelPrice.objects.create)(
+        provider="openrouter", model_id="moonshotai/kimi-k2", display_name="Kimi K2", effective_date=date(2025, 1, 1),
+        input_per_mtok=Decimal("0.60"), output_per_mtok=Decimal("2.50"))
     fake_openrouter.script(deltas=["Hi"], usage={"prompt_tokens": 10, "completion_tokens": 2, "cost": "0.0000123"})
     events = await run(owner, {"message": "hello", "model": "moonshotai/kimi-k2"})
     assert events[-1]["cost"]["actual"] == "0.00001230"
-    # List price: 10 * 0.60 + 2 * 2.50 = 11 per million.
+    # The administrator's list price: 10 * 0.60 + 2 * 2.50 = 11 per million.
     assert events[-1]["cost"]["estimated"] == "0.00001100"
     row = await only_row(owner)
     assert row.actual_cost == Decimal("0.0000123") and row.usage_source == "provider"

@@ -6,34 +6,39 @@ from decimal import Decimal
 import pytest
 from django.db import IntegrityError, transaction
 
-from usage.models import ApiUsageLog, DailyUsageRollup, ModelPrice
+from usage.models import ApiUsageLog, CatalogueEntry, DailyUsageRollup, ModelPrice
+from usage.pricing import admin_prices_on
 
 pytestmark = pytest.mark.django_db
 
 
-def test_price_table_is_seeded_with_each_provider_and_the_free_offline_model():
-    providers = set(ModelPrice.objects.values_list("provider", flat=True))
+def test_the_seeded_models_are_catalogue_entries_and_no_longer_prices():
+    providers = set(CatalogueEntry.objects.values_list("provider", flat=True))
     assert {"offline", "openai", "openrouter", "gemini"} <= providers
-    flash = ModelPrice.objects.for_model("gemini-2.5-flash")
-    assert flash.input_per_mtok == Decimal("0.30") and flash.output_per_mtok == Decimal("2.50")
-    offline = ModelPrice.objects.for_model("offline-demo")
-    assert offline.input_per_mtok == 0 and offline.output_per_mtok == 0
-    assert ModelPrice.objects.for_model("moonshotai/kimi-k2:free").output_per_mtok == 0
+    assert CatalogueEntry.objects.get(model_id="gemini-2.5-flash").context_window == 1048576
+    # The 2025-10-01 list prices were the hand-kept catalogue: as overrides they would win over every
+    # maintained source, so the migration took them out.
+    assert not ModelPrice.objects.filter(effective_date=date(2025, 10, 1)).exists()
 
 
-def test_a_later_price_replaces_the_earlier_one_from_its_effective_date():
-    ModelPrice.objects.create(
-        provider="openai", model_id="gpt-4o-mini", display_name="GPT-4o mini", input_per_mtok=Decimal("0.10"),
-        output_per_mtok=Decimal("0.40"), effective_date=date(2030, 1, 1),
-    )
-    assert ModelPrice.objects.for_model("gpt-4o-mini", on=date(2029, 12, 31)).input_per_mtok == Decimal("0.15")
-    assert ModelPrice.objects.for_model("gpt-4o-mini", on=date(2030, 1, 1)).input_per_mtok == Decimal("0.10")
-    current = {p.model_id: p for p in ModelPrice.objects.current(on=date(2030, 6, 1))}
-    assert current["gpt-4o-mini"].input_per_mtok == Decimal("0.10")
+def test_a_later_admin_price_replaces_the_earlier_one_from_its_effective_date():
+    for day, price in ((date(2029, 1, 1), "0.15"), (date(2030, 1, 1), "0.10")):
+        ModelPrice.objects.create(
+            provider="openai", model_id="gpt-4o-mini", display_name="GPT-4o mini", input_per_mtok=Decimal(price),
+            output_per_mtok=Decimal("0.40"), effective_date=day,
+        )
+    assert admin_prices_on(date(2029, 12, 31))["gpt-4o-mini"].input_per_mtok == Decimal("0.15")
+    assert admin_prices_on(date(2030, 1, 1))["gpt-4o-mini"].input_per_mtok == Decimal("0.10")
+    assert admin_prices_on(date(2030, 6, 1), {"gpt-4o-mini"})["gpt-4o-mini"].input_per_mtok == Decimal("0.10")
+    ModelPrice.objects.filter(effective_date=date(2030, 1, 1)).update(is_active=False)
+    assert admin_prices_on(date(2030, 1, 1))["gpt-4o-mini"].input_per_mtok == Decimal("0.15")
+    assert "gpt-4o-mini" not in admin_prices_on(date(2028, 12, 31))
 
 
-def test_unknown_model_has_no_price():
-    assert ModelPrice.objects.for_model("no-such-model") is None
+def test_one_catalogue_entry_per_provider_and_model(owner):
+    CatalogueEntry.objects.create(provider="local", model_id="gpt-4o", display_name="gpt-4o")  # another provider's
+    with pytest.raises(IntegrityError), transaction.atomic():
+        CatalogueEntry.objects.create(provider="openai", model_id="gpt-4o", display_name="again")
 
 
 def test_usage_log_keeps_fractions_of_a_cent(owner):
@@ -65,7 +70,7 @@ def test_a_saved_price_is_used_at_once_although_prices_are_remembered(django_ass
     from usage.pricing import price_for
 
     today = date.today()
-    assert price_for("gpt-4o-mini", today).input_per_mtok == Decimal("0.15")
+    assert price_for("gpt-4o-mini", today).input_per_mtok == Decimal("0.15")  # genai-prices
     with django_assert_num_queries(0):
         assert price_for("gpt-4o-mini", today).input_per_mtok == Decimal("0.15")
     ModelPrice.objects.create(

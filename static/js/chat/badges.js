@@ -85,6 +85,8 @@ export function assistantBadges(article, message) {
   if (message.cost !== null && message.cost !== undefined) {
     const cost = moneyDisplay(message.cost);
     nodes.push(badge("cost", state, "$" + cost, { "data-cost": cost }));
+  } else if (message.figures_source === "provider" || message.figures_source === "estimate") {
+    nodes.push(badge("cost", "unknown", "price unknown")); // no source prices the model
   }
   if (message.status === "cancelled") nodes.push(statusFlag("stopped"));
   setBadges(article, nodes);

@@ -3,10 +3,12 @@
 import { wireComposer } from "./composer.js";
 import { refreshEstimate } from "./estimate.js";
 import { connectionDropped, handleEvent, isBusy, signedOut, startExchange, stopExchange } from "./exchange.js";
+import { wireModelSearch } from "./model-search.js";
 import { connect } from "./socket.js";
 import { scrollDown } from "./transcript.js";
 
 wireComposer({ isBusy, start: startExchange, stop: stopExchange });
+wireModelSearch();
 
 const sidebar = document.getElementById("sidebar");
 const sidebarToggle = document.getElementById("sidebar-toggle");
