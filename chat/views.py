@@ -22,7 +22,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from chat.estimate import estimate_draft, parse_draft, prompt_request
 from chat.exchange import build_context
-from chat.markdown import render_markdown
+from chat.markdown import plain_text, render_markdown
 from chat.models import Conversation, Message
 from chat.providers.base import Turn, estimate_prompt_tokens
 from chatlima.errors import ClientError, error_body, error_response
@@ -83,13 +83,16 @@ def _chat_page(request: HttpRequest, current: Conversation | None) -> HttpRespon
     conversations = list(Conversation.objects.for_user(user).order_by("-updated_at", "-pk")[:SIDEBAR_CONVERSATIONS])
     for item in conversations:
         item.cost_display = money_display(item.estimated_cost)
-    messages = _transcript(current) if current is not None else []
+        item.title_display = plain_text(item.title)
+        item.preview_display = plain_text(item.last_message_preview)
+    transcript = _transcript(current) if current is not None else []
     models = _model_choices()
     selected = _selected_model(current, models)
     context = {
         "conversations": conversations,
         "current": current,
-        "messages": messages,
+        "current_title": plain_text(current.title) if current is not None else "",
+        "transcript": transcript,
         "models": models,
         "selected_model": selected,
         "account": account_summary(user),

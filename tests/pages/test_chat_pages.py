@@ -11,7 +11,7 @@ from django.conf import settings
 from chat.models import Conversation, Message
 from chat.providers.base import ChatRequest, Turn, estimate_prompt_tokens
 from tests.pages.conftest import make_exchange
-from tests.pages.helpers import page_data, scan
+from tests.pages.helpers import page_data, scan, scan_text
 from usage.models import BudgetAlert, ModelPrice
 from usage.tokens import count_tokens
 
@@ -228,3 +228,20 @@ def test_conversation_page_costs_a_bounded_number_of_queries(owner, owner_client
     with django_assert_max_num_queries(15):
         response = owner_client.get(f"/c/{conversation.public_id}/")
     assert response.status_code == 200
+
+
+def test_titles_and_previews_are_plain_words_and_ids_stay_out_of_sight(owner, owner_client):
+    conversation, user_message, assistant = make_exchange(owner, user_text="# Trip **plan**",
+                                                          answer="Take the `train` and [a map](https://example.com).")
+    untitled = Conversation.objects.create(owner=owner, title="")
+    html = owner_client.get(f"/c/{conversation.public_id}/").content.decode()
+    sidebar = html.split('id="conversation-list"')[1].split("</ul>")[0]
+    assert '<span class="conv-title">Trip plan</span>' in sidebar
+    assert '<span class="conv-preview">Take the train and a map.</span>' in sidebar
+    assert '<h1 id="chat-title">Trip plan</h1>' in html
+    # Ids live in data attributes only, never in the text: not for messages, not for an untitled conversation.
+    assert "Untitled conversation" in sidebar
+    text = " ".join(scan_text(html))
+    for public_id in (conversation.public_id, user_message.public_id, assistant.public_id, untitled.public_id):
+        assert public_id not in text
+

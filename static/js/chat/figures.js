@@ -43,9 +43,20 @@ export function updateBudget(budget) {
   }
 }
 
+// Markdown signs dropped for one-line places (titles, previews), as chat/markdown.py's plain_text.
+export function plainText(text) {
+  return String(text || "")
+    .replace(/```[^\n]*\n?/g, " ")
+    .replace(/!?\[([^\]]*)\]\([^)]*\)/g, "$1")
+    .replace(/^[ \t]{0,3}(#{1,6}[ \t]+|>[ \t]?|[-*+][ \t]+|\d+[.)][ \t]+)/gm, "")
+    .replace(/\*\*|__|~~|`/g, "")
+    .replace(/(^|[^\w*])[*_](\S[^*_\n]*)[*_](?![\w*])/g, "$1$2")
+    .replace(/\s+/g, " ").trim();
+}
+
 // The server titles a new conversation with the first line of its first message.
 export function firstLine(text) {
-  return text.trim().split("\n")[0].slice(0, 60);
+  return plainText(text.trim().split("\n")[0].slice(0, 60));
 }
 
 function newSidebarLink(list, conversation, title) {
@@ -72,7 +83,8 @@ export function updateSidebar(conversation, usage, title, preview) {
     newSidebarLink(list, conversation, title);
   list.querySelectorAll("a[aria-current]").forEach((a) => a.removeAttribute("aria-current"));
   link.setAttribute("aria-current", "page");
-  link.querySelector(".conv-preview").textContent = preview.length > 100 ? preview.slice(0, 100) + "..." : preview;
+  const shown = preview.length > 100 ? preview.slice(0, 100) + "..." : preview;
+  link.querySelector(".conv-preview").textContent = plainText(shown);
   if (usage) {
     link.querySelector(".conv-figures").textContent = usage.total_tokens + " tokens · $" + moneyDisplay(usage.cost);
   }
