@@ -82,7 +82,6 @@ def _chat_page(request: HttpRequest, current: Conversation | None) -> HttpRespon
     user = request.user
     conversations = list(Conversation.objects.for_user(user).order_by("-updated_at", "-pk")[:SIDEBAR_CONVERSATIONS])
     for item in conversations:
-        item.cost_display = money_display(item.estimated_cost)
         item.title_display = plain_text(item.title)
         item.preview_display = plain_text(item.last_message_preview)
     transcript = _transcript(current) if current is not None else []
@@ -162,8 +161,6 @@ def budget_summary(user) -> dict[str, Any]:
     limit = data.get("token_limit")
     used = data.get("total_tokens_used") or 0
     data["percent_used"] = min(100, round(100 * used / limit)) if limit else 0
-    data["cost_limit_display"] = money_display(data.get("cost_limit"))
-    data["cost_used_display"] = money_display(data.get("cost_used"))
     return data
 
 

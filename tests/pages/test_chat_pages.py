@@ -58,8 +58,8 @@ def test_sidebar_lists_own_conversations_newest_first_with_figures(owner, strang
     html = owner_client.get("/").content.decode()
     assert html.index("newer question") < html.index("older question")
     assert "stranger question" not in html
-    assert "152 tokens · $0.0012" in html  # 32 in + 120 out, the newer conversation's totals
-    assert "15 tokens · $0.000309" in html
+    assert "152 tokens · <span class=\"money\" data-exact=\"0.0012\">$0.0012</span>" in html  # 32 in + 120 out, the newer conversation's totals
+    assert "15 tokens · <span class=\"money\" data-exact=\"0.000309\" title=\"exactly $0.000309\" tabindex=\"0\">$0.00031</span>" in html
 
 
 def test_account_summary_and_budget_bar(owner, owner_client):
@@ -73,7 +73,7 @@ def test_account_summary_and_budget_bar(owner, owner_client):
     html = response.content.decode()
     assert '<dd id="account-input">40</dd>' in html
     assert '<dd id="account-output">122</dd>' in html
-    assert '<span id="account-cost">0.00031</span>' in html
+    assert '<dd id="account-cost"><span class="money" data-exact="0.00031">$0.00031</span></dd>' in html
     assert 'value="25"' in html  # the bar: 250 of 1000
     assert '<span id="budget-remaining">750</span> left' in html
 
@@ -87,7 +87,7 @@ def test_badges_render_the_stored_figures_on_both_bubbles(owner, owner_client):
     assert 'data-badge="input" data-tokens="32" data-state="billed">32 tokens in' in html
     assert 'data-badge="output" data-tokens="120" data-state="billed">120 tokens out' in html
     assert 'data-badge="reasoning" data-tokens="40"' in html
-    assert 'data-badge="cost" data-cost="0.000309">$0.000309' in html
+    assert 'data-badge="cost" data-cost="0.000309"><span class="money" data-exact="0.000309" title="exactly $0.000309" tabindex="0">$0.00031</span>' in html
     assert f'data-user-message-id="{user_message.public_id}"' in html
 
 
@@ -118,7 +118,8 @@ def test_header_summary_shows_the_conversation_totals(owner, owner_client):
     assert '<dd data-usage="input_tokens">232</dd>' in html
     assert '<dd data-usage="output_tokens">150</dd>' in html
     assert '<dd data-usage="total_tokens">382</dd>' in html
-    assert '<span data-usage="cost">0.000409</span>' in html
+    assert ('<dd data-usage="cost"><span class="money" data-exact="0.000409" title="exactly $0.000409" tabindex="0">'
+            '$0.00041</span></dd>') in html
     assert '<dd data-usage="message_count">4</dd>' in html
 
 
@@ -245,3 +246,15 @@ def test_titles_and_previews_are_plain_words_and_ids_stay_out_of_sight(owner, ow
     for public_id in (conversation.public_id, user_message.public_id, assistant.public_id, untitled.public_id):
         assert public_id not in text
 
+
+
+def test_large_figures_have_thousands_separators_and_costs_a_short_form(owner, owner_client):
+    conversation, _, _ = make_exchange(owner, prompt_tokens=12_345, completion_tokens=1_234_567, cost="1234.56789")
+    budget = owner.budget
+    budget.token_limit = 1_000_000
+    budget.save()
+    html = owner_client.get(f"/c/{conversation.public_id}/").content.decode()
+    assert "12,345 tokens in" in html and "1,234,567 tokens out" in html
+    assert '<dd data-usage="total_tokens">1,246,912</dd>' in html
+    assert " of 1,000,000 tokens used" in html
+    assert 'title="exactly $1,234.56789" tabindex="0">$1,234.57</span>' in html
