@@ -80,3 +80,78 @@ def test_the_chat_page_shows_nothing_a_user_did_not_ask_for(browser, server_url,
         shoot(page, "seen-phone-drawer")
     finally:
         context.close()
+
+
+def background(page) -> str:
+    return page.evaluate("() => getComputedStyle(document.body).backgroundColor")
+
+
+LIGHT, DARK = "rgb(255, 255, 255)", "rgb(21, 23, 28)"
+
+
+def test_dark_mode_follows_the_system_until_the_toggle_picks_and_remembers(browser, server_url, shoot):
+    context = browser.new_context(viewport={"width": 1280, "height": 860}, base_url=server_url, color_scheme="dark")
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    try:
+        sign_up(page, "night")
+        ask(page, 1)
+        toggle = page.get_by_role("button", name="Dark mode")
+        assert background(page) == DARK and toggle.get_attribute("aria-pressed") == "true"
+        assert visible_problems(page) == []
+        shoot(page, "seen-dark-desktop")
+        toggle.focus()
+        page.keyboard.press("Enter")  # keyboard only
+        assert background(page) == LIGHT and toggle.get_attribute("aria-pressed") == "false"
+        page.reload()
+        assert background(page) == LIGHT  # remembered over the system's choice
+        page.get_by_role("button", name="Dark mode").click()
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.reload()
+        assert background(page) == DARK
+        shoot(page, "seen-dark-phone")
+        icon = page.get_attribute('link[rel="icon"]', "href")
+        response = page.request.get(server_url + icon)
+        assert icon.startswith("/static/") and response.status == 200 and "<svg" in response.text()
+    finally:
+        context.close()
+
+
+def test_at_phone_width_the_drawer_is_a_usable_list_and_the_dashboard_fits(browser, server_url, shoot):
+    context = browser.new_context(viewport={"width": 390, "height": 844}, base_url=server_url)
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    try:
+        sign_up(page, "pocket")
+        ask(page, 1)
+        page.goto("/")
+        ask(page, 1)
+        toggle = page.locator("#sidebar-toggle")
+        toggle.focus()
+        page.keyboard.press("Enter")
+        assert toggle.get_attribute("aria-expanded") == "true"
+        drawer = page.locator("#sidebar").bounding_box()
+        assert drawer["height"] > 500 and drawer["width"] >= 350  # not a strip: the screen below the toggle
+        links = page.locator("#conversation-list a")
+        assert links.count() == 2
+        for i in range(2):
+            box = links.nth(i).bounding_box()
+            assert box["height"] >= 44 and box["y"] + box["height"] <= 844  # whole, tappable entries
+        assert visible_problems(page) == []
+        shoot(page, "seen-phone-drawer-list")
+        links.nth(1).click()
+        page.wait_for_url("**/c/**")
+        assert page.locator("article.message").count() == 2
+
+        page.goto("/usage/")
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
+        page.locator("details.data-fallback summary").click()
+        for table in ("#daily-table", "#models-table"):
+            header = page.locator(f"{table} thead th").first.bounding_box()
+            assert header["x"] >= 0 and header["x"] + header["width"] <= 390
+            holder = page.locator(f"{table} >> xpath=..").bounding_box()
+            assert holder["x"] + holder["width"] <= 390  # the table scrolls inside the page, not the page
+        assert page.locator(".chart-wrap").bounding_box()["width"] <= 390
+        shoot(page, "seen-phone-dashboard")
+    finally:
+        context.close()

@@ -139,9 +139,10 @@ def test_hostile_markdown_cannot_run_anything_in_the_page(owner, owner_client):
     found = scan(html)
     assert found.handlers == []
     assert not [u for u in found.urls if u.strip().lower().startswith(("javascript:", "data:"))]
-    # Only our two scripts: the json_script data and the page's module from static/.
+    # Only our scripts: the theme's from static/, the json_script data and the page's module from static/.
     assert [(s["id"], s["type"], s["src"]) for s in found.scripts] == [
-        ("chat-data", "application/json", None), (None, "module", "/static/js/chat/main.js"),
+        (None, None, "/static/js/theme.js"), ("chat-data", "application/json", None),
+        (None, "module", "/static/js/chat/main.js"),
     ]
     # Code blocks survive, escaped.
     assert '<pre><code class="language-python">print(\'&lt;b&gt;kept&lt;/b&gt;\')' in html
