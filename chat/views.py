@@ -25,6 +25,7 @@ from chat.exchange import build_context
 from chat.markdown import plain_text, render_markdown
 from chat.models import Conversation, Message
 from chat.providers.base import Turn, estimate_prompt_tokens
+from chat.search import search_conversations
 from chatlima.errors import ClientError, error_body, error_response
 from chatlima.formats import money_display
 from usage import tokens
@@ -80,7 +81,8 @@ def _csrf_refusal(request: HttpRequest) -> HttpResponse | None:
 
 def _chat_page(request: HttpRequest, current: Conversation | None) -> HttpResponse:
     user = request.user
-    conversations = list(Conversation.objects.for_user(user).order_by("-updated_at", "-pk")[:SIDEBAR_CONVERSATIONS])
+    query = request.GET.get("q", "")
+    conversations = search_conversations(user, query, SIDEBAR_CONVERSATIONS)
     for item in conversations:
         item.title_display = plain_text(item.title)
         item.preview_display = plain_text(item.last_message_preview)
@@ -89,6 +91,7 @@ def _chat_page(request: HttpRequest, current: Conversation | None) -> HttpRespon
     selected = _selected_model(current, models)
     context = {
         "conversations": conversations,
+        "query": query.strip(),
         "current": current,
         "current_title": plain_text(current.title) if current is not None else "",
         "transcript": transcript,

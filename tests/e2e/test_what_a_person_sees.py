@@ -155,3 +155,69 @@ def test_at_phone_width_the_drawer_is_a_usable_list_and_the_dashboard_fits(brows
         shoot(page, "seen-phone-dashboard")
     finally:
         context.close()
+
+
+def test_sidebar_search_rename_and_delete_by_keyboard(page, e2e_db, shoot):
+    username = sign_up(page, "keeper")
+    for question in ("Kyoto trains please", "Tax forms help", "Garden ideas"):
+        page.goto("/")
+        page.fill("#message-input", question)
+        page.keyboard.press("Enter")
+        page.wait_for_function("() => document.querySelectorAll('article.message-assistant[aria-busy=\"false\"]').length === 1"
+                               " && !document.getElementById('send-button').disabled", timeout=20_000)
+    page.reload()
+    titles = page.locator("#conversation-list .conv-title")
+    assert titles.all_inner_texts() == ["Garden ideas", "Tax forms help", "Kyoto trains please"]  # newest first
+    account = page.inner_text("#account-input")
+
+    # Search: titles and message text ("offline demo" is in every answer, "kyoto" in one).
+    search = page.get_by_role("searchbox", name="Search conversations")
+    search.focus()
+    page.keyboard.type("kyoto")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**?q=kyoto")
+    assert titles.all_inner_texts() == ["Kyoto trains please"]
+    page.get_by_role("searchbox", name="Search conversations").fill("OFFLINE DEMO")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**?q=OFFLINE+DEMO")
+    assert titles.count() == 3
+    shoot(page, "sidebar-search")
+
+    # Rename, keyboard only: the button, the dialog, Enter saves.
+    page.goto("/")
+    rename = page.locator("#conversation-list li").nth(1).get_by_role("button", name="Rename")
+    rename.focus()
+    page.keyboard.press("Enter")
+    dialog = page.get_by_role("dialog", name="Rename conversation")
+    assert dialog.is_visible()
+    assert page.evaluate("() => document.activeElement.id") == "rename-input"
+    page.keyboard.type("Taxes 2026")
+    shoot(page, "sidebar-rename")
+    page.keyboard.press("Enter")
+    dialog.wait_for(state="hidden")
+    assert titles.all_inner_texts() == ["Taxes 2026", "Garden ideas", "Kyoto trains please"]  # newest first
+    assert page.evaluate("() => document.activeElement.textContent") == "Rename"  # focus back where it was
+    rows = e2e_db.rows("SELECT c.title FROM chat_conversation c JOIN accounts_user u ON u.id = c.owner_id "
+                       "WHERE u.username = %s ORDER BY c.updated_at DESC", username)
+    assert rows[0]["title"] == "Taxes 2026"
+
+    # Delete: Escape cancels, then confirmed by keyboard; the usage stays in the totals.
+    delete = page.locator("#conversation-list li").nth(2).get_by_role("button", name="Delete")
+    delete.focus()
+    page.keyboard.press("Enter")
+    confirm = page.get_by_role("dialog", name="Delete this conversation?")
+    assert "Kyoto trains please" in confirm.inner_text() and "stays counted" in confirm.inner_text()
+    page.keyboard.press("Escape")
+    confirm.wait_for(state="hidden")
+    assert titles.count() == 3
+    delete.focus()
+    page.keyboard.press("Enter")
+    shoot(page, "sidebar-delete-confirm")
+    page.get_by_role("button", name="Yes, delete").focus()
+    page.keyboard.press("Enter")
+    confirm.wait_for(state="hidden")
+    assert titles.all_inner_texts() == ["Taxes 2026", "Garden ideas"]
+    page.reload()
+    assert titles.all_inner_texts() == ["Taxes 2026", "Garden ideas"]
+    assert page.inner_text("#account-input") == account
+    assert visible_problems(page) == []

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+from chat.conversations import delete_conversation
 from chat.models import Conversation, Message
 from chat.providers.base import ChatRequest, Turn, estimate_prompt_tokens
 from tests.pages.conftest import make_exchange
@@ -238,7 +239,7 @@ def test_titles_and_previews_are_plain_words_and_ids_stay_out_of_sight(owner, ow
     untitled = Conversation.objects.create(owner=owner, title="")
     html = owner_client.get(f"/c/{conversation.public_id}/").content.decode()
     sidebar = html.split('id="conversation-list"')[1].split("</ul>")[0]
-    assert '<span class="conv-title">Trip plan</span>' in sidebar
+    assert f'<span class="conv-title" id="title-{conversation.public_id}">Trip plan</span>' in sidebar
     assert '<span class="conv-preview">Take the train and a map.</span>' in sidebar
     assert '<h1 id="chat-title">Trip plan</h1>' in html
     # Ids live in data attributes only, never in the text: not for messages, not for an untitled conversation.
@@ -259,3 +260,28 @@ def test_large_figures_have_thousands_separators_and_costs_a_short_form(owner, o
     assert '<dd data-usage="total_tokens">1,246,912</dd>' in html
     assert " of 1,000,000 tokens used" in html
     assert 'title="exactly $1,234.56789" tabindex="0">$1,234.57</span>' in html
+
+
+def sidebar_titles(html: str) -> list[str]:
+    sidebar = html.split('id="conversation-list"')[1].split("</ul>")[0]
+    return [part.split(">", 1)[1].split("<", 1)[0] for part in sidebar.split('<span class="conv-title"')[1:]]
+
+
+def test_search_finds_titles_and_message_text_of_the_owners_conversations_only(owner, stranger, owner_client):
+    by_title, _, _ = make_exchange(owner, user_text="Kyoto trains", answer="Take the Shinkansen.")
+    by_answer, _, _ = make_exchange(owner, user_text="Holiday ideas", answer="Visit the KYOTO gardens.")
+    make_exchange(owner, user_text="Tax forms", answer="File by April.")
+    make_exchange(stranger, user_text="Kyoto for strangers", answer="Kyoto.")
+    Conversation.objects.filter(pk=by_title.pk).update(updated_at=by_answer.updated_at.replace(year=2020))
+    html = owner_client.get("/?q=kyoto").content.decode()
+    assert sidebar_titles(html) == ["Holiday ideas", "Kyoto trains"]  # newest first
+    assert 'aria-label="Search conversations"' in html and 'value="kyoto"' in html
+    assert "2 found for “kyoto”" in html
+    assert sidebar_titles(owner_client.get("/?q=nothing-like-it").content.decode()) == []
+    assert len(sidebar_titles(owner_client.get("/").content.decode())) == 3
+    # A deleted conversation is not found, and its usage stays in the account's totals.
+    deleted = Conversation.objects.get(pk=by_answer.pk)
+    delete_conversation(deleted)
+    html = owner_client.get("/?q=kyoto").content.decode()
+    assert sidebar_titles(html) == ["Kyoto trains"]
+    assert '<dd id="account-input">96</dd>' in html  # 3 x 32 prompt tokens, the deleted one included

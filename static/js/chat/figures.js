@@ -3,6 +3,8 @@
 import { el } from "./dom.js";
 import { countOf, countText, moneyNode, moveMoney } from "./money.js";
 import { data } from "./page.js";
+import { conversationActions } from "./sidebar.js";
+import { plainText } from "./text.js";
 
 export function setConversationUsage(usage) {
   if (!usage) return;
@@ -45,17 +47,6 @@ export function updateBudget(budget) {
   }
 }
 
-// Markdown signs dropped for one-line places (titles, previews), as chat/markdown.py's plain_text.
-export function plainText(text) {
-  return String(text || "")
-    .replace(/```[^\n]*\n?/g, " ")
-    .replace(/!?\[([^\]]*)\]\([^)]*\)/g, "$1")
-    .replace(/^[ \t]{0,3}(#{1,6}[ \t]+|>[ \t]?|[-*+][ \t]+|\d+[.)][ \t]+)/gm, "")
-    .replace(/\*\*|__|~~|`/g, "")
-    .replace(/(^|[^\w*])[*_](\S[^*_\n]*)[*_](?![\w*])/g, "$1$2")
-    .replace(/\s+/g, " ").trim();
-}
-
 // The server titles a new conversation with the first line of its first message.
 export function firstLine(text) {
   return plainText(text.trim().split("\n")[0].slice(0, 60));
@@ -68,12 +59,15 @@ function newSidebarLink(list, conversation, title) {
   const link = el("a");
   link.href = data.conversation_url_template.replace("__id__", encodeURIComponent(conversation));
   link.setAttribute("data-conversation-id", conversation);
-  link.appendChild(el("span", "conv-title", title));
+  const heading = el("span", "conv-title", title);
+  heading.id = "title-" + conversation;
+  link.appendChild(heading);
   link.appendChild(el("span", "conv-preview", ""));
   const figures = el("span", "conv-figures figures", "");
   figures.setAttribute("data-field", "figures");
   link.appendChild(figures);
   item.appendChild(link);
+  item.appendChild(conversationActions(conversation));
   return link;
 }
 
