@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from html import unescape
+
 import nh3
 from markdown_it import MarkdownIt
 
@@ -24,3 +26,10 @@ def render_markdown(text: str) -> str:
         url_schemes={"http", "https", "mailto"},
         link_rel="noopener noreferrer nofollow",
     )
+
+
+def plain_text(text: str) -> str:
+    """Markdown as the words a reader sees, for one-line places (titles, previews): no markup, no
+    markdown signs, whitespace run together."""
+    words = nh3.clean(_md.render(text or ""), tags=set())
+    return " ".join(unescape(words).split())

@@ -22,9 +22,10 @@ from django.views.decorators.csrf import csrf_exempt
 
 from chat.estimate import estimate_draft, parse_draft, prompt_request
 from chat.exchange import build_context
-from chat.markdown import render_markdown
+from chat.markdown import plain_text, render_markdown
 from chat.models import Conversation, Message
 from chat.providers.base import Turn, estimate_prompt_tokens
+from chat.search import search_conversations
 from chatlima.errors import ClientError, error_body, error_response
 from chatlima.formats import money_display
 from usage import tokens
@@ -80,16 +81,20 @@ def _csrf_refusal(request: HttpRequest) -> HttpResponse | None:
 
 def _chat_page(request: HttpRequest, current: Conversation | None) -> HttpResponse:
     user = request.user
-    conversations = list(Conversation.objects.for_user(user).order_by("-updated_at", "-pk")[:SIDEBAR_CONVERSATIONS])
+    query = request.GET.get("q", "")
+    conversations = search_conversations(user, query, SIDEBAR_CONVERSATIONS)
     for item in conversations:
-        item.cost_display = money_display(item.estimated_cost)
-    messages = _transcript(current) if current is not None else []
+        item.title_display = plain_text(item.title)
+        item.preview_display = plain_text(item.last_message_preview)
+    transcript = _transcript(current) if current is not None else []
     models = _model_choices()
     selected = _selected_model(current, models)
     context = {
         "conversations": conversations,
+        "query": query.strip(),
         "current": current,
-        "messages": messages,
+        "current_title": plain_text(current.title) if current is not None else "",
+        "transcript": transcript,
         "models": models,
         "selected_model": selected,
         "account": account_summary(user),
@@ -156,8 +161,6 @@ def budget_summary(user) -> dict[str, Any]:
     limit = data.get("token_limit")
     used = data.get("total_tokens_used") or 0
     data["percent_used"] = min(100, round(100 * used / limit)) if limit else 0
-    data["cost_limit_display"] = money_display(data.get("cost_limit"))
-    data["cost_used_display"] = money_display(data.get("cost_used"))
     return data
 
 

@@ -3,6 +3,9 @@
 - `money_str`: money leaving the server (API answers, stream frames, CSV): plain digits to 8 places.
 - `money_display`: money on a page: the same figure with trailing zeros dropped (at least 2 places);
   static/js does the same for figures that arrive over the socket.
+- `money_short`: money read at a glance: cents from a dollar up, two significant digits below
+  (0.00031); pages give the exact `money_display` figure on hover and focus.
+- `count_display`: a count with thousands separators (1,000,000).
 - `price_str`: a price per million tokens ("0.30", "0.075").
 - `utc_iso`: a moment in UTC with a `Z`, milliseconds by default (as the mobile client writes them).
 """
@@ -40,6 +43,38 @@ def money_display(value: Decimal | str | None) -> str:
         return ""
     whole, _, frac = money_str(Decimal(value)).partition(".")
     return f"{whole}.{frac.rstrip('0').ljust(2, '0')}"
+
+
+def _grouped(figure: str) -> str:
+    whole, dot, frac = figure.partition(".")
+    sign = "-" if whole.startswith("-") else ""
+    return f"{sign}{int(whole.lstrip('-') or 0):,}{dot}{frac}"
+
+
+def money_exact(value: Decimal | str | None) -> str:
+    """`money_display` with thousands separators, the exact figure a page offers on hover and focus."""
+    return _grouped(money_display(value)) if value is not None else ""
+
+
+def money_short(value: Decimal | str | None) -> str:
+    """Money read at a glance: two places from a dollar up, else two significant digits (at least two
+    places, at most the eight stored), rounded half up, trailing zeros dropped, with thousands separators."""
+    if value is None:
+        return ""
+    exact = quantize_money(value)
+    size = abs(exact)
+    if size >= 1 or not size:
+        places = 2
+    else:
+        first = -size.adjusted()  # the place of the first significant digit: 0.000309 -> 4
+        places = min(8, max(2, first + 1))
+    whole, _, frac = f"{exact.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP):f}".partition(".")
+    return _grouped(f"{whole}.{frac.rstrip('0').ljust(2, '0')}")
+
+
+def count_display(value: int | None) -> str:
+    """A count with thousands separators; nothing for a missing one."""
+    return "" if value is None else f"{int(value):,}"
 
 
 def price_str(value: Decimal | None) -> str | None:

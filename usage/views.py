@@ -17,7 +17,7 @@ from django.utils.dateparse import parse_datetime
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from chatlima.formats import money_display, quantize_money, utc_iso
+from chatlima.formats import quantize_money, utc_iso
 from usage import alerts
 from usage.budgets import budget_payload
 from usage.charts import DayPoint, daily_chart
@@ -83,7 +83,6 @@ def dashboard_figures(user, start: date, end: date) -> dict[str, Any]:
     )
     totals = {key: (value or 0) for key, value in sums.items() if key != "cost"}
     totals["cost"] = _money(sums["cost"])
-    totals["cost_display"] = money_display(totals["cost"])
 
     per_day = {
         row["day"]: row
@@ -107,18 +106,14 @@ def dashboard_figures(user, start: date, end: date) -> dict[str, Any]:
         models.append({
             **row,
             "cost": cost,
-            "cost_display": money_display(cost),
             "tokens_per_request": round(tokens / requests, 1) if requests else 0,
             "cost_per_1k": quantize_money(cost * THOUSAND / tokens) if tokens else None,
         })
-        models[-1]["cost_per_1k_display"] = money_display(models[-1]["cost_per_1k"])
     return {"totals": totals, "points": points, "models": models}
 
 
 def _budget(user) -> dict[str, Any]:
     data = dict(budget_payload(user))
-    data["cost_limit_display"] = money_display(data.get("cost_limit"))
-    data["cost_used_display"] = money_display(data.get("cost_used"))
     limit, used = data.get("token_limit"), data.get("total_tokens_used") or 0
     data["percent_used"] = min(100, round(100 * used / limit)) if limit else 0
     period_end = parse_datetime(data["period_end"]) if data.get("period_end") else None

@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 
 from chat.providers.base import ChatRequest, estimate_prompt_tokens
-from chatlima.formats import money_display
+from chatlima.formats import money_display, money_exact, money_short
 from tests.e2e.conftest import MIN_OUTPUT_TOKENS, ROOT, _server_env
 from usage.tokens import count_tokens
 
@@ -87,8 +87,8 @@ def test_signed_up_user_chats_and_sees_live_figures_turn_into_stored_ones(page, 
         cost = badge(page, answer_row["public_id"], "cost")
         assert cost.get_attribute("data-cost") == money_display(Decimal(str(answer_row["cost"])))
         summary = page.locator("#conv-summary")
-        assert summary.locator('[data-usage="input_tokens"]').text_content() == str(user_row["prompt_tokens"])
-        assert summary.locator('[data-usage="output_tokens"]').text_content() == str(answer_row["completion_tokens"])
+        assert summary.locator('[data-usage="input_tokens"]').text_content() == f"{user_row['prompt_tokens']:,}"
+        assert summary.locator('[data-usage="output_tokens"]').text_content() == f"{answer_row['completion_tokens']:,}"
         assert summary.locator('[data-usage="message_count"]').text_content() == "2"
         # The markdown was swapped in from the server's safe HTML.
         assert page.locator(f'article[data-message-id="{answer_row["public_id"]}"] .bubble-content strong').count() > 0
@@ -98,7 +98,7 @@ def test_signed_up_user_chats_and_sees_live_figures_turn_into_stored_ones(page, 
                         page.url.rstrip("/").split("/")[-1])[0]["title"]
     assert page.text_content("#chat-title") == title == "How are tokens counted"
     assert page.text_content('#conversation-list a[aria-current="page"] .conv-title') == title
-    assert page.locator("#account-output").text_content() == str(answer_row["completion_tokens"])
+    assert page.locator("#account-output").text_content() == f"{answer_row['completion_tokens']:,}"
     shoot(page, "chat")
     page.reload()
     check_figures()
@@ -323,8 +323,14 @@ def test_provider_figures_replace_the_estimate_as_billed_ones(page, e2e_db, fake
     assert out.get_attribute("data-tokens") == str(answer_row["completion_tokens"])
     assert "estimate" not in out.inner_html()
     assert badge(page, answer_row["public_id"], "reasoning").text_content() == "30 reasoning"
-    cost = money_display(Decimal(str(answer_row["cost"])))
-    assert badge(page, answer_row["public_id"], "cost").text_content() == f"${cost}"
+    cost = Decimal(str(answer_row["cost"]))
+    shown = badge(page, answer_row["public_id"], "cost").locator(".money")
+    assert shown.text_content() == f"${money_short(cost)}" and shown.get_attribute("data-exact") == money_display(cost)
+    if money_short(cost) != money_exact(cost):  # the exact figure on hover and keyboard focus
+        assert shown.get_attribute("title") == f"exactly ${money_exact(cost)}"
+        shown.focus()
+        assert page.evaluate("(el) => getComputedStyle(el, '::after').content", shown.element_handle()).strip('"') \
+            == f"exactly ${money_exact(cost)}"
     shoot(page, "chat-billed")
     page.reload()
     assert badge(page, answer_row["public_id"], "reasoning").text_content() == "30 reasoning"

@@ -45,3 +45,27 @@ def page_data(html: str) -> dict:
     found = [s for s in scan(html).scripts if s["id"] == "chat-data"]
     assert len(found) == 1 and found[0]["type"] == "application/json"
     return json.loads(found[0]["text"])
+
+
+class _Text(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._skip = 0
+
+    def handle_starttag(self, tag, attrs):
+        self._skip += tag in ("script", "style")
+
+    def handle_endtag(self, tag):
+        self._skip -= tag in ("script", "style")
+
+    def handle_data(self, data):
+        if not self._skip:
+            self.parts.append(data)
+
+
+def scan_text(html: str) -> list[str]:
+    """The page's text nodes outside scripts and styles (what a browser would show or read out)."""
+    parser = _Text()
+    parser.feed(html)
+    return parser.parts

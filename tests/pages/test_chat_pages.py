@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+from chat.conversations import delete_conversation
 from chat.models import Conversation, Message
 from chat.providers.base import ChatRequest, Turn, estimate_prompt_tokens
 from tests.pages.conftest import make_exchange
-from tests.pages.helpers import page_data, scan
+from tests.pages.helpers import page_data, scan, scan_text
 from usage.models import BudgetAlert, CatalogueEntry
 from usage.tokens import count_tokens
 
@@ -59,8 +60,8 @@ def test_sidebar_lists_own_conversations_newest_first_with_figures(owner, strang
     html = owner_client.get("/").content.decode()
     assert html.index("newer question") < html.index("older question")
     assert "stranger question" not in html
-    assert "152 tokens · $0.0012" in html  # 32 in + 120 out, the newer conversation's totals
-    assert "15 tokens · $0.000309" in html
+    assert "152 tokens · <span class=\"money\" data-exact=\"0.0012\">$0.0012</span>" in html  # 32 in + 120 out, the newer conversation's totals
+    assert "15 tokens · <span class=\"money\" data-exact=\"0.000309\" title=\"exactly $0.000309\" tabindex=\"0\">$0.00031</span>" in html
 
 
 def test_account_summary_and_budget_bar(owner, owner_client):
@@ -74,7 +75,7 @@ def test_account_summary_and_budget_bar(owner, owner_client):
     html = response.content.decode()
     assert '<dd id="account-input">40</dd>' in html
     assert '<dd id="account-output">122</dd>' in html
-    assert '<span id="account-cost">0.00031</span>' in html
+    assert '<dd id="account-cost"><span class="money" data-exact="0.00031">$0.00031</span></dd>' in html
     assert 'value="25"' in html  # the bar: 250 of 1000
     assert '<span id="budget-remaining">750</span> left' in html
 
@@ -88,7 +89,7 @@ def test_badges_render_the_stored_figures_on_both_bubbles(owner, owner_client):
     assert 'data-badge="input" data-tokens="32" data-state="billed">32 tokens in' in html
     assert 'data-badge="output" data-tokens="120" data-state="billed">120 tokens out' in html
     assert 'data-badge="reasoning" data-tokens="40"' in html
-    assert 'data-badge="cost" data-cost="0.000309">$0.000309' in html
+    assert 'data-badge="cost" data-cost="0.000309"><span class="money" data-exact="0.000309" title="exactly $0.000309" tabindex="0">$0.00031</span>' in html
     assert f'data-user-message-id="{user_message.public_id}"' in html
 
 
@@ -119,7 +120,8 @@ def test_header_summary_shows_the_conversation_totals(owner, owner_client):
     assert '<dd data-usage="input_tokens">232</dd>' in html
     assert '<dd data-usage="output_tokens">150</dd>' in html
     assert '<dd data-usage="total_tokens">382</dd>' in html
-    assert '<span data-usage="cost">0.000409</span>' in html
+    assert ('<dd data-usage="cost"><span class="money" data-exact="0.000409" title="exactly $0.000409" tabindex="0">'
+            '$0.00041</span></dd>') in html
     assert '<dd data-usage="message_count">4</dd>' in html
 
 
@@ -139,9 +141,10 @@ def test_hostile_markdown_cannot_run_anything_in_the_page(owner, owner_client):
     found = scan(html)
     assert found.handlers == []
     assert not [u for u in found.urls if u.strip().lower().startswith(("javascript:", "data:"))]
-    # Only our two scripts: the json_script data and the page's module from static/.
+    # Only our scripts: the theme's from static/, the json_script data and the page's module from static/.
     assert [(s["id"], s["type"], s["src"]) for s in found.scripts] == [
-        ("chat-data", "application/json", None), (None, "module", "/static/js/chat/main.js"),
+        (None, None, "/static/js/theme.js"), ("chat-data", "application/json", None),
+        (None, "module", "/static/js/chat/main.js"),
     ]
     # Code blocks survive, escaped.
     assert '<pre><code class="language-python">print(\'&lt;b&gt;kept&lt;/b&gt;\')' in html
@@ -253,3 +256,57 @@ def test_an_answer_no_source_prices_says_price_unknown_never_a_cost(owner, owner
     html = owner_client.get(f"/c/{conversation.public_id}/").content.decode()
     assert 'data-badge="cost" data-state="unknown">price unknown' in html
     assert 'data-badge="cost" data-cost=' not in html
+
+
+def test_titles_and_previews_are_plain_words_and_ids_stay_out_of_sight(owner, owner_client):
+    conversation, user_message, assistant = make_exchange(owner, user_text="# Trip **plan**",
+                                                          answer="Take the `train` and [a map](https://example.com).")
+    untitled = Conversation.objects.create(owner=owner, title="")
+    html = owner_client.get(f"/c/{conversation.public_id}/").content.decode()
+    sidebar = html.split('id="conversation-list"')[1].split("</ul>")[0]
+    assert f'<span class="conv-title" id="title-{conversation.public_id}">Trip plan</span>' in sidebar
+    assert '<span class="conv-preview">Take the train and a map.</span>' in sidebar
+    assert '<h1 id="chat-title">Trip plan</h1>' in html
+    # Ids live in data attributes only, never in the text: not for messages, not for an untitled conversation.
+    assert "Untitled conversation" in sidebar
+    text = " ".join(scan_text(html))
+    for public_id in (conversation.public_id, user_message.public_id, assistant.public_id, untitled.public_id):
+        assert public_id not in text
+
+
+
+def test_large_figures_have_thousands_separators_and_costs_a_short_form(owner, owner_client):
+    conversation, _, _ = make_exchange(owner, prompt_tokens=12_345, completion_tokens=1_234_567, cost="1234.56789")
+    budget = owner.budget
+    budget.token_limit = 1_000_000
+    budget.save()
+    html = owner_client.get(f"/c/{conversation.public_id}/").content.decode()
+    assert "12,345 tokens in" in html and "1,234,567 tokens out" in html
+    assert '<dd data-usage="total_tokens">1,246,912</dd>' in html
+    assert " of 1,000,000 tokens used" in html
+    assert 'title="exactly $1,234.56789" tabindex="0">$1,234.57</span>' in html
+
+
+def sidebar_titles(html: str) -> list[str]:
+    sidebar = html.split('id="conversation-list"')[1].split("</ul>")[0]
+    return [part.split(">", 1)[1].split("<", 1)[0] for part in sidebar.split('<span class="conv-title"')[1:]]
+
+
+def test_search_finds_titles_and_message_text_of_the_owners_conversations_only(owner, stranger, owner_client):
+    by_title, _, _ = make_exchange(owner, user_text="Kyoto trains", answer="Take the Shinkansen.")
+    by_answer, _, _ = make_exchange(owner, user_text="Holiday ideas", answer="Visit the KYOTO gardens.")
+    make_exchange(owner, user_text="Tax forms", answer="File by April.")
+    make_exchange(stranger, user_text="Kyoto for strangers", answer="Kyoto.")
+    Conversation.objects.filter(pk=by_title.pk).update(updated_at=by_answer.updated_at.replace(year=2020))
+    html = owner_client.get("/?q=kyoto").content.decode()
+    assert sidebar_titles(html) == ["Holiday ideas", "Kyoto trains"]  # newest first
+    assert 'aria-label="Search conversations"' in html and 'value="kyoto"' in html
+    assert "2 found for “kyoto”" in html
+    assert sidebar_titles(owner_client.get("/?q=nothing-like-it").content.decode()) == []
+    assert len(sidebar_titles(owner_client.get("/").content.decode())) == 3
+    # A deleted conversation is not found, and its usage stays in the account's totals.
+    deleted = Conversation.objects.get(pk=by_answer.pk)
+    delete_conversation(deleted)
+    html = owner_client.get("/?q=kyoto").content.decode()
+    assert sidebar_titles(html) == ["Kyoto trains"]
+    assert '<dd id="account-input">96</dd>' in html  # 3 x 32 prompt tokens, the deleted one included

@@ -41,7 +41,7 @@ def test_dashboard_totals_cover_only_the_chosen_range_and_user(owner, stranger, 
     assert total(html, "prompt_tokens") == "400"
     assert total(html, "completion_tokens") == "250"
     assert total(html, "total_tokens") == "650"
-    assert total(html, "cost") == "0.03"
+    assert total(html, "cost") == '<span class="money" data-exact="0.03">$0.03</span>'
     # One chart point per day of the range, empty days at zero.
     assert html.count("<tr><th scope=\"row\">") - html.count("(offline)") - html.count("(openai)") == 6
 
@@ -64,7 +64,7 @@ def test_per_model_table_compares_requests_tokens_per_request_and_cost_per_1k(ow
     row = html[html.index("offline-demo <span"):]
     row = row[:row.index("</tr>")]
     # 2000 tokens over 4 requests; $0.004 over 2000 tokens = $0.002 per 1K.
-    assert "<td>4</td><td>2000</td><td>500.0</td><td>0.004</td><td>0.002</td>" in row
+    assert '<td>4</td><td>2,000</td><td>500.0</td><td><span class="money" data-exact="0.004">$0.004</span></td><td><span class="money" data-exact="0.002">$0.002</span></td>' in row
 
 
 def test_chart_is_inline_svg_with_title_desc_and_a_table_fallback(owner, owner_client):
@@ -74,7 +74,7 @@ def test_chart_is_inline_svg_with_title_desc_and_a_table_fallback(owner, owner_c
     assert '<title id="daily-chart-title">Daily tokens and cost' in html
     assert '<desc id="daily-chart-desc">' in html
     assert "1,234 tokens" in html
-    assert 'id="daily-table"' in html and "<td>1234</td>" in html
+    assert 'id="daily-table"' in html and "<td>1,234</td>" in html
     assert "<script" not in html.split("</header>", 1)[1]  # no script needed on this page
 
 
@@ -102,5 +102,5 @@ def test_dashboard_shows_the_budget(owner, owner_client):
     budget.token_limit = 2000
     budget.save()
     html = owner_client.get("/usage/").content.decode()
-    assert "of 2000 tokens used" in html
+    assert "of 2,000 tokens used" in html
     assert '<progress id="dashboard-budget" max="100"' in html

@@ -57,9 +57,12 @@ def log(user: User, n: int, when: datetime, status: str, *, model: str = "gpt-4o
 
 
 def dashboard_total(html: str, name: str) -> str:
+    """A dashboard total; for money, the exact figure it carries (shown short, exact on hover and focus)."""
     marker = f'<dd data-total="{name}">'
     start = html.index(marker) + len(marker)
-    return html[start:html.index("</dd>", start)].strip()
+    shown = html[start:html.index("</dd>", start)].strip()
+    exact = re.search(r'data-exact="([^"]*)"', shown)
+    return exact.group(1) if exact else shown
 
 
 def report_figure(html: str, pattern: str) -> str:

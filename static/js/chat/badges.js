@@ -1,6 +1,6 @@
 // A bubble's figures as badges: the same markup as templates/chat/_badges.html.
 import { el } from "./dom.js";
-import { moneyDisplay } from "./money.js";
+import { countText, moneyDisplay, moneyNode } from "./money.js";
 
 function estimateMarks(node) {
   const mark = el("span", null, "≈");
@@ -15,7 +15,7 @@ function badge(kind, state, text, attrs) {
   node.setAttribute("data-badge", kind);
   node.setAttribute("data-state", state);
   if (marked) estimateMarks(node);
-  node.appendChild(document.createTextNode(text));
+  node.appendChild(typeof text === "string" ? document.createTextNode(text) : text);
   Object.entries(attrs || {}).forEach(([key, value]) => node.setAttribute(key, value));
   return node;
 }
@@ -55,12 +55,12 @@ export function pendingBadges(article) {
 export function userBilledBadges(article, promptTokens, source) {
   if (source === "none") return setBadges(article, [statusFlag("not charged", "not-charged")]);
   if (promptTokens === null || promptTokens === undefined) return;
-  setBadges(article, [badge("input", source === "estimate" ? "estimate" : "billed", promptTokens + " tokens in",
+  setBadges(article, [badge("input", source === "estimate" ? "estimate" : "billed", countText(promptTokens) + " tokens in",
     { "data-tokens": String(promptTokens) })]);
 }
 
 export function streamingBadges(article, promptEstimate, completionEstimate) {
-  setBadges(article, [badge("output", "streaming", promptEstimate + " in → " + completionEstimate + " out",
+  setBadges(article, [badge("output", "streaming", countText(promptEstimate) + " in → " + countText(completionEstimate) + " out",
     { "data-tokens": String(completionEstimate), "data-prompt-estimate": String(promptEstimate) })]);
 }
 
@@ -73,18 +73,17 @@ export function assistantBadges(article, message) {
   const state = isEstimate ? "estimate" : "billed";
   const nodes = [];
   if (message.completion_tokens !== null && message.completion_tokens !== undefined) {
-    nodes.push(badge("output", state, message.completion_tokens + " tokens out",
+    nodes.push(badge("output", state, countText(message.completion_tokens) + " tokens out",
       { "data-tokens": String(message.completion_tokens) }));
   }
   if (message.reasoning_tokens) {
-    const reasoning = badge("reasoning", "billed", message.reasoning_tokens + " reasoning",
+    const reasoning = badge("reasoning", "billed", countText(message.reasoning_tokens) + " reasoning",
       { "data-tokens": String(message.reasoning_tokens) });
     if (isEstimate) reasoning.className += " estimate";
     nodes.push(reasoning);
   }
   if (message.cost !== null && message.cost !== undefined) {
-    const cost = moneyDisplay(message.cost);
-    nodes.push(badge("cost", state, "$" + cost, { "data-cost": cost }));
+    nodes.push(badge("cost", state, moneyNode(message.cost), { "data-cost": moneyDisplay(message.cost) }));
   } else if (message.figures_source === "provider" || message.figures_source === "estimate") {
     nodes.push(badge("cost", "unknown", "price unknown")); // no source prices the model
   }

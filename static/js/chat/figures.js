@@ -1,21 +1,24 @@
 // The running figures around the transcript: the conversation's summary, the account's totals, the
 // budget bar and the sidebar's entry for the conversation.
 import { el } from "./dom.js";
-import { moneyDisplay, moveMoney } from "./money.js";
+import { countOf, countText, moneyNode, moveMoney } from "./money.js";
 import { data } from "./page.js";
+import { conversationActions } from "./sidebar.js";
+import { plainText } from "./text.js";
 
 export function setConversationUsage(usage) {
   if (!usage) return;
   document.querySelectorAll("#conv-summary [data-usage]").forEach((node) => {
     const key = node.getAttribute("data-usage");
     if (usage[key] === undefined) return;
-    node.textContent = key === "cost" ? moneyDisplay(usage[key]) : String(usage[key]);
+    if (key === "cost") node.replaceChildren(moneyNode(usage[key]));
+    else node.textContent = countText(usage[key]);
   });
 }
 
 function addToNumber(id, delta) {
   const node = document.getElementById(id);
-  if (node && delta) node.textContent = String((parseInt(node.textContent, 10) || 0) + delta);
+  if (node && delta) node.textContent = countText(countOf(node.textContent) + delta);
 }
 
 // The account's totals move by what the conversation's totals moved.
@@ -24,7 +27,8 @@ export function updateAccount(before, after) {
   addToNumber("account-input", after.input_tokens - before.input_tokens);
   addToNumber("account-output", after.output_tokens - before.output_tokens);
   const cost = document.getElementById("account-cost");
-  if (cost) cost.textContent = moveMoney(cost.textContent, before.cost, after.cost);
+  const shown = cost && cost.querySelector(".money");
+  if (shown) cost.replaceChildren(moneyNode(moveMoney(shown.dataset.exact, before.cost, after.cost)));
 }
 
 export function updateBudget(budget) {
@@ -36,16 +40,16 @@ export function updateBudget(budget) {
     bar.textContent = percent + "%";
   }
   const used = document.getElementById("budget-used");
-  if (used) used.textContent = String(budget.total_tokens_used);
+  if (used) used.textContent = countText(budget.total_tokens_used);
   const remaining = document.getElementById("budget-remaining");
   if (remaining && budget.remaining_tokens !== null && budget.remaining_tokens !== undefined) {
-    remaining.textContent = String(budget.remaining_tokens);
+    remaining.textContent = countText(budget.remaining_tokens);
   }
 }
 
 // The server titles a new conversation with the first line of its first message.
 export function firstLine(text) {
-  return text.trim().split("\n")[0].slice(0, 60);
+  return plainText(text.trim().split("\n")[0].slice(0, 60));
 }
 
 function newSidebarLink(list, conversation, title) {
@@ -55,12 +59,15 @@ function newSidebarLink(list, conversation, title) {
   const link = el("a");
   link.href = data.conversation_url_template.replace("__id__", encodeURIComponent(conversation));
   link.setAttribute("data-conversation-id", conversation);
-  link.appendChild(el("span", "conv-title", title));
+  const heading = el("span", "conv-title", title);
+  heading.id = "title-" + conversation;
+  link.appendChild(heading);
   link.appendChild(el("span", "conv-preview", ""));
   const figures = el("span", "conv-figures figures", "");
   figures.setAttribute("data-field", "figures");
   link.appendChild(figures);
   item.appendChild(link);
+  item.appendChild(conversationActions(conversation));
   return link;
 }
 
@@ -72,9 +79,10 @@ export function updateSidebar(conversation, usage, title, preview) {
     newSidebarLink(list, conversation, title);
   list.querySelectorAll("a[aria-current]").forEach((a) => a.removeAttribute("aria-current"));
   link.setAttribute("aria-current", "page");
-  link.querySelector(".conv-preview").textContent = preview.length > 100 ? preview.slice(0, 100) + "..." : preview;
+  const shown = preview.length > 100 ? preview.slice(0, 100) + "..." : preview;
+  link.querySelector(".conv-preview").textContent = plainText(shown);
   if (usage) {
-    link.querySelector(".conv-figures").textContent = usage.total_tokens + " tokens · $" + moneyDisplay(usage.cost);
+    link.querySelector(".conv-figures").replaceChildren(countText(usage.total_tokens) + " tokens · ", moneyNode(usage.cost));
   }
   list.insertBefore(link.parentNode, list.firstChild);
 }

@@ -4,20 +4,14 @@ import { wireComposer } from "./composer.js";
 import { refreshEstimate } from "./estimate.js";
 import { connectionDropped, handleEvent, isBusy, signedOut, startExchange, stopExchange } from "./exchange.js";
 import { wireModelSearch } from "./model-search.js";
+import { wireSidebar } from "./sidebar.js";
 import { connect } from "./socket.js";
 import { scrollDown } from "./transcript.js";
 
 wireComposer({ isBusy, start: startExchange, stop: stopExchange });
 wireModelSearch();
 
-const sidebar = document.getElementById("sidebar");
-const sidebarToggle = document.getElementById("sidebar-toggle");
-if (sidebarToggle) {
-  sidebarToggle.addEventListener("click", () => {
-    const open = sidebar.classList.toggle("open");
-    sidebarToggle.setAttribute("aria-expanded", open ? "true" : "false");
-  });
-}
+wireSidebar();
 
 refreshEstimate();
 scrollDown();
