@@ -47,6 +47,7 @@ from ws_load import (
     prepare_users,
     server_env,
     start_celery_worker,
+    stop_processes,
     wait_for_port,
 )
 
@@ -257,14 +258,7 @@ async def run(args: argparse.Namespace) -> int:
             failed = failed or bool(burst.errors)
             await asyncio.sleep(2)
     finally:
-        for process in (server, worker):
-            if process is None:
-                continue
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_processes(server, worker)
     tracebacks, too_many = log_problems(log)
     print(f"server log: {tracebacks} tracebacks, {too_many} 'too many clients'")
     return 1 if failed else 0

@@ -40,6 +40,18 @@ ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 
 
+def stop_processes(*processes: subprocess.Popen | None, timeout: float = 15) -> None:
+    """Terminate the bench's server and worker, killing any that do not stop within `timeout`."""
+    for process in processes:
+        if process is None:
+            continue
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -277,14 +289,7 @@ async def run(args: argparse.Namespace) -> int:
                   f"(of {wall * (os.cpu_count() or 1):.1f} s the machine's cores had)")
         return 1 if stats.errors else 0
     finally:
-        for process in (server, worker):
-            if process is None:
-                continue
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_processes(server, worker)
 
 
 def main() -> int:

@@ -67,7 +67,7 @@ def daily_chart(points: list[DayPoint], box: ChartBox = ChartBox()) -> dict[str,
         h = plot_h * p.tokens / token_max
         bars.append({"x": round(x + slot * 0.15, 1), "y": round(bottom - h, 1), "w": round(max(slot * 0.7, 1), 1),
                      "h": round(h, 1), "title": f"{p.day.isoformat()}: {p.tokens:,} tokens, ${p.cost_display}"})
-        dots.append({"x": round(x + slot / 2, 1), "y": round(bottom - plot_h * float(p.cost / cost_max), 1)})
+        dots.append({"x": round(x + slot / 2, 1), "y": round(bottom - plot_h * p.cost / cost_max, 1)})
         if i % every == 0:
             labels.append({"x": round(x + slot / 2, 1), "text": p.day.strftime("%m-%d")})
     return {
