@@ -146,8 +146,9 @@ def test_hostile_markdown_cannot_run_anything_in_the_page(owner, owner_client):
         (None, None, "/static/js/theme.js"), ("chat-data", "application/json", None),
         (None, "module", "/static/js/chat/main.js"),
     ]
-    # Code blocks survive, escaped.
-    assert '<pre><code class="language-python">print(\'&lt;b&gt;kept&lt;/b&gt;\')' in html
+    # Code blocks survive, escaped (and highlighted).
+    assert '<pre><code class="language-python"><span class="nb">print</span>' in html
+    assert '<span class="s1">\'&lt;b&gt;kept&lt;/b&gt;\'</span>' in html
 
 
 def test_page_data_reaches_the_script_only_through_json_script(owner, owner_client):
