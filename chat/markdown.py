@@ -43,11 +43,13 @@ def _highlight(code: str, lang: str, _attrs: object) -> str:
     if not lang:
         return ""
     try:
-        # stripnl=False: leading blank lines stay, so the block is as tall as the streamed one.
-        lexer = get_lexer_by_name(lang, stripnl=False)
+        # The text exactly (no blank lines stripped, no newline added), as the page streamed it.
+        lexer = get_lexer_by_name(lang, stripnl=False, ensurenl=False)
     except ClassNotFound:
         return ""
-    return highlight(code, lexer, _FORMATTER)
+    html = highlight(code, lexer, _FORMATTER)
+    # The formatter ends its last line with a newline, even one the code (cut short) did not have.
+    return html[:-1] if html.endswith("\n") and not code.endswith("\n") else html
 
 
 # js-default: markdown-it's "default" preset (CommonMark + table + strikethrough, no raw HTML,

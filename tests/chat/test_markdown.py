@@ -66,6 +66,12 @@ def test_highlighting_keeps_leading_blank_lines_and_the_markdown_structure():
     assert parsed.tags().count("li") == 2
 
 
+def test_highlighting_adds_no_newline_to_an_unclosed_block():
+    # An answer cut short inside its code (stopped, or the stream as the page shows it so far).
+    html = render_markdown("```python\nx = 1")
+    assert html.endswith('<span class="mi">1</span></code></pre>\n')
+
+
 def test_an_unknown_language_is_escaped_not_highlighted():
     html = render_markdown("```nosuchlanguage\n<b>bold?</b> & <script>alert(1)</script>\n```\n")
     assert html == ('<pre><code class="language-nosuchlanguage">&lt;b&gt;bold?&lt;/b&gt; &amp; '

@@ -29,10 +29,10 @@ HOSTILE = (
     "<img src=x onerror=\"window.__pwned='img'\">\n\n"
     "<script>window.__pwned='script'</script>\n\n"
     "[click me](javascript:window.__pwned='link') and ![pic](javascript:window.__pwned='image')\n\n"
+    "```\"><img src=x onerror=\"window.__pwned='lang'\">\nprint('still code')\n```\n\n"
     "<div onmouseover=\"window.__pwned='div'\" style=\"position:fixed;inset:0\">raw html</div>\n\n"
     "<svg onload=\"window.__pwned='svg'\"></svg> <a href=\"javascript:window.__pwned='a'\">raw link</a>\n\n"
-    "```\"><img src=x onerror=\"window.__pwned='lang'\">\nprint('still code')\n```\n\n"
-    "- the end"
+    "- the end\n\n" + "And a tail that keeps it streaming a while. " * 6
 )
 
 # A canonical form of some HTML as the browser parses it: attributes sorted, Pygments' spans unwrapped
@@ -40,7 +40,7 @@ HOSTILE = (
 CANON_JS = """
 (root, unwrapSpans) => {
   const box = document.createElement('div');
-  box.appendChild(root);
+  if (root.nodeType === Node.ELEMENT_NODE) box.append(...root.childNodes); else box.appendChild(root);
   if (unwrapSpans) box.querySelectorAll('span').forEach((s) => s.replaceWith(document.createTextNode(s.textContent)));
   box.normalize();
   box.querySelectorAll('*').forEach((node) => {
@@ -172,6 +172,42 @@ def test_the_page_renders_markdown_as_the_server_does(page):
     for text, mine, theirs in zip(documents, page_side, server_side, strict=True):
         assert mine == theirs, text
 
+    # Streamed: shown chunk by chunk, block by block (a reference defined last changes an earlier
+    # block), each document ends as the server renders it; and so does each step on the way.
+    streamed = page.evaluate(
+        f"""async (documents) => {{
+          const render = await import('/static/js/chat/render.js');
+          const canon = {CANON_JS};
+          const steps = [];
+          const ends = [];
+          for (const text of documents) {{
+            const node = document.createElement('div');
+            for (let end = 1; end <= text.length + 6; end += 7) {{
+              await new Promise((done) => render.renderMarkdown(node, text.slice(0, end), done));
+              if (text === documents[0]) steps.push([text.slice(0, end), canon(node.cloneNode(true), false)]);
+            }}
+            ends.push(canon(node, false));
+          }}
+          return {{ steps, ends }};
+        }}""",
+        documents,
+    )
+    assert streamed["ends"] == server_side
+    prefixes = [prefix for prefix, _ in streamed["steps"]]
+    server_steps = page.evaluate(
+        f"""(htmls) => {{
+          const canon = {CANON_JS};
+          return htmls.map((html) => {{
+            const template = document.createElement('template');
+            template.innerHTML = html;
+            return canon(template.content, true);
+          }});
+        }}""",
+        [render_markdown(prefix) for prefix in prefixes],
+    )
+    for (prefix, mine), theirs in zip(streamed["steps"], server_steps, strict=True):
+        assert mine == theirs, prefix
+
 
 def test_the_pages_sanitiser_keeps_what_nh3_keeps(page):
     sign_up(page, "sanitiser")
@@ -240,6 +276,9 @@ def test_a_hostile_answer_never_runs_anything_while_it_streams_or_after(page, e2
     assert transcript_problems(page) == []
     # The raw HTML shows as text, the javascript: links as their words.
     assert "<img src=x" in page.text_content(busy)
+    page.locator(f"{busy} li").wait_for()  # all of it, still streaming
+    assert page.evaluate("window.__pwned") is None
+    assert transcript_problems(page) == []
     finished(page)
     page.locator('article.message-assistant .bubble-content').hover()
     page.wait_for_timeout(150)
@@ -250,6 +289,7 @@ def test_a_hostile_answer_never_runs_anything_while_it_streams_or_after(page, e2
     assert content.locator("a").count() == 0 and content.locator("img").count() == 0
     assert "print('still code')" in content.locator("pre code").text_content()
     assert content.locator("li").text_content() == "the end"
+    assert "raw html</div>" in content.text_content()
     shoot(page, "markdown-hostile")
     page.reload()
     page.wait_for_timeout(150)

@@ -55,18 +55,51 @@ export function sanitize(html) {
   return purifier.sanitize(html, CONFIG);
 }
 
-// Markdown as sanitised nodes, never as an HTML string set unsanitised.
-export function markdownFragment(text) {
-  return sanitize(md.render(text || ""));
+// Markdown as the HTML of each top-level block (a paragraph, a list, a table, a code block...).
+// Rendered block by block it is the same HTML as rendered whole: each block's tokens render alone.
+function blocksOf(text) {
+  const env = {};
+  const tokens = md.parse(text || "", env);
+  const blocks = [];
+  let start = 0;
+  tokens.forEach((token, index) => {
+    if (token.level === 0 && token.nesting <= 0) { // a top-level block closes (or stands alone)
+      blocks.push(md.renderer.render(tokens.slice(start, index + 1), md.options, env));
+      start = index + 1;
+    }
+  });
+  return blocks;
 }
 
-// Only the blocks that changed are replaced: while an answer streams, that is the last one or two.
-function morph(node, fresh) {
-  const next = Array.from(fresh.childNodes);
+// Markdown as sanitised nodes, never as an HTML string set unsanitised.
+export function markdownFragment(text) {
+  const fragment = document.createDocumentFragment();
+  blocksOf(text).forEach((html) => fragment.appendChild(sanitize(html)));
+  return fragment;
+}
+
+// What each bubble shows: its blocks' HTML and the nodes made from each, so that while an answer
+// streams only the blocks that changed (the last one or two) are sanitised and replaced again.
+const shown = new WeakMap(); // bubble content -> [{ html, nodes }]
+
+function show(node, text) {
+  let blocks = shown.get(node) || [];
+  if (blocks.reduce((count, block) => count + block.nodes.length, 0) !== node.childNodes.length) {
+    node.replaceChildren(); // changed by someone else: start again
+    blocks = [];
+  }
+  const next = blocksOf(text);
   let same = 0;
-  while (same < node.childNodes.length && same < next.length && node.childNodes[same].isEqualNode(next[same])) same += 1;
-  while (node.childNodes.length > same) node.lastChild.remove();
-  next.slice(same).forEach((child) => node.appendChild(child));
+  while (same < blocks.length && same < next.length && blocks[same].html === next[same]) same += 1;
+  blocks.slice(same).forEach((block) => block.nodes.forEach((child) => child.remove()));
+  const kept = blocks.slice(0, same);
+  next.slice(same).forEach((html) => {
+    const fragment = sanitize(html);
+    const nodes = Array.from(fragment.childNodes);
+    node.appendChild(fragment);
+    kept.push({ html, nodes });
+  });
+  shown.set(node, kept);
 }
 
 const pending = new Map(); // bubble content -> { text, after }
@@ -77,7 +110,7 @@ function flush() {
   const jobs = Array.from(pending.entries());
   pending.clear();
   jobs.forEach(([node, job]) => {
-    morph(node, markdownFragment(job.text));
+    show(node, job.text);
     if (job.after) job.after();
   });
 }
@@ -93,6 +126,7 @@ export function renderMarkdown(node, text, after) {
 // place of the streamed one; a render still waiting for its frame is dropped.
 export function showHtml(node, html) {
   pending.delete(node);
+  shown.delete(node);
   node.innerHTML = html;
   addCopyButtons(node);
 }
