@@ -42,7 +42,8 @@ function schemeAllowed(value) {
 }
 
 purifier.addHook("uponSanitizeAttribute", (node, data) => {
-  const allowed = ALLOWED.attributes[node.nodeName.toLowerCase()] || [];
+  const tag = node.nodeName.toLowerCase();
+  const allowed = Object.hasOwn(ALLOWED.attributes, tag) ? ALLOWED.attributes[tag] : [];
   if (!allowed.includes(data.attrName)) data.keepAttr = false;
   else if (URL_ATTRIBUTES.includes(data.attrName) && !schemeAllowed(data.attrValue)) data.keepAttr = false;
 });
