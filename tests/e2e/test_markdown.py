@@ -107,6 +107,7 @@ def test_an_answer_is_markdown_while_it_streams_and_keeps_its_height_when_the_st
     page.locator(f"{busy} pre > code.language-python").wait_for()
     assert page.locator(busy).count() == 1
     assert "**" not in page.text_content(busy)
+    shoot(page, "markdown-mid-stream")
     finished(page)
 
     notes = page.evaluate("window.__notes")
