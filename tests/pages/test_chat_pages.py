@@ -141,13 +141,17 @@ def test_hostile_markdown_cannot_run_anything_in_the_page(owner, owner_client):
     found = scan(html)
     assert found.handlers == []
     assert not [u for u in found.urls if u.strip().lower().startswith(("javascript:", "data:"))]
-    # Only our scripts: the theme's from static/, the json_script data and the page's module from static/.
+    # Only our scripts: the theme's from static/, the json_script data, the vendored markdown-it and
+    # DOMPurify (static/vendor/) and the page's module from static/.
     assert [(s["id"], s["type"], s["src"]) for s in found.scripts] == [
         (None, None, "/static/js/theme.js"), ("chat-data", "application/json", None),
+        (None, None, "/static/vendor/markdown-it/markdown-it.min.js"),
+        (None, None, "/static/vendor/dompurify/purify.min.js"),
         (None, "module", "/static/js/chat/main.js"),
     ]
-    # Code blocks survive, escaped.
-    assert '<pre><code class="language-python">print(\'&lt;b&gt;kept&lt;/b&gt;\')' in html
+    # Code blocks survive, escaped (and highlighted).
+    assert '<pre><code class="language-python"><span class="nb">print</span>' in html
+    assert '<span class="s1">\'&lt;b&gt;kept&lt;/b&gt;\'</span>' in html
 
 
 def test_page_data_reaches_the_script_only_through_json_script(owner, owner_client):
@@ -228,13 +232,14 @@ def test_accessibility_landmarks_are_there(owner, owner_client):
 
 def test_pages_load_nothing_from_outside_the_app(owner, owner_client):
     conversation, _, _ = make_exchange(owner, answer="see [docs](https://example.com/docs)")
-    for url in (f"/c/{conversation.public_id}/", "/usage/"):
+    chat_css = ["/static/css/app.css", "/static/css/code.css"]
+    for url, css in ((f"/c/{conversation.public_id}/", chat_css), ("/usage/", ["/static/css/app.css"])):
         html = owner_client.get(url).content.decode()
         found = scan(html)
         sources = [s["src"] for s in found.scripts if s["src"]]
         assert all(src.startswith("/static/") for src in sources)
         stylesheets = [u for u in found.urls if u.endswith(".css")]
-        assert stylesheets == ["/static/css/app.css"]
+        assert stylesheets == css
 
 
 def test_conversation_page_costs_a_bounded_number_of_queries(owner, owner_client, django_assert_max_num_queries):

@@ -1,5 +1,6 @@
 // One exchange at a time: the send, the contract's events (API.md) turned into bubbles and figures.
-// Streamed text goes in as textContent; only the server's sanitised `content_html` is set as HTML.
+// Streamed text is shown as markdown sanitised in the page (render.js); at the end the server's
+// sanitised, highlighted `content_html` takes its place.
 import { addFlag, assistantBadges, pendingBadges, setBadges, statusFlag, streamingBadges, userBilledBadges }
   from "./badges.js";
 import { giveBack, setBusy } from "./composer.js";
@@ -8,6 +9,7 @@ import { ERROR_TEXT, errorText } from "./errors.js";
 import { growHistory, refreshEstimate } from "./estimate.js";
 import { firstLine, setConversationUsage, updateAccount, updateBudget, updateSidebar } from "./figures.js";
 import { data } from "./page.js";
+import { renderMarkdown, showHtml } from "./render.js";
 import { send } from "./socket.js";
 import { showStored } from "./stored.js";
 import { addBubble, findUserBubble, scrollDown } from "./transcript.js";
@@ -105,9 +107,8 @@ function clampedNote(article, maxTokens) {
 
 function chunk(payload) {
   current.text += payload.chunk || "";
-  current.assistant.querySelector(".bubble-content").textContent = current.text;
+  renderMarkdown(current.assistant.querySelector(".bubble-content"), current.text, scrollDown);
   streamingBadges(current.assistant, current.promptEstimate, payload.estimated_completion_tokens || 0);
-  scrollDown();
 }
 
 function failed(payload) {
@@ -128,9 +129,9 @@ function completed(payload) {
   if (message.id) article.setAttribute("data-message-id", message.id);
   const content = article.querySelector(".bubble-content");
   content.classList.remove("streaming");
-  // content_html is the server's nh3-sanitised rendering (chat/markdown.py).
-  content.innerHTML = message.content_html || "";
-  if (!message.content_html) content.textContent = message.content || current.text;
+  // content_html is the server's nh3-sanitised rendering (chat/markdown.py), with the same blocks.
+  if (message.content_html) showHtml(content, message.content_html);
+  else renderMarkdown(content, message.content || current.text);
   assistantBadges(article, message);
   article.setAttribute("aria-busy", "false");
 

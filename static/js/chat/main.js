@@ -4,12 +4,14 @@ import { wireComposer } from "./composer.js";
 import { refreshEstimate } from "./estimate.js";
 import { connectionDropped, handleEvent, isBusy, signedOut, startExchange, stopExchange } from "./exchange.js";
 import { wireModelSearch } from "./model-search.js";
+import { addCopyButtons } from "./render.js";
 import { wireSidebar } from "./sidebar.js";
 import { connect } from "./socket.js";
 import { scrollDown } from "./transcript.js";
 
 wireComposer({ isBusy, start: startExchange, stop: stopExchange });
 wireModelSearch();
+addCopyButtons(document.getElementById("transcript"));
 
 wireSidebar();
 

@@ -3,6 +3,7 @@ import { addFlag, assistantBadges, userBilledBadges } from "./badges.js";
 import { growHistory, refreshEstimate } from "./estimate.js";
 import { firstLine, setConversationUsage, updateAccount, updateBudget, updateSidebar } from "./figures.js";
 import { data } from "./page.js";
+import { renderMarkdown } from "./render.js";
 import { scrollDown } from "./transcript.js";
 
 function getJson(url) {
@@ -17,7 +18,7 @@ function showMessage(ended, message) {
     ended.assistant.setAttribute("data-message-id", message.id);
     const content = ended.assistant.querySelector(".bubble-content");
     // What was stored (and billed) may run a few words past what had arrived.
-    if ((message.content || "").length > content.textContent.length) content.textContent = message.content;
+    if ((message.content || "").length > ended.text.length) renderMarkdown(content, message.content, scrollDown);
     assistantBadges(ended.assistant, message);
     if ((message.status === "error" || message.status === "interrupted") && message.figures_source !== "none") {
       addFlag(ended.assistant, message.status);
