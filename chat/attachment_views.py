@@ -16,22 +16,10 @@ from rest_framework.views import APIView
 
 from chat.attachments import store
 from chat.attachments.fetch import URL_CHARS
-from chat.attachments.payload import attachment_payload
+from chat.attachments.payload import AttachmentSerializer, attachment_payload
 from chat.ids import ID_SCHEMA_PATTERN
 from chat.serializers import ErrorSerializer
 from chatlima.errors import ClientError
-
-
-class AttachmentSerializer(serializers.Serializer):
-    id = serializers.CharField()
-    kind = serializers.ChoiceField(choices=["file", "url"])
-    name = serializers.CharField()
-    bytes = serializers.IntegerField()
-    tokens = serializers.IntegerField()
-    format = serializers.CharField(allow_blank=True)
-    url = serializers.CharField(allow_null=True)
-    created_at = serializers.DateTimeField()
-    fetched_at = serializers.DateTimeField(allow_null=True)
 
 
 class AttachmentListSerializer(serializers.Serializer):

@@ -229,6 +229,28 @@ def test_the_sync_pull_leaves_attachments_out(owner_api, conv):
     assert "attachments" not in pulled and "the attached text" not in str(pulled)
 
 
+def test_the_sync_pull_lists_them_when_asked(owner_api, stranger_api, conv):
+    attachment_id = post_file(owner_api, "a.txt", "the attached text").json()["id"]
+    assert owner_api.post("/api/v1/conversations", {"id": "conv_plain"}, format="json").status_code == 201
+    pulled = owner_api.get("/api/v1/sync", {"attachments": 1}).json()["conversations"]
+    by_id = {c["id"]: c for c in pulled}
+    assert [a["id"] for a in by_id["conv_a"]["attachments"]] == [attachment_id]
+    assert by_id["conv_a"]["attachments"][0]["name"] == "a.txt" and "text" not in by_id["conv_a"]["attachments"][0]
+    assert by_id["conv_plain"]["attachments"] == []
+    assert stranger_api.get("/api/v1/sync", {"attachments": 1}).json()["conversations"] == []
+    assert owner_api.get("/api/v1/sync", {"attachments": 2}).status_code == 400
+
+
+def test_the_schema_describes_the_attachment_routes(owner_api):
+    paths = owner_api.get("/api/v1/schema/?format=json").json()["paths"]
+    create = paths["/api/v1/conversations/{public_id}/attachments"]["post"]
+    assert set(create["requestBody"]["content"]) == {"multipart/form-data", "application/json"}
+    assert {"201", "400", "401", "404", "413"} <= set(create["responses"])
+    assert "get" in paths["/api/v1/conversations/{public_id}/attachments"]
+    assert "204" in paths["/api/v1/conversations/{public_id}/attachments/{attachment_id}"]["delete"]["responses"]
+    assert "post" in paths["/api/v1/conversations/{public_id}/attachments/{attachment_id}/refetch"]
+
+
 def test_adding_an_attachment_moves_the_sync_clock(owner_api, conv):
     _, _, cursor = pull_all(owner_api)
     post_file(owner_api, "a.txt", "text")
