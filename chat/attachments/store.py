@@ -19,7 +19,7 @@ from pathlib import PurePosixPath, PureWindowsPath
 from typing import Protocol
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Sum
 
 from chat import sync_clock
@@ -168,6 +168,9 @@ def _page(url: str) -> tuple[fetch.Fetched, extract.Extracted, str]:
     """Fetch `url` (chat.attachments.fetch) and read it: HTML made readable, text, JSON or PDF
     as a file of that kind would be. Returns what was fetched, its text and its name (the page's
     title, else the URL)."""
+    if not connection.in_atomic_block:
+        # Seconds on the network: give the database connection back to the pool meanwhile.
+        connection.close()
     fetched = fetch.fetch_url(url)
     media = fetched.content_type.split(";")[0].strip().lower()
     kind = extract.FORMAT_FOR_TYPE.get(media) or extract.format_of(
