@@ -184,6 +184,6 @@ def fetch_url(url: str, *, resolver: Resolver | None = None, allow_private: bool
                                charset=response.charset_encoding, fetched_at=timezone.now())
     except httpx.TimeoutException:
         raise refused(f"The page did not answer within {timeout:g} seconds.", reason="timeout") from None
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
         raise refused(f"The page could not be fetched ({type(exc).__name__}).", reason="unreachable") from None
     raise refused(f"The page redirected more than {max_redirects} times.", reason="redirects")
