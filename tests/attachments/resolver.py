@@ -33,3 +33,8 @@ class StubResolver:
     def __call__(self, host: str, port: int) -> list[str]:
         self.asked.append(host)
         return list(self.names.get(host, []))
+
+
+def with_a_private_name(host: str, port: int) -> list[str]:
+    """`loopback_only`, plus `intranet.example` resolving to 10.0.0.1: for refusals only."""
+    return ["10.0.0.1"] if host.lower() == "intranet.example" else loopback_only(host, port)

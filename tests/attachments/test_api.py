@@ -92,6 +92,13 @@ def test_it_refuses_a_private_url_with_the_contracts_error(owner_api, conv, site
     assert site.requests == [] and not Attachment.objects.exists()
 
 
+def test_it_refuses_a_name_of_a_private_address_without_connecting(owner_api, conv, settings, connections_refused):
+    settings.CHATLIMA_FETCH_RESOLVER = "tests.attachments.resolver.with_a_private_name"
+    response = owner_api.post(BASE, {"url": "https://intranet.example/wiki"}, format="json")
+    assert response.status_code == 400 and response.json()["error"]["details"]["reason"] == "private address"
+    assert connections_refused == [] and not Attachment.objects.exists()
+
+
 @pytest.mark.parametrize("body", [{"url": "file:///etc/passwd"}, {"url": 5}, {"link": "http://x"}, [], {"url": "http://[::1]/"}])
 def test_it_refuses_bad_url_bodies(owner_api, conv, body):
     response = owner_api.post(BASE, body, format="json")
