@@ -6,6 +6,7 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
+from chat.attachments import admin as attachments_admin  # noqa: F401 - registers the attachments' admin
 from chat.catalogue import refresh_models
 from chat.models import Conversation, Message, SyncClock
 from chat.repricing import period_of, reprice

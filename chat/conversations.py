@@ -11,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from chat import sync_clock
+from chat.attachments.store import delete_for_conversations
 from chat.models import Conversation
 from chatlima.errors import ClientError
 
@@ -54,7 +55,7 @@ def update_conversation(conv: Conversation, changes: dict[str, str]) -> Conversa
 
 
 def delete_conversation(conv: Conversation) -> None:
-    """Leave a tombstone, so every device learns of the delete on its next pull."""
+    """Leave a tombstone, so every device learns of the delete on its next pull; its attachments are deleted."""
     with transaction.atomic():
         sync_clock.lock(conv.owner_id)
         now = timezone.now()
@@ -62,3 +63,4 @@ def delete_conversation(conv: Conversation) -> None:
         conv.updated_at = now
         conv.version = sync_clock.tick(conv.owner_id)
         conv.save(update_fields=["deleted_at", "updated_at", "version"])
+        delete_for_conversations([conv.pk])  # its files and URLs go with it

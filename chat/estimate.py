@@ -15,6 +15,7 @@ from typing import Any
 
 from django.conf import settings
 
+from chat.attachments import context_for
 from chat.exchange import build_context
 from chat.ids import ID_RULE, is_valid_id
 from chat.models import Conversation
@@ -70,11 +71,12 @@ def parse_draft(body: Any) -> Draft:
 def prompt_request(conversation: Conversation | None, model: str, message: str,
                    history: tuple[Turn, ...] | None = None) -> ChatRequest:
     """The request `prepare_exchange` would build for `message`, as far as its prompt estimate reads
-    it: the conversation's system prompt (none for a new chat from the page) and its history as
+    it: the conversation's system prompt (none for a new chat from the page) with its attachments'
+    block (chat.attachments.context_for), and its history as
     `build_context` cuts it for `model` (`history` passes one already read)."""
     return ChatRequest(
         model=model, message=message,
-        system_prompt=conversation.system_prompt if conversation is not None else "",
+        system_prompt=context_for(conversation, model).system_prompt(conversation.system_prompt if conversation else ""),
         history=build_context(conversation, None, model) if history is None else history,
     )
 

@@ -232,3 +232,7 @@ class SyncClock(models.Model):
 
     def __str__(self) -> str:
         return f"sync clock of {self.user_id} at {self.version}"
+
+
+# Files and URLs as context live in their own package; imported here so Django registers the model.
+from chat.attachments.models import Attachment  # noqa: E402, F401

@@ -215,6 +215,8 @@ class SyncView(APIView):
             OpenApiParameter("since", {"type": "string", "minLength": 1},
                              description="The cursor of the last pull or push, as the server issued it; absent: everything."),
             OpenApiParameter("limit", int_schema(1, PULL_MAX_LIMIT), description="Conversations per page."),
+            OpenApiParameter("attachments", int_schema(0, 1),
+                             description="1: each conversation also lists its `attachments` (without their text)."),
         ],
         responses={200: SyncPullResponseSerializer, **ERRORS},
         description="Conversations changed after `since`, with every message and all token figures. "
@@ -222,7 +224,8 @@ class SyncView(APIView):
     )
     def get(self, request: Request) -> Response:
         limit = int_param(request, "limit", PULL_DEFAULT_LIMIT, 1, PULL_MAX_LIMIT)
-        return Response(pull(request.user, query_param(request, "since"), limit))
+        with_attachments = int_param(request, "attachments", 0, 0, 1) == 1
+        return Response(pull(request.user, query_param(request, "since"), limit, with_attachments))
 
     @extend_schema(
         operation_id="sync_push",

@@ -9,6 +9,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from chat.attachments.payload import AttachmentSerializer
 from chat.ids import ID_RULE, ID_SCHEMA_PATTERN, is_valid_id
 from chat.openapi import add_error_responses, describe_exchange_doors  # noqa: F401 - the hooks settings name
 from chat.sync.schema import DERIVED
@@ -191,6 +192,7 @@ class SyncPulledConversationSerializer(serializers.Serializer):
     lastMessagePreview = serializers.JSONField(required=False, help_text=DERIVED)  # noqa: N815
     lastMessageTimestamp = serializers.JSONField(required=False, help_text=DERIVED)  # noqa: N815
     lastModel = serializers.JSONField(required=False, help_text=DERIVED)  # noqa: N815
+    attachments = AttachmentSerializer(many=True, required=False, help_text="Only with `?attachments=1`.")
 
 
 class SyncPullResponseSerializer(serializers.Serializer):

@@ -421,3 +421,19 @@ CHATLIMA_SYNC_MAX_CONVERSATIONS = envint("CHATLIMA_SYNC_MAX_CONVERSATIONS", 1000
 CHATLIMA_SYNC_MAX_MESSAGES = envint("CHATLIMA_SYNC_MAX_MESSAGES", 20000)
 CHATLIMA_SYNC_MAX_DELETED = envint("CHATLIMA_SYNC_MAX_DELETED", 1000)
 DATA_UPLOAD_MAX_MEMORY_SIZE = envint("CHATLIMA_MAX_BODY_BYTES", 32 * 1024 * 1024)
+
+# Attachments: files and URLs a conversation carries as context (chat/attachments/). A file over
+# CHATLIMA_ATTACHMENT_MAX_BYTES, a fetched page over CHATLIMA_FETCH_MAX_BYTES, or attachments
+# whose text would carry more than CHATLIMA_ATTACHMENT_MAX_TOKENS in one conversation: 413; more
+# than CHATLIMA_ATTACHMENTS_PER_CONVERSATION: 400. The URL fetcher refuses private, loopback,
+# link-local and other non-public addresses unless CHATLIMA_FETCH_ALLOW_PRIVATE is on (tests, a
+# deployment that means to read its own network).
+CHATLIMA_ATTACHMENT_MAX_BYTES = envint("CHATLIMA_ATTACHMENT_MAX_BYTES", 10 * 1024 * 1024)
+CHATLIMA_ATTACHMENTS_PER_CONVERSATION = envint("CHATLIMA_ATTACHMENTS_PER_CONVERSATION", 20)
+CHATLIMA_ATTACHMENT_MAX_TOKENS = envint("CHATLIMA_ATTACHMENT_MAX_TOKENS", 100_000)
+CHATLIMA_FETCH_TIMEOUT_SECONDS = envfloat("CHATLIMA_FETCH_TIMEOUT_SECONDS", 10)
+CHATLIMA_FETCH_MAX_BYTES = envint("CHATLIMA_FETCH_MAX_BYTES", 5 * 1024 * 1024)
+CHATLIMA_FETCH_ALLOW_PRIVATE = envbool("CHATLIMA_FETCH_ALLOW_PRIVATE", False)
+CHATLIMA_FETCH_MAX_REDIRECTS = envint("CHATLIMA_FETCH_MAX_REDIRECTS", 5)
+# Who turns a host name into addresses for the fetcher (a dotted path; tests put a stub here).
+CHATLIMA_FETCH_RESOLVER = "chat.attachments.fetch.system_resolver"

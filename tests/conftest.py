@@ -136,3 +136,10 @@ def _drop_pipeline_connections(django_db_setup, django_db_blocker):
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                     "WHERE datname = current_database() AND pid <> pg_backend_pid()"
                 )
+
+
+@pytest.fixture(autouse=True)
+def _fetcher_reaches_only_loopback(settings):
+    """No test's URL fetch can leave this machine: the attachment fetcher's resolver knows only
+    loopback names and addresses (tests/attachments/resolver.py); every other name is unresolved."""
+    settings.CHATLIMA_FETCH_RESOLVER = "tests.attachments.resolver.loopback_only"

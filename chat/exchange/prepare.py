@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from chat import providers, sync_clock
+from chat.attachments import context_for
 from chat.exchange import events
 from chat.exchange.body import SendBody
 from chat.exchange.replay import Replay, replay
@@ -157,8 +158,10 @@ def prepare_exchange(user: User, req: SendBody) -> Prepared | Replay:
     provider = providers.usable_provider(model)
     max_tokens = req.max_tokens or settings.CHATLIMA_DEFAULT_MAX_TOKENS
     system_prompt = conversation.system_prompt if conversation else (req.system_prompt or "")
+    # The conversation's files and URLs ride in the system prompt, as text for every provider.
+    attached = context_for(conversation, model)
     chat_request = ChatRequest(
-        model=model, message=reuse.content if reuse else req.message, system_prompt=system_prompt,
+        model=model, message=reuse.content if reuse else req.message, system_prompt=attached.system_prompt(system_prompt),
         history=build_context(conversation, reuse.pk if reuse else None, model),
         temperature=req.temperature, max_tokens=max_tokens,
     )
@@ -205,7 +208,7 @@ def prepare_exchange(user: User, req: SendBody) -> Prepared | Replay:
             row = ApiUsageLog.objects.create(
                 request_id=request_id, user=user, conversation=conversation, message=assistant,
                 provider=provider, model_name=model, status=ApiUsageLog.Status.PENDING, created_at=now,
-                metadata=_row_metadata(estimate, max_tokens, hold),
+                metadata={**_row_metadata(estimate, max_tokens, hold), **attached.metadata()},
             )
     except IntegrityError:
         # Another request stored this client_message_id first: answer as a retry of it.

@@ -13,6 +13,7 @@ from django.db import connection, models, transaction
 from django.db.models import Max
 
 from chat import sync_clock
+from chat.attachments.payload import attachments_by_conversation
 from chat.models import Conversation, Message, chunks
 from chat.payloads import decimal_str, iso, sync_message_payload
 from chat.sync.cursor import decode_cursor, encode_cursor
@@ -22,8 +23,9 @@ PULL_MAX_LIMIT = 500
 PULL_MAX_MESSAGES = 20_000
 
 
-def pull(user, since: str | None, limit: int = PULL_DEFAULT_LIMIT) -> dict[str, Any]:
-    """The user's conversations changed after `since`, oldest change first, `limit` at a time.
+def pull(user, since: str | None, limit: int = PULL_DEFAULT_LIMIT, with_attachments: bool = False) -> dict[str, Any]:
+    """The user's conversations changed after `since`, oldest change first, `limit` at a time;
+    `with_attachments` adds each one's `attachments` (chat.attachments.payload, without their text).
 
     The clock is read first: every version up to it is committed (tick() holds the
     clock lock to commit), so the rows with versions in (since, clock] are all
@@ -37,11 +39,12 @@ def pull(user, since: str | None, limit: int = PULL_DEFAULT_LIMIT) -> dict[str, 
             with connection.cursor() as cursor:
                 # One snapshot for the whole page, so a conversation and its messages agree.
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            return _pull(user, first_sync, after_version, after_pk, limit)
-    return _pull(user, first_sync, after_version, after_pk, limit)
+            return _pull(user, first_sync, after_version, after_pk, limit, with_attachments)
+    return _pull(user, first_sync, after_version, after_pk, limit, with_attachments)
 
 
-def _pull(user, first_sync: bool, after_version: int, after_pk: int | None, limit: int) -> dict[str, Any]:
+def _pull(user, first_sync: bool, after_version: int, after_pk: int | None, limit: int,
+          with_attachments: bool = False) -> dict[str, Any]:
     ceiling = sync_clock.current(user.pk)
     due = _due(user, first_sync, after_version, after_pk, ceiling)
     page, has_more = due[:limit], len(due) > limit
@@ -59,6 +62,10 @@ def _pull(user, first_sync: bool, after_version: int, after_pk: int | None, limi
             deleted.append(conv.public_id)
         else:
             live.append(sync_conversation_payload(conv, messages.get(pk, [])))
+    if with_attachments:  # only when asked: attachments are not part of the mobile client's format
+        attached = attachments_by_conversation(live_pks)
+        for payload, pk in zip(live, live_pks, strict=True):
+            payload["attachments"] = attached[pk]
     if has_more:
         last_version, last_pk = page[-1]
         cursor = encode_cursor(last_version, last_pk)

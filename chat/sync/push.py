@@ -19,6 +19,7 @@ from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from chat import sync_clock
+from chat.attachments.store import delete_for_conversations
 from chat.models import TOTAL_FIELDS, Conversation, Message, chunks, derive_totals
 from chat.payloads import iso
 from chat.sync.cursor import decode_cursor, encode_cursor
@@ -241,6 +242,7 @@ class _Merge:
                 message.version = version
             Message.objects.bulk_update(self.to_update, sorted(self.update_fields | {"version"}), batch_size=INSERT_BATCH)
         derive_totals(list(self.touched.values()))
+        delete_for_conversations([c.pk for c in self.touched.values() if c.deleted_at is not None])
         for conv in self.touched.values():
             conv.version = version
             if conv.last_message_at and conv.last_message_at > conv.updated_at:

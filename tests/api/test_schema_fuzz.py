@@ -70,6 +70,10 @@ SEMANTIC_REFUSALS = [
     ("POST /api/v1/conversations", "INVALID_MESSAGE", {"id": "deleted"}),  # ids of deleted conversations
     ("POST /api/v1/chat/", "INVALID_MESSAGE", {"field": "client_message_id"}),  # an id another message has
     ("POST /api/v1/auth/", "INVALID_MESSAGE", {}),  # wrong credentials, a taken name, a weak password
+    # Whether a file's bytes read as its kind, and whether a URL resolves and answers, is data.
+    ("POST /api/v1/conversations/{public_id}/attachments", "INVALID_MESSAGE", {"field": "file"}),
+    ("POST /api/v1/conversations/{public_id}/attachments", "INVALID_MESSAGE", {"field": "url"}),
+    ("POST /api/v1/conversations/{public_id}/attachments", "PAYLOAD_TOO_LARGE", {}),
 ]
 
 

@@ -1,0 +1,66 @@
+"""What a conversation's attachments add to every later message: one text block and its counts.
+
+The block is appended to the system prompt, so every provider receives it as text and no adapter
+needs to know about attachments; `estimate_prompt_tokens` counts it with the rest of the prompt,
+so `stream_start.estimated_prompt_tokens` and the page's draft estimate include it. A provider
+that bills documents its own way still reports its own figures, which are the ones stored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from chat.attachments.models import Attachment
+from usage.tokens import count_tokens, uses_bpe
+
+PREAMBLE = "The user attached these files and web pages to the conversation; use them as context."
+
+
+@dataclass(frozen=True)
+class AttachmentContext:
+    text: str = ""
+    file_count: int = 0
+    url_count: int = 0
+    tokens: int = 0  # the attachments' own text, counted for the exchange's model
+
+    def system_prompt(self, base: str) -> str:
+        """`base` with the attachments' block after it (base alone when there are none)."""
+        if not self.text:
+            return base
+        return f"{base}\n\n{self.text}" if base else self.text
+
+    def metadata(self) -> dict[str, int]:
+        """The usage row's note of what the attachments carried (API.md "Attachments")."""
+        return {"file_count": self.file_count, "url_count": self.url_count, "attachment_tokens": self.tokens}
+
+
+def _quoted(value: str) -> str:
+    return value.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;")
+
+
+def _section(attachment: Attachment) -> str:
+    source = f' url="{_quoted(attachment.url)}"' if attachment.kind == Attachment.Kind.URL else ""
+    return (f'<attachment kind="{attachment.kind}" name="{_quoted(attachment.name)}"{source}>\n'
+            f"{attachment.text}\n</attachment>")
+
+
+def context_for(conversation, model: str) -> AttachmentContext:
+    """The attachments' block for a message of `conversation` sent to `model` (empty: none).
+
+    Read only, one query. Each attachment's stored count is used when it was counted with the
+    tokenizer `model` uses; otherwise its text is counted again for `model` (the conversation's
+    model changed since), so the figures are always `model`'s.
+    """
+    if conversation is None or conversation.pk is None:
+        return AttachmentContext()
+    attachments = list(Attachment.objects.filter(conversation=conversation).order_by("created_at", "pk"))
+    if not attachments:
+        return AttachmentContext()
+    bpe = uses_bpe(model)
+    tokens = sum(a.tokens if uses_bpe(a.tokens_model) == bpe else count_tokens(a.text, model) for a in attachments)
+    return AttachmentContext(
+        text="\n\n".join([PREAMBLE, *(_section(a) for a in attachments)]),
+        file_count=sum(a.kind == Attachment.Kind.FILE for a in attachments),
+        url_count=sum(a.kind == Attachment.Kind.URL for a in attachments),
+        tokens=tokens,
+    )
