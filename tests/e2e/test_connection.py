@@ -97,17 +97,27 @@ def page(browser, up):
     context = browser.new_context(viewport={"width": 1280, "height": 860}, base_url=up.url)
     page = context.new_page()
     page.set_default_timeout(20_000)
+    page.sockets_seen = []
     page.sent_frames = []  # the send_message frames the page put on any of its sockets
+    page.received = []  # (the page's socket number, event) for the events each socket carried
+
+    def decoded(payload) -> dict:
+        try:
+            frame = json.loads(payload)
+        except (TypeError, ValueError):
+            return {}
+        return frame if isinstance(frame, dict) else {}
 
     def watch(ws) -> None:
+        number = len(page.sockets_seen)
+        page.sockets_seen.append(ws)
+
         def sent(payload) -> None:
-            try:
-                frame = json.loads(payload)
-            except (TypeError, ValueError):
-                return
+            frame = decoded(payload)
             if frame.get("type") == "send_message":
                 page.sent_frames.append(frame)
         ws.on("framesent", sent)
+        ws.on("framereceived", lambda payload: page.received.append((number, decoded(payload))))
 
     page.on("websocket", watch)
     yield page
@@ -322,3 +332,50 @@ def test_retry_now_works_by_keyboard(page, up, shoot):
     assert page.evaluate("() => document.activeElement.id") == "connection-retry"
     page.keyboard.press("Space")
     wait_connected(page, timeout=3_000)
+
+
+def test_a_message_unconfirmed_when_the_socket_drops_is_resent_once_and_its_replay_fills_the_bubbles(page, up, e2e_db):
+    """The frame reached the server, which stored and answered it, but the socket went before any of
+    that reached the page: the page sends it again with the same client_message_id, and the server's
+    replay (no second provider call, no second usage row) fills both bubbles with the stored figures."""
+    username = sign_up(page)
+    routed = {"sockets": 0}
+
+    def route(ws) -> None:
+        routed["sockets"] += 1
+        server = ws.connect_to_server()
+        if routed["sockets"] > 1:
+            return  # later sockets: everything passes both ways
+
+        def from_server(message) -> None:
+            event = json.loads(message)
+            if event.get("type") == "message_complete":
+                ws.close(code=4000, reason="lost")  # the page never heard of it
+            elif event.get("type") not in ("message_saved", "stream_start", "stream_chunk", "stream_end"):
+                ws.send(message)
+
+        server.on_message(from_server)
+
+    page.route_web_socket("**/ws/chat/", route)
+    page.reload()
+    wait_connected(page)
+    page.fill("#message-input", "Did my message arrive?")
+    page.keyboard.press("Enter")
+    page.locator('article.message-assistant[aria-busy="false"]').wait_for(timeout=30_000)
+    page.locator('article.message-user [data-badge="delivery"][data-state="answered"]').wait_for()
+
+    assert routed["sockets"] == 2
+    ids = [f["client_message_id"] for f in page.sent_frames]
+    assert len(ids) == 2 and ids[0] == ids[1]  # once more after the reconnect, with the same id
+    user_row, answer_row = messages_of(e2e_db, username)
+    assert user_row["public_id"] == ids[0] and answer_row["status"] == "complete"
+    assert [(r["request_id"], r["status"]) for r in usage_rows(e2e_db, username)] == [(ids[0], "success")]
+    check_stored_figures(page, user_row, answer_row)
+    # The socket after the drop carried the replay: the stored answer, not a second live one.
+    after = [e for n, e in page.received if n == len(page.sockets_seen) - 1 and e.get("request_id") == ids[0]]
+    assert [e["type"] for e in after] == ["message_saved", "stream_start", "stream_chunk", "stream_end",
+                                          "message_complete"]
+    assert after[1]["replayed"] is True and after[-1]["replayed"] is True
+    assert page.locator("article.message-assistant").count() == 1
+    assert page.locator("article.message-assistant .bubble-content").text_content().strip()
+    assert page.locator("#chat-error").is_hidden()

@@ -44,6 +44,7 @@ export function showConnection(state) {
   const down = state.name === "waiting" || (state.name === "connecting" && state.retry);
   if (state.name === "open") say("open", "Connected");
   else if (state.name === "signed-out") say("signed-out", "Signed out");
+  else if (down && state.busy) say("down", "Server busy. Reconnecting…");
   else if (down) say("down", state.offline ? "Offline (no network). Reconnecting…" : "Offline. Reconnecting…");
   else say("connecting", "Connecting…");
   // The button goes once connected: whoever pressed it keeps the keyboard, in the message box.

@@ -11,6 +11,7 @@ export const ERROR_TEXT = {
   PROVIDER_ERROR: "The model's provider failed to answer. Try again, or pick another model.",
   TIMEOUT: "The model did not answer in time. Try again.",
   CANCELLED: "Stopped. The partial answer was kept.",
+  SERVICE_UNAVAILABLE: "The server is too busy right now; nothing was sent or charged. Try again in a moment.",
   // The connection (connection.js, exchange.js): said only in the case each names.
   NOT_SENT_OFFLINE: "Not sent: there was no connection. Your message is back in the box.",
   UNCONFIRMED: "The server had not confirmed your message when the connection dropped. It is back in the box; " +

@@ -245,6 +245,9 @@ export function handleEvent(payload) {
       if (mine) completed(payload);
       break;
     case "error":
+      // The socket's own "try again later" (a close with 1013 follows): not about any message, which
+      // waits and goes on the next socket.
+      if (payload.code === "SERVICE_UNAVAILABLE" && !payload.request_id) break;
       // An error without a request id is about the frame itself (or the socket), so about this exchange.
       if (current && (!payload.request_id || mine)) failed(payload);
       else if (!current) showError(errorText(payload));

@@ -4,7 +4,7 @@
 // unconfirmed message again (same client_message_id) when the socket opens (exchange.js).
 // States passed to onState: {name: "connecting", retry} (retry: not the first attempt),
 // {name: "open"}, {name: "waiting", retryAt} (closed, the next attempt due at retryAt, ms),
-// {name: "signed-out"} (closed with 4401: stays closed); each with `offline` (navigator.onLine false).
+// (busy: the server said 1013, try again later), {name: "signed-out"} (closed with 4401: stays closed); each with `offline` (navigator.onLine false).
 const SIGNED_OUT = 4401;
 const TRY_AGAIN_LATER = 1013; // the server had no free database connection
 const DELAYS_MS = [1000, 2000, 4000, 8000, 15000];
@@ -58,7 +58,7 @@ function open() {
     const delay = event.code === TRY_AGAIN_LATER ? BUSY_DELAY_MS : DELAYS_MS[Math.min(failures, DELAYS_MS.length - 1)];
     failures += 1;
     retryTimer = window.setTimeout(open, delay);
-    report({ name: "waiting", retryAt: Date.now() + delay });
+    report({ name: "waiting", retryAt: Date.now() + delay, busy: event.code === TRY_AGAIN_LATER });
   });
 }
 
