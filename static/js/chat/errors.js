@@ -20,6 +20,8 @@ export const ERROR_TEXT = {
     "(shown here with its figures).",
   DROPPED_BEFORE_REPLY: "The connection dropped after your message was saved, before the reply began. " +
     "What the server stored is shown here.",
+  IN_PROGRESS: "Your message reached the server before the connection dropped, and its reply is still being " +
+    "settled there. Reload the page in a moment to see it.",
   REPLAYED_ENDED: "Your message had reached the server before the connection dropped, and its reply was cut " +
     "short there. What the server stored is shown here.",
 };

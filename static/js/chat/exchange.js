@@ -175,12 +175,16 @@ function chunk(payload) {
 
 function failed(payload) {
   const details = payload.details || {};
-  if (payload.code === "RATE_LIMITED" && details.reason === "in_progress" && !current.saved &&
-      current.busyRetries < IN_PROGRESS_RETRIES) {
-    // Our own earlier copy is still being settled on the server (its socket just went): ask again.
-    current.busyRetries += 1;
-    window.setTimeout(() => { if (current && !current.saved) deliver(); }, IN_PROGRESS_RETRY_MS);
-    return;
+  if (payload.code === "RATE_LIMITED" && details.reason === "in_progress" && !current.saved) {
+    // Our own earlier copy is stored and still being settled on the server (its socket just went).
+    if (current.busyRetries < IN_PROGRESS_RETRIES) {
+      current.busyRetries += 1;
+      window.setTimeout(() => { if (current && !current.saved) deliver(); }, IN_PROGRESS_RETRY_MS);
+      return;
+    }
+    current.saved = true; // stored: never "not sent", and nothing to give back
+    setDelivery(current.userBubble, "sent");
+    return failCurrent(ERROR_TEXT.IN_PROGRESS, true);
   }
   if (details.replayed && current.saved) {
     // A copy sent before the connection dropped was stored, and ended there as this: show it.
