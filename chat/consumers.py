@@ -69,6 +69,17 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     # open socket, and under load a read that times out closed the socket with 1011.
     channel_layer_alias = None
 
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except asyncio.CancelledError:
+            # The server is stopping: daphne cancels every application before it exits, and no
+            # disconnect follows. Settle this socket's exchanges as `cancelled` (as for a client that
+            # goes away) instead of leaving them pending, without telling a socket that is closing.
+            self.stopping = True
+            await self._cancel_exchanges()
+            raise
+
     async def connect(self) -> None:
         self.user = self.scope.get("user")
         self.tasks: dict[str, asyncio.Task] = {}  # request_id -> task
@@ -198,7 +209,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                         self.busy.setdefault(busy_key, token)
                     await self.send_json(event)
         except asyncio.CancelledError:
-            # The pipeline has settled the exchange as cancelled; tell the client, if it is still there.
+            # The pipeline has settled the exchange as cancelled; tell the client, if it is still there
+            # (not when the server is stopping: the client sees the socket close and reads what was stored).
+            if getattr(self, "stopping", False):
+                return
             try:
                 await self._error("CANCELLED", "The exchange was cancelled.", request_id)
             except Exception:  # noqa: BLE001 - the socket may be gone

@@ -11,6 +11,19 @@ export const ERROR_TEXT = {
   PROVIDER_ERROR: "The model's provider failed to answer. Try again, or pick another model.",
   TIMEOUT: "The model did not answer in time. Try again.",
   CANCELLED: "Stopped. The partial answer was kept.",
+  SERVICE_UNAVAILABLE: "The server is too busy right now; nothing was sent or charged. Try again in a moment.",
+  // The connection (connection.js, exchange.js): said only in the case each names.
+  NOT_SENT_OFFLINE: "Not sent: there was no connection. Your message is back in the box.",
+  UNCONFIRMED: "The server had not confirmed your message when the connection dropped. It is back in the box; " +
+    "sending it unchanged is safe (it is never charged twice).",
+  DROPPED_STREAMING: "The connection dropped while the reply was streaming. The server kept what had arrived " +
+    "(shown here with its figures).",
+  DROPPED_BEFORE_REPLY: "The connection dropped after your message was saved, before the reply began. " +
+    "What the server stored is shown here.",
+  IN_PROGRESS: "Your message reached the server before the connection dropped, and its reply is still being " +
+    "settled there. Reload the page in a moment to see it.",
+  REPLAYED_ENDED: "Your message had reached the server before the connection dropped, and its reply was cut " +
+    "short there. What the server stored is shown here.",
 };
 
 const PERIOD_WORDS = { daily: "today", weekly: "this week", monthly: "this month" };

@@ -3,19 +3,26 @@
 // sanitised, highlighted `content_html` takes its place.
 import { addFlag, assistantBadges, pendingBadges, setBadges, statusFlag, streamingBadges, userBilledBadges }
   from "./badges.js";
-import { giveBack, setBusy } from "./composer.js";
+import { confirmed, giveBack, holdUnsent, reusedId, setBusy } from "./composer.js";
+import { setDelivery } from "./connection.js";
 import { announce, el, showError } from "./dom.js";
 import { ERROR_TEXT, errorText } from "./errors.js";
 import { growHistory, refreshEstimate } from "./estimate.js";
 import { firstLine, setConversationUsage, updateAccount, updateBudget, updateSidebar } from "./figures.js";
 import { data } from "./page.js";
 import { renderMarkdown, showHtml } from "./render.js";
-import { send } from "./socket.js";
+import { isOpen, send } from "./socket.js";
 import { showStored } from "./stored.js";
 import { addBubble, findUserBubble, scrollDown } from "./transcript.js";
 
 // The exchange in flight: its request id, bubbles, texts and the totals before it.
 let current = null;
+// Exchanges a dropped socket cut short, each with what to say: what the server stored for them is
+// read once the socket is back (the server settled them as cancelled when the socket went).
+const cutShort = [];
+// A retried send the server says is still being answered (in_progress): asked again this often.
+const IN_PROGRESS_RETRY_MS = 2000;
+const IN_PROGRESS_RETRIES = 10;
 
 function newMessageId() {
   const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789";
@@ -29,38 +36,92 @@ export function isBusy() {
   return current !== null;
 }
 
+// Sending while the socket is down is not refused: the message waits in its bubble ("waiting for
+// connection", a copy kept by the composer) and goes once the socket opens. A frame that went out
+// unconfirmed (no message_saved) when the socket dropped goes again on the next socket, with the same
+// client_message_id: the server stores it once and replays what it stored (API.md "Sending").
 export function startExchange(text, model) {
-  const requestId = newMessageId();
+  const requestId = reusedId(text) || newMessageId();
   const userBubble = addBubble("user", requestId, text);
   pendingBadges(userBubble);
-  current = { requestId, userBubble, assistant: null, text: "", userText: text, before: null, promptEstimate: 0 };
   const frame = { type: "send_message", message: text, model, client_message_id: requestId };
   if (data.conversation_id) frame.conversation_id = data.conversation_id;
+  current = { requestId, userBubble, assistant: null, text: "", userText: text, before: null, promptEstimate: 0,
+    frame, from: data.conversation_id || null, saved: false, everSent: false, busyRetries: 0 };
+  holdUnsent(text, requestId);
   setBusy(true);
-  send(frame);
+  deliver();
+}
+
+function deliver() {
+  if (send(current.frame)) {
+    current.everSent = true;
+    setDelivery(current.userBubble, "sending");
+  } else {
+    setDelivery(current.userBubble, "waiting");
+    announce("No connection: your message will be sent when it is back.");
+  }
 }
 
 export function stopExchange() {
   if (!current) return;
+  if (!current.saved && !isOpen()) {
+    // Still waiting for the socket: nothing to stop on the server, the text goes back to the box.
+    return failCurrent(current.everSent ? ERROR_TEXT.UNCONFIRMED : ERROR_TEXT.NOT_SENT_OFFLINE, true);
+  }
   send({ type: "cancel", request_id: current.requestId });
   announce("Stopping the reply.");
 }
 
+// The socket is open (again): an unconfirmed message goes (again); cut-short exchanges show what
+// the server stored for them.
+export function connectionOpened() {
+  if (current && !current.saved) deliver();
+  cutShort.splice(0).forEach(({ ended, text }) => {
+    showStored(ended).then(() => {
+      showError(text, true);
+      announce(text);
+      scrollDown();
+    });
+  });
+}
+
 export function connectionDropped() {
-  if (current) failCurrent("The connection dropped while the reply was streaming; what arrived is kept on the server.");
+  if (!current) return;
+  if (!current.saved) {
+    // Not confirmed: it may or may not have reached the server; it goes again when the socket is back.
+    setDelivery(current.userBubble, "waiting");
+    return;
+  }
+  // Stored: the server settles the exchange as cancelled now that the socket is gone.
+  const text = current.assistant ? ERROR_TEXT.DROPPED_STREAMING : ERROR_TEXT.DROPPED_BEFORE_REPLY;
+  if (current.assistant) {
+    current.assistant.setAttribute("aria-busy", "false");
+    current.assistant.querySelector(".bubble-content").classList.remove("streaming");
+    addFlag(current.assistant, "connection lost");
+  }
+  const ended = current;
+  current = null;
+  setBusy(false);
+  cutShort.push({ ended, text });
+  announce("The connection dropped. What the server kept is shown once it is back.");
 }
 
 export function signedOut() {
-  showError(ERROR_TEXT.UNAUTHENTICATED);
+  if (current) failCurrent(ERROR_TEXT.UNAUTHENTICATED);
+  else showError(ERROR_TEXT.UNAUTHENTICATED);
 }
 
 function failCurrent(text, notice, link) {
   if (current.assistant) current.assistant.setAttribute("aria-busy", "false");
   if (!current.saved) {
-    // Refused before it was stored: say so on the bubble, and give the text back to edit.
-    setBadges(current.userBubble, [statusFlag("not sent")]);
+    // Not stored (refused, or stopped while waiting): say so on the bubble, and give the text back
+    // to edit, with its client_message_id in case an unconfirmed copy did reach the server.
+    const flag = text === ERROR_TEXT.UNCONFIRMED ? "not confirmed" : "not sent";
+    setBadges(current.userBubble, [statusFlag(flag)]);
+    current.userBubble.removeAttribute("data-delivery");
     current.userBubble.classList.add("status-error");
-    giveBack(current.userText);
+    giveBack(current.userText, current.requestId);
   }
   showError(text, notice, link);
   announce(text);
@@ -73,8 +134,10 @@ function failCurrent(text, notice, link) {
 
 function saved(payload) {
   current.saved = true;
-  if (data.conversation_id) return;
-  data.conversation_id = payload.conversation_id;
+  setDelivery(current.userBubble, "sent");
+  if (!data.conversation_id) data.conversation_id = payload.conversation_id;
+  confirmed(current.from);
+  if (current.from) return;
   const url = data.conversation_url_template.replace("__id__", encodeURIComponent(payload.conversation_id));
   window.history.replaceState(null, "", url);
   const heading = document.getElementById("chat-title");
@@ -112,6 +175,22 @@ function chunk(payload) {
 }
 
 function failed(payload) {
+  const details = payload.details || {};
+  if (payload.code === "RATE_LIMITED" && details.reason === "in_progress" && !current.saved) {
+    // Our own earlier copy is stored and still being settled on the server (its socket just went).
+    if (current.busyRetries < IN_PROGRESS_RETRIES) {
+      current.busyRetries += 1;
+      window.setTimeout(() => { if (current && !current.saved) deliver(); }, IN_PROGRESS_RETRY_MS);
+      return;
+    }
+    current.saved = true; // stored: never "not sent", and nothing to give back
+    setDelivery(current.userBubble, "sent");
+    return failCurrent(ERROR_TEXT.IN_PROGRESS, true);
+  }
+  if (details.replayed && current.saved) {
+    // A copy sent before the connection dropped was stored, and ended there as this: show it.
+    return failCurrent(ERROR_TEXT.REPLAYED_ENDED, true);
+  }
   if (payload.code === "TOKEN_LIMIT_EXCEEDED") {
     return failCurrent(errorText(payload), false, { href: data.usage_url + "#budget-title", text: "See your budget." });
   }
@@ -140,6 +219,7 @@ function completed(payload) {
   let prompt = payload.user_message ? payload.user_message.prompt_tokens : null;
   if (prompt === null || prompt === undefined) prompt = payload.usage ? payload.usage.prompt_tokens : null;
   userBilledBadges(userBubble, prompt, message.figures_source);
+  setDelivery(userBubble, "answered");
 
   setConversationUsage(payload.conversation_usage);
   updateAccount(current.before, payload.conversation_usage);
@@ -170,6 +250,9 @@ export function handleEvent(payload) {
       if (mine) completed(payload);
       break;
     case "error":
+      // The socket's own "try again later" (a close with 1013 follows): not about any message, which
+      // waits and goes on the next socket.
+      if (payload.code === "SERVICE_UNAVAILABLE" && !payload.request_id) break;
       // An error without a request id is about the frame itself (or the socket), so about this exchange.
       if (current && (!payload.request_id || mine)) failed(payload);
       else if (!current) showError(errorText(payload));

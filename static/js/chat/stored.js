@@ -1,22 +1,36 @@
-// After a stopped or failed exchange: what the server stored (and billed) for it, read once.
+// After a stopped, failed or cut-short exchange: what the server stored (and billed) for it.
 import { addFlag, assistantBadges, userBilledBadges } from "./badges.js";
 import { growHistory, refreshEstimate } from "./estimate.js";
 import { firstLine, setConversationUsage, updateAccount, updateBudget, updateSidebar } from "./figures.js";
 import { data } from "./page.js";
 import { renderMarkdown } from "./render.js";
-import { scrollDown } from "./transcript.js";
+import { addBubble, scrollDown } from "./transcript.js";
+
+// An answer still being settled (its server has not yet seen the socket go) is read again this
+// often, this many times, until it is settled.
+const UNSETTLED_RETRY_MS = 1500;
+const UNSETTLED_RETRIES = 10;
 
 function getJson(url) {
   return window.fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
     .then((response) => (response.ok ? response.json() : null));
 }
 
+function wait(ms) {
+  return new Promise((resolve) => { window.setTimeout(resolve, ms); });
+}
+
 function showMessage(ended, message) {
   if (message.role === "user" && message.id === ended.requestId) {
     userBilledBadges(ended.userBubble, message.prompt_tokens, message.figures_source);
-  } else if (message.role === "assistant" && message.user_message_id === ended.requestId && ended.assistant) {
+  } else if (message.role === "assistant" && message.user_message_id === ended.requestId) {
+    // No bubble yet when the socket went before the reply began (or a replay said how it ended).
+    if (!ended.assistant) ended.assistant = addBubble("assistant", message.id, "");
     ended.assistant.setAttribute("data-message-id", message.id);
+    ended.assistant.setAttribute("data-user-message-id", ended.requestId);
+    ended.assistant.setAttribute("aria-busy", "false");
     const content = ended.assistant.querySelector(".bubble-content");
+    content.classList.remove("streaming");
     // What was stored (and billed) may run a few words past what had arrived.
     if ((message.content || "").length > ended.text.length) renderMarkdown(content, message.content, scrollDown);
     assistantBadges(ended.assistant, message);
@@ -26,9 +40,24 @@ function showMessage(ended, message) {
   }
 }
 
+function unsettled(conversation, ended) {
+  return (conversation.messages || []).some((message) => message.role === "assistant" &&
+    message.user_message_id === ended.requestId && message.status === "streaming");
+}
+
+function readConversation(ended, triesLeft) {
+  return getJson("/api/v1/conversations/" + encodeURIComponent(data.conversation_id)).then((conversation) => {
+    if (conversation && triesLeft > 0 && unsettled(conversation, ended)) {
+      return wait(UNSETTLED_RETRY_MS).then(() => readConversation(ended, triesLeft - 1));
+    }
+    return conversation;
+  });
+}
+
 // `ended`: the exchange as the page kept it (request id, bubbles, texts, totals before it).
+// Resolves once it is shown (or could not be read: the figures are on the server, a reload shows them).
 export function showStored(ended) {
-  getJson("/api/v1/conversations/" + encodeURIComponent(data.conversation_id))
+  return readConversation(ended, UNSETTLED_RETRIES)
     .then((conversation) => {
       if (!conversation) return null;
       (conversation.messages || []).forEach((message) => showMessage(ended, message));
