@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Count, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Coalesce
@@ -16,6 +17,9 @@ from chat.ids import new_conversation_id, new_message_id, validate_public_id
 from chatlima.formats import money_str
 
 PREVIEW_CHARS = 100
+# A conversation's settings, as the send body takes them (chat/exchange/body.py).
+TEMPERATURE_MAX = 2
+MAX_TOKENS_LIMIT = 1_000_000
 
 
 class ConversationQuerySet(models.QuerySet):
@@ -30,6 +34,12 @@ class Conversation(models.Model):
     title = models.CharField(max_length=255, blank=True)
     model = models.CharField(max_length=128, blank=True)
     system_prompt = models.TextField(blank=True)
+    # The answer's settings; null: the provider's default temperature, CHATLIMA_DEFAULT_MAX_TOKENS.
+    # A send's own `temperature` / `max_tokens` win over these (chat/exchange/prepare.py).
+    temperature = models.FloatField(null=True, blank=True,
+                                    validators=[MinValueValidator(0), MaxValueValidator(TEMPERATURE_MAX)])
+    max_tokens = models.PositiveIntegerField(null=True, blank=True,
+                                             validators=[MinValueValidator(1), MaxValueValidator(MAX_TOKENS_LIMIT)])
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
@@ -81,6 +91,18 @@ class Conversation(models.Model):
             "cost": money_str(self.estimated_cost),
             "message_count": self.message_count,
         }
+
+
+def answer_settings(conversation: Conversation | None, temperature: float | None,
+                    max_tokens: int | None) -> tuple[float | None, int]:
+    """The temperature and max_tokens an answer is asked with: the send's own, else the
+    conversation's, else the defaults (None: the provider's own temperature;
+    CHATLIMA_DEFAULT_MAX_TOKENS). Pure: no query, no lock."""
+    if temperature is None and conversation is not None:
+        temperature = conversation.temperature
+    if max_tokens is None and conversation is not None:
+        max_tokens = conversation.max_tokens
+    return temperature, max_tokens or settings.CHATLIMA_DEFAULT_MAX_TOKENS
 
 
 # What `Conversation.usage_dict()` reads.
