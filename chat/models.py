@@ -132,13 +132,16 @@ def derive_totals(conversations: list[Conversation]) -> None:
 
     Input is what the user messages cost as prompts; output, reasoning, cached, total (the
     completion when a message has no total) and cost are the assistant messages' figures; the
-    count, preview, time and model are of all messages, the newest last. Sets TOTAL_FIELDS in
+    count, time and model are of all messages, the newest last; the preview is the newest message
+    with text (the answer once there is one: an answer that ended with no text leaves the question),
+    as `chat.exchange.settle.add_to_conversation` keeps it after each exchange. Sets TOTAL_FIELDS in
     memory and saves nothing. It takes no lock: call it in the writer's transaction, after the
     message writes, and save what it set there.
     """
     by_pk = {c.pk: c for c in conversations}
     sums: dict[int, dict[str, Any]] = {}
     newest: dict[int, Message] = {}
+    newest_text: dict[int, str] = {}
     user = Q(role=Message.Role.USER)
     assistant = Q(role=Message.Role.ASSISTANT)
     for chunk in chunks(list(by_pk)):
@@ -158,12 +161,17 @@ def derive_totals(conversations: list[Conversation]) -> None:
             .order_by()
         )
         sums.update((row["conversation_id"], row) for row in rows)
-        last = Message.objects.filter(conversation_id=OuterRef("pk")).order_by("-timestamp", "-pk").values("pk")[:1]
-        last_pks = Conversation.objects.filter(pk__in=chunk).annotate(last_pk=Subquery(last)).values_list("last_pk", flat=True)
-        for message in Message.objects.filter(pk__in=[pk for pk in last_pks if pk]).only(
-            "conversation_id", "content", "timestamp", "model"
+        in_order = Message.objects.filter(conversation_id=OuterRef("pk")).order_by("-timestamp", "-pk")
+        last_pks = Conversation.objects.filter(pk__in=chunk).annotate(
+            last_pk=Subquery(in_order.values("pk")[:1]), text_pk=Subquery(in_order.exclude(content="").values("pk")[:1]),
+        ).values_list("last_pk", "text_pk")
+        last_pks = list(last_pks)
+        for message in Message.objects.filter(pk__in=[pk for pk, _ in last_pks if pk]).only(
+            "conversation_id", "timestamp", "model"
         ):
             newest[message.conversation_id] = message
+        texts = Message.objects.filter(pk__in=[pk for _, pk in last_pks if pk]).values_list("conversation_id", "content")
+        newest_text.update(texts)
     for pk, conv in by_pk.items():
         row = sums.get(pk) or {"i": 0, "o": 0, "t": 0, "r": 0, "c": 0, "cost": Decimal("0"), "actual": None, "n": 0}
         last_message = newest.get(pk)
@@ -175,7 +183,7 @@ def derive_totals(conversations: list[Conversation]) -> None:
         conv.estimated_cost = row["cost"]
         conv.actual_cost = row["actual"]
         conv.message_count = row["n"]
-        conv.last_message_preview = preview_of(last_message.content) if last_message else ""
+        conv.last_message_preview = preview_of(newest_text.get(pk, ""))
         conv.last_message_at = last_message.timestamp if last_message else None
         conv.last_model = (last_message.model if last_message else "") or conv.model
 
