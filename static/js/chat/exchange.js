@@ -8,6 +8,7 @@ import { ERROR_TEXT, errorText } from "./errors.js";
 import { growHistory, refreshEstimate } from "./estimate.js";
 import { firstLine, setConversationUsage, updateAccount, updateBudget, updateSidebar } from "./figures.js";
 import { data } from "./page.js";
+import { sendSettings } from "./settings.js";
 import { send } from "./socket.js";
 import { showStored } from "./stored.js";
 import { addBubble, findUserBubble, scrollDown } from "./transcript.js";
@@ -32,7 +33,7 @@ export function startExchange(text, model) {
   const userBubble = addBubble("user", requestId, text);
   pendingBadges(userBubble);
   current = { requestId, userBubble, assistant: null, text: "", userText: text, before: null, promptEstimate: 0 };
-  const frame = { type: "send_message", message: text, model, client_message_id: requestId };
+  const frame = { type: "send_message", message: text, model, client_message_id: requestId, ...sendSettings() };
   if (data.conversation_id) frame.conversation_id = data.conversation_id;
   setBusy(true);
   send(frame);

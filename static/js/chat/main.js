@@ -4,6 +4,7 @@ import { wireComposer } from "./composer.js";
 import { refreshEstimate } from "./estimate.js";
 import { connectionDropped, handleEvent, isBusy, signedOut, startExchange, stopExchange } from "./exchange.js";
 import { wireModelSearch } from "./model-search.js";
+import { wireSettings } from "./settings.js";
 import { wireSidebar } from "./sidebar.js";
 import { connect } from "./socket.js";
 import { scrollDown } from "./transcript.js";
@@ -12,6 +13,7 @@ wireComposer({ isBusy, start: startExchange, stop: stopExchange });
 wireModelSearch();
 
 wireSidebar();
+wireSettings();
 
 refreshEstimate();
 scrollDown();
