@@ -31,7 +31,7 @@ from chatlima.formats import money_str
 from chatlima.text import is_blank, unstorable_character
 from usage.catalogue import provider_of
 from usage.models import CatalogueEntry, ModelPrice
-from usage.pricing import cost_of
+from usage.pricing import price_for
 
 MODEL_ID_CHARS = Conversation._meta.get_field("model").max_length
 
@@ -119,9 +119,11 @@ def older_messages_left_out(conversation: Conversation | None, sent: int) -> int
 def prompt_cost(model: str, prompt_tokens: int) -> str | None:
     """The prompt at the model's price in force today (tiers included), as a money string; None when
     no source prices the model."""
-    cost = cost_of(model, Usage(prompt_tokens=prompt_tokens, completion_tokens=0, total_tokens=prompt_tokens,
-                                source="estimate"))
-    return money_str(cost)
+    price = price_for(model)  # as usage.pricing.cost_of, without its warning on every draft of an unpriced model
+    if price is None:
+        return None
+    return money_str(price.cost(Usage(prompt_tokens=prompt_tokens, completion_tokens=0, total_tokens=prompt_tokens,
+                                      source="estimate")))
 
 
 def estimate_draft(user, draft: Draft) -> dict[str, Any]:

@@ -250,7 +250,5 @@ def _page_data(request: HttpRequest, current: Conversation | None, models: list[
                   "context_window": chosen["context_window"] if chosen else None, "older_left_out": older_left_out},
         "older_messages_left_out": older_left_out,
         "settings_limits": {"system_prompt_chars": SYSTEM_PROMPT_CHARS, "max_tokens": MAX_TOKENS_LIMIT,
-                            "max_tokens_text": f"{MAX_TOKENS_LIMIT:,}",
-                            "default_max_tokens": settings.CHATLIMA_DEFAULT_MAX_TOKENS,
-                            "default_max_tokens_text": f"{settings.CHATLIMA_DEFAULT_MAX_TOKENS:,}"},
+                            "default_max_tokens": settings.CHATLIMA_DEFAULT_MAX_TOKENS},
     }

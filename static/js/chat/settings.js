@@ -6,6 +6,7 @@
 // shown by its field.
 import { announce, showError } from "./dom.js";
 import { refreshEstimate } from "./estimate.js";
+import { countText } from "./money.js";
 import { data } from "./page.js";
 
 const form = document.getElementById("settings-form");
@@ -53,7 +54,7 @@ function readFields(focus = true) {
     values.temperature = Number(temperature);
   }
   const maxTokens = FIELDS.max_tokens.value.trim();
-  const limitText = Number(LIMITS.max_tokens).toLocaleString("en-US");
+  const limitText = countText(LIMITS.max_tokens);
   if (!maxTokens && FIELDS.max_tokens.validity.badInput) {
     fieldError("max_tokens", "Max output tokens must be a whole number from 1 to " + limitText + ".");
     ok = false;
