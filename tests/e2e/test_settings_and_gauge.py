@@ -71,6 +71,9 @@ def wait_reply(page, answers: int) -> None:
 
 
 def open_settings(page) -> None:
+    """Open "Conversation settings" by keyboard (Enter on its summary), unless it is open."""
+    if page.get_attribute("#conv-settings", "open") is not None:
+        return
     summary = page.locator("#conv-settings summary")
     summary.focus()
     page.keyboard.press("Enter")
@@ -202,6 +205,20 @@ def test_settings_by_keyboard_reach_the_provider_and_stay_after_a_reload(browser
         assert starts[-1]["estimated_prompt_tokens"] == shown["tokens"]
         sent = fake_openai.last_request().body
         assert (sent["temperature"], sent_max_tokens(sent), system_message(sent)) == (1.2, 300, "Answer as a ship's captain.")
+
+        # A value the server refuses (more than the box lets one type) is shown by its field; nothing changes.
+        open_settings(page)
+        page.evaluate("() => { document.getElementById('setting-system-prompt').value = 'x'.repeat(32001); }")
+        page.get_by_role("button", name="Save settings").focus()
+        page.keyboard.press("Enter")
+        refusal = page.locator("#setting-system-prompt-error")
+        refusal.wait_for()
+        assert "32000" in refusal.inner_text() or "32,000" in refusal.inner_text()
+        assert page.get_by_label("System prompt").get_attribute("aria-invalid") == "true"
+        assert page.text_content("#settings-status").startswith("Not saved")
+        assert conversation_row(e2e_db, username)["system_prompt"] == "Answer as a ship's captain."
+        shoot(page, "settings-refused-1280")
+        page.reload()
 
         # The composer's model select is the conversation's model: a change is saved.
         page.select_option("#model-select", "offline-demo")
