@@ -1,4 +1,4 @@
-"""Conversation writes of the REST API: create, rename or re-prompt, delete.
+"""Conversation writes of the REST API: create, rename, re-prompt or re-set, delete.
 
 Each runs in its own transaction, takes the owner's sync clock lock first (the per-user writer
 mutex, as a push does) and stamps what it changes with the clock's next version, so a pull on
@@ -6,6 +6,8 @@ any device sees the change.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
@@ -16,7 +18,8 @@ from chat.models import Conversation
 from chatlima.errors import ClientError
 
 
-def create_conversation(user, *, public_id: str | None, title: str = "", model: str = "", system_prompt: str = "") -> tuple[Conversation, bool]:
+def create_conversation(user, *, public_id: str | None, title: str = "", model: str = "", system_prompt: str = "",
+                        temperature: float | None = None, max_tokens: int | None = None) -> tuple[Conversation, bool]:
     """Create the user's conversation, or return the live one with that id (a retried POST is safe)."""
     with transaction.atomic():
         sync_clock.lock(user.pk)
@@ -29,7 +32,8 @@ def create_conversation(user, *, public_id: str | None, title: str = "", model: 
                     "INVALID_MESSAGE", "This id belonged to a conversation you deleted; choose another.", {"id": "deleted"}
                 )
         now = timezone.now()
-        conv = Conversation(owner=user, title=title, model=model, system_prompt=system_prompt, created_at=now, updated_at=now)
+        conv = Conversation(owner=user, title=title, model=model, system_prompt=system_prompt, temperature=temperature,
+                            max_tokens=max_tokens, created_at=now, updated_at=now)
         if public_id:
             conv.public_id = public_id
         conv.version = sync_clock.tick(user.pk)
@@ -38,8 +42,9 @@ def create_conversation(user, *, public_id: str | None, title: str = "", model: 
         return conv, True
 
 
-def update_conversation(conv: Conversation, changes: dict[str, str]) -> Conversation:
-    """PATCH title, model or system_prompt; a real change moves the sync clock."""
+def update_conversation(conv: Conversation, changes: dict[str, Any]) -> Conversation:
+    """PATCH title, model, system_prompt, temperature or max_tokens (None clears those two, back to
+    the defaults); a real change moves the sync clock, and the next send uses what was saved."""
     with transaction.atomic():
         sync_clock.lock(conv.owner_id)
         conv = Conversation.objects.select_for_update().get(pk=conv.pk)

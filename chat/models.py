@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Count, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Coalesce
@@ -16,6 +17,9 @@ from chat.ids import new_conversation_id, new_message_id, validate_public_id
 from chatlima.formats import money_str
 
 PREVIEW_CHARS = 100
+# A conversation's settings, as the send body takes them (chat/exchange/body.py).
+TEMPERATURE_MAX = 2
+MAX_TOKENS_LIMIT = 1_000_000
 
 
 class ConversationQuerySet(models.QuerySet):
@@ -30,6 +34,12 @@ class Conversation(models.Model):
     title = models.CharField(max_length=255, blank=True)
     model = models.CharField(max_length=128, blank=True)
     system_prompt = models.TextField(blank=True)
+    # The answer's settings; null: the provider's default temperature, CHATLIMA_DEFAULT_MAX_TOKENS.
+    # A send's own `temperature` / `max_tokens` win over these (chat/exchange/prepare.py).
+    temperature = models.FloatField(null=True, blank=True,
+                                    validators=[MinValueValidator(0), MaxValueValidator(TEMPERATURE_MAX)])
+    max_tokens = models.PositiveIntegerField(null=True, blank=True,
+                                             validators=[MinValueValidator(1), MaxValueValidator(MAX_TOKENS_LIMIT)])
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
@@ -83,6 +93,18 @@ class Conversation(models.Model):
         }
 
 
+def answer_settings(conversation: Conversation | None, temperature: float | None,
+                    max_tokens: int | None) -> tuple[float | None, int]:
+    """The temperature and max_tokens an answer is asked with: the send's own, else the
+    conversation's, else the defaults (None: the provider's own temperature;
+    CHATLIMA_DEFAULT_MAX_TOKENS). Pure: no query, no lock."""
+    if temperature is None and conversation is not None:
+        temperature = conversation.temperature
+    if max_tokens is None and conversation is not None:
+        max_tokens = conversation.max_tokens
+    return temperature, max_tokens or settings.CHATLIMA_DEFAULT_MAX_TOKENS
+
+
 # What `Conversation.usage_dict()` reads.
 USAGE_FIELDS = ["input_tokens", "output_tokens", "total_tokens", "reasoning_tokens", "cached_tokens",
                 "estimated_cost", "message_count"]
@@ -110,13 +132,16 @@ def derive_totals(conversations: list[Conversation]) -> None:
 
     Input is what the user messages cost as prompts; output, reasoning, cached, total (the
     completion when a message has no total) and cost are the assistant messages' figures; the
-    count, preview, time and model are of all messages, the newest last. Sets TOTAL_FIELDS in
+    count, time and model are of all messages, the newest last; the preview is the newest message
+    with text (the answer once there is one: an answer that ended with no text leaves the question),
+    as `chat.exchange.settle.add_to_conversation` keeps it after each exchange. Sets TOTAL_FIELDS in
     memory and saves nothing. It takes no lock: call it in the writer's transaction, after the
     message writes, and save what it set there.
     """
     by_pk = {c.pk: c for c in conversations}
     sums: dict[int, dict[str, Any]] = {}
     newest: dict[int, Message] = {}
+    newest_text: dict[int, str] = {}
     user = Q(role=Message.Role.USER)
     assistant = Q(role=Message.Role.ASSISTANT)
     for chunk in chunks(list(by_pk)):
@@ -136,12 +161,17 @@ def derive_totals(conversations: list[Conversation]) -> None:
             .order_by()
         )
         sums.update((row["conversation_id"], row) for row in rows)
-        last = Message.objects.filter(conversation_id=OuterRef("pk")).order_by("-timestamp", "-pk").values("pk")[:1]
-        last_pks = Conversation.objects.filter(pk__in=chunk).annotate(last_pk=Subquery(last)).values_list("last_pk", flat=True)
-        for message in Message.objects.filter(pk__in=[pk for pk in last_pks if pk]).only(
-            "conversation_id", "content", "timestamp", "model"
+        in_order = Message.objects.filter(conversation_id=OuterRef("pk")).order_by("-timestamp", "-pk")
+        last_pks = Conversation.objects.filter(pk__in=chunk).annotate(
+            last_pk=Subquery(in_order.values("pk")[:1]), text_pk=Subquery(in_order.exclude(content="").values("pk")[:1]),
+        ).values_list("last_pk", "text_pk")
+        last_pks = list(last_pks)
+        for message in Message.objects.filter(pk__in=[pk for pk, _ in last_pks if pk]).only(
+            "conversation_id", "timestamp", "model"
         ):
             newest[message.conversation_id] = message
+        texts = Message.objects.filter(pk__in=[pk for _, pk in last_pks if pk]).values_list("conversation_id", "content")
+        newest_text.update(texts)
     for pk, conv in by_pk.items():
         row = sums.get(pk) or {"i": 0, "o": 0, "t": 0, "r": 0, "c": 0, "cost": Decimal("0"), "actual": None, "n": 0}
         last_message = newest.get(pk)
@@ -153,7 +183,7 @@ def derive_totals(conversations: list[Conversation]) -> None:
         conv.estimated_cost = row["cost"]
         conv.actual_cost = row["actual"]
         conv.message_count = row["n"]
-        conv.last_message_preview = preview_of(last_message.content) if last_message else ""
+        conv.last_message_preview = preview_of(newest_text.get(pk, ""))
         conv.last_message_at = last_message.timestamp if last_message else None
         conv.last_model = (last_message.model if last_message else "") or conv.model
 

@@ -92,6 +92,8 @@ def conversation_payload(conversation) -> dict[str, Any]:
         "title": conversation.title,
         "model": conversation.model,
         "system_prompt": conversation.system_prompt,
+        "temperature": conversation.temperature,
+        "max_tokens": conversation.max_tokens,
         "created_at": iso(conversation.created_at),
         "updated_at": iso(conversation.updated_at),
         "last_message_at": iso(conversation.last_message_at),

@@ -127,6 +127,8 @@ class ConversationListView(APIView):
             title=data.get("title", ""),
             model=data.get("model", ""),
             system_prompt=data.get("system_prompt", ""),
+            temperature=data.get("temperature"),
+            max_tokens=data.get("max_tokens"),
         )
         return Response(conversation_payload(conv), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 

@@ -11,6 +11,7 @@ from rest_framework import serializers
 
 from chat.attachments.payload import AttachmentSerializer
 from chat.ids import ID_RULE, ID_SCHEMA_PATTERN, is_valid_id
+from chat.models import MAX_TOKENS_LIMIT, TEMPERATURE_MAX
 from chat.openapi import add_error_responses, describe_exchange_doors  # noqa: F401 - the hooks settings name
 from chat.sync.schema import DERIVED
 
@@ -62,6 +63,8 @@ class ConversationSerializer(serializers.Serializer):
     title = serializers.CharField(allow_blank=True)
     model = serializers.CharField(allow_blank=True)
     system_prompt = serializers.CharField(allow_blank=True)
+    temperature = serializers.FloatField(allow_null=True, help_text="Null: the provider's default.")
+    max_tokens = serializers.IntegerField(allow_null=True, help_text="Null: CHATLIMA_DEFAULT_MAX_TOKENS.")
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
     last_message_at = serializers.DateTimeField(allow_null=True)
@@ -112,12 +115,34 @@ class PublicIdField(TextField):
         return value
 
 
+class StrictFloatField(serializers.FloatField):
+    """A JSON number and nothing else: DRF's FloatField would also take "0.5" and true."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int | float):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """A JSON integer and nothing else: DRF's IntegerField would also take "5" and 5.0."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class ConversationWriteSerializer(serializers.Serializer):
-    """PATCH body: every field optional."""
+    """PATCH body: every field optional; a null `temperature` or `max_tokens` clears it."""
 
     title = TextField(max_length=255, required=False, allow_blank=True)
     model = TextField(max_length=128, required=False, allow_blank=True)
     system_prompt = TextField(max_length=32_000, required=False, allow_blank=True)
+    temperature = StrictFloatField(min_value=0, max_value=TEMPERATURE_MAX, required=False, allow_null=True,
+                                   help_text="0 to 2; null: the provider's default.")
+    max_tokens = StrictIntegerField(min_value=1, max_value=MAX_TOKENS_LIMIT, required=False, allow_null=True,
+                                    help_text="The answer's allowance; null: CHATLIMA_DEFAULT_MAX_TOKENS.")
 
 
 class ConversationCreateSerializer(ConversationWriteSerializer):

@@ -17,13 +17,15 @@ from django.shortcuts import render
 from django.template import TemplateDoesNotExist
 from django.template.loader import get_template
 from django.urls import reverse
+from django.utils.cache import patch_vary_headers
 from django.utils.safestring import mark_safe
 from django.views.decorators.csrf import csrf_exempt
 
-from chat.estimate import estimate_draft, parse_draft, prompt_request
+from chat.estimate import estimate_draft, older_messages_left_out, parse_draft, prompt_request
 from chat.exchange import build_context
+from chat.exchange.body import SYSTEM_PROMPT_CHARS
 from chat.markdown import plain_text, render_markdown
-from chat.models import Conversation, Message
+from chat.models import MAX_TOKENS_LIMIT, Conversation, Message
 from chat.providers.base import Turn, estimate_prompt_tokens
 from chat.search import search_conversations
 from chatlima.errors import ClientError, error_body, error_response
@@ -33,6 +35,7 @@ from usage.budgets import budget_payload
 from usage.queries import ListedModel, catalogue_models
 
 SIDEBAR_CONVERSATIONS = 50
+FRAGMENT_HEADER = "X-ChatLima-Fragment"
 ALERTS_TEMPLATE = "usage/_alerts.html"
 
 
@@ -86,6 +89,12 @@ def _chat_page(request: HttpRequest, current: Conversation | None) -> HttpRespon
     for item in conversations:
         item.title_display = plain_text(item.title)
         item.preview_display = plain_text(item.last_message_preview)
+    if request.headers.get(FRAGMENT_HEADER) == "conversations":
+        # Search as you type (static/js/chat/sidebar.js): only the list, as the full page would show it.
+        response = render(request, "chat/_conversation_list.html",
+                          {"conversations": conversations, "query": query.strip(), "current": current})
+        patch_vary_headers(response, [FRAGMENT_HEADER])
+        return response
     transcript = _transcript(current) if current is not None else []
     models = _model_choices()
     selected = _selected_model(current, models)
@@ -104,7 +113,9 @@ def _chat_page(request: HttpRequest, current: Conversation | None) -> HttpRespon
         "has_alerts_partial": _template_exists(ALERTS_TEMPLATE),
         "max_message_chars": settings.CHATLIMA_MAX_MESSAGE_CHARS,
     }
-    return render(request, "chat/chat.html", context)
+    response = render(request, "chat/chat.html", context)
+    patch_vary_headers(response, [FRAGMENT_HEADER])
+    return response
 
 
 def _transcript(current: Conversation) -> list[Message]:
@@ -220,7 +231,10 @@ def _page_data(request: HttpRequest, current: Conversation | None, models: list[
             "pricing_source": None if price.price is None else price.price.source,
             "base_prompt_tokens": base,
             "per_turn_tokens": per_turn,
+            "context_window": price.context_window or None,  # None: "context window unknown"
         })
+    chosen = next((m for m in model_data if m["id"] == selected), None)
+    older_left_out = older_messages_left_out(current, len(history))
     return {
         "conversation_id": current.public_id if current is not None else None,
         "selected_model": selected,
@@ -231,4 +245,10 @@ def _page_data(request: HttpRequest, current: Conversation | None, models: list[
         "estimate_url": reverse("chat:draft_estimate"),
         "usage_url": reverse("usage:dashboard"),
         "csrf_token": get_token(request),
+        # The context gauge as first drawn (static/js/chat/estimate.js redraws it) and the settings' limits.
+        "gauge": {"prompt_tokens": chosen["base_prompt_tokens"] if chosen else 0,
+                  "context_window": chosen["context_window"] if chosen else None, "older_left_out": older_left_out},
+        "older_messages_left_out": older_left_out,
+        "settings_limits": {"system_prompt_chars": SYSTEM_PROMPT_CHARS, "max_tokens": MAX_TOKENS_LIMIT,
+                            "default_max_tokens": settings.CHATLIMA_DEFAULT_MAX_TOKENS},
     }

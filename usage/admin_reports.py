@@ -151,7 +151,7 @@ def build_report(start: date, end: date) -> Report:
     )
     by_user = [_with_rates({**row, "user__username": names.get(row["user_id"], "")}) for row in top]
     report = Report(start, end, _with_rates(totals), days, by_model, by_provider, by_user)
-    report.chart = daily_chart([DayPoint(d["day"], d["total_tokens"], d["cost"]) for d in days], REPORT_CHART)
+    report.chart = daily_chart([DayPoint(d["day"], d["total_tokens"], d["cost"]) for d in days], REPORT_CHART, narrow=None)
     report.reconciliation = reconciliation(per_model_rows)
     return report
 

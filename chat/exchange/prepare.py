@@ -26,7 +26,7 @@ from chat.exchange.body import SendBody
 from chat.exchange.replay import Replay, replay
 from chat.exchange.settle import SettleTarget
 from chat.ids import new_conversation_id, new_message_id
-from chat.models import Conversation, Message, preview_of
+from chat.models import Conversation, Message, answer_settings, preview_of
 from chat.providers import base
 from chat.providers.base import ChatRequest, Turn, Usage
 from chatlima.errors import ClientError
@@ -156,14 +156,15 @@ def prepare_exchange(user: User, req: SendBody) -> Prepared | Replay:
 
     model = (req.model or (conversation.model if conversation else "") or settings.CHATLIMA_DEFAULT_MODEL).strip()
     provider = providers.usable_provider(model)
-    max_tokens = req.max_tokens or settings.CHATLIMA_DEFAULT_MAX_TOKENS
+    # The send's own settings, else the conversation's (PATCH may change them), else the defaults.
+    temperature, max_tokens = answer_settings(conversation, req.temperature, req.max_tokens)
     system_prompt = conversation.system_prompt if conversation else (req.system_prompt or "")
     # The conversation's files and URLs ride in the system prompt, as text for every provider.
     attached = context_for(conversation, model)
     chat_request = ChatRequest(
         model=model, message=reuse.content if reuse else req.message, system_prompt=attached.system_prompt(system_prompt),
         history=build_context(conversation, reuse.pk if reuse else None, model),
-        temperature=req.temperature, max_tokens=max_tokens,
+        temperature=temperature, max_tokens=max_tokens,
     )
     estimate = base.estimate_prompt_tokens(chat_request)
 
@@ -184,7 +185,8 @@ def prepare_exchange(user: User, req: SendBody) -> Prepared | Replay:
                 title = req.message.strip().splitlines()[0][:TITLE_CHARS]
                 conversation = Conversation.objects.create(
                     owner=user, public_id=new_conversation_id(), title=title, model=model,
-                    system_prompt=req.system_prompt or "", created_at=now, updated_at=now, version=version,
+                    system_prompt=req.system_prompt or "", temperature=req.temperature, max_tokens=req.max_tokens,
+                    created_at=now, updated_at=now, version=version,
                     message_count=added, last_message_preview=preview_of(req.message), last_message_at=now,
                     last_model=model,
                 )

@@ -11,6 +11,7 @@ import { growHistory, refreshEstimate } from "./estimate.js";
 import { firstLine, setConversationUsage, updateAccount, updateBudget, updateSidebar } from "./figures.js";
 import { data } from "./page.js";
 import { renderMarkdown, showHtml } from "./render.js";
+import { sendSettings } from "./settings.js";
 import { isOpen, send } from "./socket.js";
 import { showStored } from "./stored.js";
 import { addBubble, findUserBubble, scrollDown } from "./transcript.js";
@@ -44,7 +45,7 @@ export function startExchange(text, model) {
   const requestId = reusedId(text) || newMessageId();
   const userBubble = addBubble("user", requestId, text);
   pendingBadges(userBubble);
-  const frame = { type: "send_message", message: text, model, client_message_id: requestId };
+  const frame = { type: "send_message", message: text, model, client_message_id: requestId, ...sendSettings() };
   if (data.conversation_id) frame.conversation_id = data.conversation_id;
   current = { requestId, userBubble, assistant: null, text: "", userText: text, before: null, promptEstimate: 0,
     frame, from: data.conversation_id || null, saved: false, everSent: false, busyRetries: 0 };

@@ -7,6 +7,7 @@ import { connectionDropped, connectionOpened, handleEvent, isBusy, signedOut, st
   from "./exchange.js";
 import { wireModelSearch } from "./model-search.js";
 import { addCopyButtons } from "./render.js";
+import { wireSettings } from "./settings.js";
 import { wireSidebar } from "./sidebar.js";
 import { connect, retryNow } from "./socket.js";
 import { scrollDown } from "./transcript.js";
@@ -19,6 +20,7 @@ addCopyButtons(document.getElementById("transcript"));
 
 wireSidebar();
 wireConnection(retryNow);
+wireSettings();
 
 refreshEstimate();
 scrollDown();

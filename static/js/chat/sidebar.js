@@ -1,6 +1,10 @@
-// The conversation list's own controls: the drawer toggle on a phone, and each entry's "Rename" and
-// "Delete" (a confirmation first; the usage of a deleted conversation stays in the account's totals).
-// Both go through the REST API (PATCH and DELETE /api/v1/conversations/<id>) with the session's CSRF token.
+// The conversation list's own controls: the drawer toggle on a phone, "Search conversations" as you
+// type, and each entry's "Rename" and "Delete" (a confirmation first; the usage of a deleted
+// conversation stays in the account's totals). Rename and Delete go through the REST API (PATCH and
+// DELETE /api/v1/conversations/<id>) with the session's CSRF token. The search is the server's
+// (chat/search.py): SEARCH_DEBOUNCE_MS after the last keystroke the page asks for this page's list
+// with ?q= (the X-ChatLima-Fragment header: the list only), puts it in place and moves the URL's ?q=
+// along; without JavaScript the form's Search button does the same with a full page.
 import { announce, el } from "./dom.js";
 import { data } from "./page.js";
 import { plainText } from "./text.js";
@@ -9,6 +13,9 @@ const list = document.getElementById("conversation-list");
 const renameDialog = document.getElementById("rename-dialog");
 const deleteDialog = document.getElementById("delete-dialog");
 let target = null; // { id, item, button } of the entry a dialog is about
+const SEARCH_DEBOUNCE_MS = 250;
+let searchTimer = null;
+let searched = 0; // the latest search's number: an answer about an older one is dropped
 
 function callApi(id, method, body) {
   return window.fetch("/api/v1/conversations/" + encodeURIComponent(id), {
@@ -119,8 +126,57 @@ function wireDrawer() {
   });
 }
 
+function searchUrl(query) {
+  return window.location.pathname + (query ? "?q=" + encodeURIComponent(query) : "");
+}
+
+// The server's list for `query`, in place of the shown one (the same <ul>, so its listeners stay).
+function showResults(html, query) {
+  const found = new DOMParser().parseFromString(html, "text/html");
+  const newList = found.getElementById("conversation-list");
+  if (!newList) return;
+  list.replaceChildren(...Array.from(newList.childNodes));
+  const summary = document.getElementById("search-summary");
+  const newSummary = found.getElementById("search-summary");
+  if (summary) summary.remove();
+  if (newSummary) list.parentNode.insertBefore(newSummary, list);
+  const url = searchUrl(query);
+  if (window.location.pathname + window.location.search !== url) window.history.replaceState(null, "", url);
+  const count = list.querySelectorAll("a[data-conversation-id]").length;
+  announce(query ? count + (count === 1 ? " conversation" : " conversations") + " found." : "Showing all conversations.");
+}
+
+function search(query) {
+  const number = ++searched;
+  window.fetch(searchUrl(query), {
+    credentials: "same-origin",
+    headers: { Accept: "text/html", "X-ChatLima-Fragment": "conversations" },
+  })
+    .then((response) => (response.ok ? response.text() : null))
+    .then((html) => {
+      if (html !== null && number === searched) showResults(html, query);
+    })
+    .catch(() => { /* the list stays; the Search button still works */ });
+}
+
+function wireSearch() {
+  const box = document.getElementById("conversation-search");
+  if (!box) return;
+  let last = box.value.trim();
+  box.addEventListener("input", () => {
+    window.clearTimeout(searchTimer);
+    searchTimer = window.setTimeout(() => {
+      const query = box.value.trim();
+      if (query === last) return;
+      last = query;
+      search(query);
+    }, SEARCH_DEBOUNCE_MS);
+  });
+}
+
 export function wireSidebar() {
   wireDrawer();
+  wireSearch();
   if (!list || !renameDialog) return;
   wireDialogs();
   list.addEventListener("click", (event) => {
