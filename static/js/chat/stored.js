@@ -11,9 +11,13 @@ function getJson(url) {
 }
 
 function showMessage(ended, message) {
-  if (message.role === "user" && message.id === ended.requestId) {
-    userBilledBadges(ended.userBubble, message.prompt_tokens, message.figures_source);
-  } else if (message.role === "assistant" && message.user_message_id === ended.requestId && ended.assistant) {
+  // A regeneration's question keeps its own id; its new answer is known by the id stream_start gave.
+  const question = (ended.options && ended.options.questionId) || ended.requestId;
+  const answerId = ended.assistant ? ended.assistant.getAttribute("data-message-id") : null;
+  if (message.role === "user" && message.id === question) {
+    if (ended.userBubble) userBilledBadges(ended.userBubble, message.prompt_tokens, message.figures_source);
+  } else if (message.role === "assistant" && ended.assistant && !message.superseded &&
+             (answerId ? message.id === answerId : message.user_message_id === question)) {
     ended.assistant.setAttribute("data-message-id", message.id);
     const content = ended.assistant.querySelector(".bubble-content");
     // What was stored (and billed) may run a few words past what had arrived.
