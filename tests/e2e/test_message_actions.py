@@ -85,9 +85,16 @@ def _flow(page, e2e_db, fake_gemini, shoot, width):
 
     # Regenerate, by keyboard: a new exchange, its own usage row.
     fake_gemini.script(SECOND, usage={"prompt": 43, "candidates": 4})
+    fake_gemini.slow_stream(0.4)
     press_on(page, answer.get_by_role("button", name="Regenerate"))
     answer.get_by_text("Version 2 of 2").wait_for()
+    # While it streams, every action waits.
+    page.locator('article.message-assistant[aria-busy="true"]').wait_for()
+    assert page.locator("article.message-user").get_by_role("button", name="Edit").is_disabled()
+    assert answer.get_by_role("button", name="Regenerate").is_disabled()
+    assert answer.get_by_role("button", name="Previous version").is_disabled()
     finished(page)
+    assert not answer.get_by_role("button", name="Regenerate").is_disabled()
     rows = rows_of(e2e_db, username)
     assert len(rows) == 2 and len({r["request_id"] for r in rows}) == 2
     assert [r["prompt_tokens"] for r in rows] == [41, 43]

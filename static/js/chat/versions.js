@@ -7,10 +7,12 @@ import { countText, moneyDisplay, moneyNode, moveMoney } from "./money.js";
 import { modelInfo } from "./page.js";
 
 const transcript = document.getElementById("transcript");
+let busyNow = false; // an exchange is streaming: every action waits
 
 function actionButton(action, text, label) {
   const node = el("button", "action", text);
   node.type = "button";
+  node.disabled = busyNow;
   node.setAttribute("data-action", action);
   if (label) node.setAttribute("aria-label", label);
   return node;
@@ -84,19 +86,20 @@ export function shownVersion(article) {
   return value === null ? versionsOf(article).length - 1 : Number(value);
 }
 
-function refreshSwitcher(article, busy) {
+function refreshSwitcher(article) {
   const bar = article.querySelector(":scope > .message-actions");
   if (!bar) return;
   const count = versionsOf(article).length;
   const shown = shownVersion(article);
-  bar.querySelector("[data-action='previous-version']").disabled = !!busy || shown <= 0;
-  bar.querySelector("[data-action='next-version']").disabled = !!busy || shown >= count - 1;
+  bar.querySelector("[data-action='previous-version']").disabled = busyNow || shown <= 0;
+  bar.querySelector("[data-action='next-version']").disabled = busyNow || shown >= count - 1;
 }
 
 // While an exchange streams, every action waits (real buttons, disabled).
 export function setActionsBusy(busy) {
+  busyNow = busy;
   transcript.querySelectorAll(".message-actions [data-action]").forEach((node) => { node.disabled = busy; });
-  transcript.querySelectorAll(".message-assistant").forEach((article) => refreshSwitcher(article, busy));
+  transcript.querySelectorAll(".message-assistant").forEach((article) => refreshSwitcher(article));
 }
 
 function describe(article, message) {
