@@ -193,3 +193,37 @@ def _edited_checks(page, e2e_db, username: str, replaced_cost: Decimal) -> None:
                                " ON u.id = c.owner_id WHERE u.username = %s", username)[0]
     assert conversation["input_tokens"] == 41 + 43 + 45
     assert [m["role"] for m in messages_of(e2e_db, username)] == ["user", "assistant", "assistant", "user", "assistant"]
+
+
+def test_a_stopped_regeneration_is_a_version_that_stays_counted(page, e2e_db, fake_gemini, shoot):
+    username = sign_up(page, "stopper")
+    page.select_option("#model-select", MODEL)
+    fake_gemini.script(FIRST, usage={"prompt": 41, "candidates": 7})
+    page.fill("#message-input", "Why are there tides?")
+    page.keyboard.press("Enter")
+    finished(page)
+    answer = page.locator("article.message-assistant")
+    fake_gemini.script([f"Slow word {i}. " for i in range(40)], usage={"prompt": 43, "candidates": 40})
+    fake_gemini.slow_stream(0.2)
+    answer.get_by_role("button", name="Regenerate").click()
+    answer.locator(":scope > .bubble-content").filter(has_text="Slow word").wait_for()
+    page.get_by_role("button", name="Stop").click()
+    finished(page)
+    answer.locator(":scope > .badges [data-badge='status']").filter(has_text="stopped").wait_for()
+    assert answer.get_by_text("Version 2 of 2").is_visible()
+    rows = rows_of(e2e_db, username)
+    assert [r["status"] for r in rows] == ["success", "cancelled"] and rows[1]["completion_tokens"] > 0
+    question = page.locator("article.message-user")
+    page.wait_for_function("() => document.querySelector('article.message-user [data-badge=\"sends\"]')")
+    assert question.locator("[data-badge='sends']").inner_text() == "over 2 sends"
+    shoot(page, "message-regeneration-stopped")
+    page.reload()
+    answer = page.locator("article.message-assistant")
+    assert answer.get_by_text("Version 2 of 2").is_visible()
+    assert "Slow word 0." in answer.locator(":scope > .bubble-content").inner_text()
+    stored = [m for m in versions_of(e2e_db, username) if m["role"] == "user"][0]
+    assert stored["prompt_tokens"] == 41 + rows[1]["prompt_tokens"]
+    # A cut stream is charged an estimate, so the question's sum is marked as one.
+    shown = page.locator("article.message-user [data-badge='input']")
+    assert shown.get_attribute("data-tokens") == str(stored["prompt_tokens"])
+    assert shown.get_attribute("data-state") == "estimate" and "≈" in shown.inner_text()

@@ -4,6 +4,7 @@ import { growHistory, refreshEstimate } from "./estimate.js";
 import { firstLine, setConversationUsage, updateAccount, updateBudget, updateSidebar } from "./figures.js";
 import { data } from "./page.js";
 import { scrollDown } from "./transcript.js";
+import { decorateQuestion, versionsOf } from "./versions.js";
 
 function getJson(url) {
   return window.fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
@@ -15,7 +16,10 @@ function showMessage(ended, message) {
   const question = (ended.options && ended.options.questionId) || ended.requestId;
   const answerId = ended.assistant ? ended.assistant.getAttribute("data-message-id") : null;
   if (message.role === "user" && message.id === question) {
-    if (ended.userBubble) userBilledBadges(ended.userBubble, message.prompt_tokens, message.figures_source);
+    if (ended.userBubble) {
+      userBilledBadges(ended.userBubble, message.prompt_tokens, message.figures_source);
+      decorateQuestion(ended.userBubble, ended.assistant ? versionsOf(ended.assistant).length : 1);
+    }
   } else if (message.role === "assistant" && ended.assistant && !message.superseded &&
              (answerId ? message.id === answerId : message.user_message_id === question)) {
     ended.assistant.setAttribute("data-message-id", message.id);
