@@ -6,12 +6,14 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from django.db.models import Sum
 from django.test import AsyncClient
 
 from chat.exchange import parse_send_body, prepare_exchange, settle_interrupted_exchanges
 from chat.models import Conversation, Message
+from chatlima.errors import ClientError
 from tests.exchange.helpers import rows
 from tests.exchange.test_clamp import through
 from tests.exchange.test_http_doors import bearer
@@ -284,3 +286,33 @@ async def test_rest_and_sync_carry_superseded_and_replaces(owner, fake_openai):
     assert pushed.json()["conversations"][0]["status"] == "unchanged"
     assert [(m.public_id, m.superseded_at is not None) for m in await messages_of(owner, conv_id)] == [
         (i, s) for i, s, _ in shape]
+
+
+def test_parallel_regenerations_of_one_answer_make_one_version_on_postgresql(owner, fake_openai):
+    """Two tabs regenerating the same answer at once: one new version, the other refused, nothing
+    half-written (the old answer is taken out of the thread by a compare-and-set)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection, connections
+
+    if connection.vendor != "postgresql":
+        pytest.skip("real parallel writers need PostgreSQL (SQLite takes one writer at a time)")
+    first = async_to_sync(exchange)(owner, fake_openai, "Race me", "msg_p1")
+
+    def attempt(i: int) -> str:
+        try:
+            prepare_exchange(owner, parse_send_body({"conversation_id": first["conversation_id"],
+                                                     "regenerate": first["message_id"],
+                                                     "client_message_id": f"msg_p1r{i}"}))
+            return "prepared"
+        except ClientError as err:
+            return err.details.get("field", err.code)
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        results = list(pool.map(attempt, range(6)))
+    assert results.count("prepared") == 1 and results.count("regenerate") == 5
+    assert ApiUsageLog.objects.filter(user=owner).count() == 2
+    live_answers = Message.objects.filter(owner=owner, role="assistant", superseded_at__isnull=True)
+    assert live_answers.count() == 1 and live_answers.get().replaces.public_id == first["message_id"]
