@@ -171,11 +171,12 @@ def prepare_exchange(user: User, req: SendBody) -> Prepared | Replay:
     max_tokens = req.max_tokens or settings.CHATLIMA_DEFAULT_MAX_TOKENS
     system_prompt = conversation.system_prompt if conversation else (req.system_prompt or "")
     chat_request = ChatRequest(
-        model=model, message=_question_text(req, reuse, version_of), system_prompt=system_prompt,
-        history=build_context(conversation, reuse.pk if reuse else None, model,
-                              before=version_of.cut if version_of else None),
+        model=model, message=reuse.content if reuse else req.message, system_prompt=system_prompt,
+        history=build_context(conversation, reuse.pk if reuse else None, model),
         temperature=req.temperature, max_tokens=max_tokens,
     )
+    if version_of is not None:
+        chat_request = _versioned_request(req, chat_request, conversation, version_of)
     estimate = base.estimate_prompt_tokens(chat_request)
 
     def hold_cost(output: int) -> Decimal | None:
@@ -271,11 +272,13 @@ def _version_of(user: User, req: SendBody, conversation: Conversation | None,
     return versions.resolve(user, req, conversation)
 
 
-def _question_text(req: SendBody, reuse: Message | None, version_of: versions.VersionOf | None) -> str:
-    """The user turn the provider is sent: a regenerated answer's question, else the message."""
-    if version_of is not None and version_of.question is not None:
-        return version_of.question.content
-    return reuse.content if reuse else req.message
+def _versioned_request(req: SendBody, chat_request: ChatRequest, conversation: Conversation,
+                       version_of: versions.VersionOf) -> ChatRequest:
+    """A regeneration asks its answer's question again, an edit asks the new text; either with the
+    live history before the message it replaces (chat/exchange/versions.py)."""
+    question = version_of.question.content if version_of.question is not None else req.message
+    return replace(chat_request, message=question,
+                   history=build_context(conversation, None, chat_request.model, before=version_of.cut))
 
 
 def _versioned(event: dict, version_of: versions.VersionOf | None) -> dict:
