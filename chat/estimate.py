@@ -110,11 +110,12 @@ def context_window_of(model: str) -> int | None:
 
 def older_messages_left_out(conversation: Conversation | None, sent: int) -> int:
     """How many of the conversation's messages `build_context` could send (the same filter: finished
-    user and assistant messages with text) but left out for the context budget, given that it sent
+    user and assistant messages of the live thread, with text) but left out for the context budget, given that it sent
     `sent`. No query when the history holds every message there is."""
     if conversation is None or sent >= conversation.message_count:
         return 0
-    sendable = (conversation.messages.filter(role__in=[Message.Role.USER, Message.Role.ASSISTANT])
+    sendable = (conversation.messages.filter(role__in=[Message.Role.USER, Message.Role.ASSISTANT],
+                                             superseded_at__isnull=True)
                 .exclude(status=Message.Status.STREAMING).exclude(content="").count())
     return max(sendable - sent, 0)
 

@@ -234,6 +234,15 @@ class Message(models.Model):
     # While an answer streams: when its server last saved it (see chat.partials). A pending exchange
     # whose heartbeat has stopped belongs to a server that is gone.
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # Versions (chat/exchange/versions.py). Null: the message is in the live thread, the one the
+    # provider is sent as history and the page shows. Set when a regeneration or an edit replaced it
+    # (every message one such action took out of the thread carries the same moment). What a
+    # superseded message cost stays in every total (`derive_totals` sums all messages).
+    superseded_at = models.DateTimeField(null=True, blank=True)
+    # A regenerated answer -> the answer it replaces; an edited user message -> the one it replaces.
+    replaces = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replaced_by"
+    )
 
     class Meta:
         constraints = [
@@ -247,6 +256,10 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role} {self.public_id}"
+
+    @property
+    def superseded(self) -> bool:
+        return self.superseded_at is not None
 
     @property
     def elapsed_time(self) -> int | None:

@@ -20,8 +20,18 @@ def iso(value: datetime | None) -> str | None:
 money = money_str
 
 
+def replaces_id(message: Message) -> str | None:
+    """The public id of the message this one replaces (chat/exchange/versions.py), from the
+    `replaces_public_id` a queryset annotated or a settle set, else from the relation."""
+    if hasattr(message, "replaces_public_id"):
+        return message.replaces_public_id
+    return message.replaces.public_id if message.replaces_id else None
+
+
 def message_payload(message: Message, *, with_html: bool = False) -> dict[str, Any]:
-    """A stored message object (API.md "Stored message objects carry")."""
+    """A stored message object (API.md "Stored message objects carry"), plus its place among versions:
+    `superseded` (a regeneration or an edit took it out of the live thread) and `replaces` (the id of
+    the message it is a new version of, or null)."""
     data: dict[str, Any] = {
         "id": message.public_id,
         "role": message.role,
@@ -40,6 +50,8 @@ def message_payload(message: Message, *, with_html: bool = False) -> dict[str, A
         "elapsed_time": message.elapsed_time,
         "cost": money(message.cost),
         "figures_source": message.figures_source,
+        "superseded": message.superseded_at is not None,
+        "replaces": replaces_id(message),
     }
     if with_html:
         data["content_html"] = render_markdown(message.content)
@@ -49,8 +61,9 @@ def message_payload(message: Message, *, with_html: bool = False) -> dict[str, A
 def sync_message_payload(message: Message) -> dict[str, Any]:
     """A message in the mobile client's sync format (seed 000) with every token field.
 
-    Reads `user_message_public_id` when the queryset annotated it, so a page of
-    messages costs no query per answer.
+    Reads `user_message_public_id` and `replaces_public_id` when the queryset annotated them, so a
+    page of messages costs no query per answer. `superseded` and `replaces` are the server's
+    (chat/exchange/versions.py); a push's are ignored.
     """
     if hasattr(message, "user_message_public_id"):
         user_message_id = message.user_message_public_id
@@ -69,6 +82,8 @@ def sync_message_payload(message: Message) -> dict[str, Any]:
         "reasoning_tokens": message.reasoning_tokens,
         "cached_tokens": message.cached_tokens,
         "figures_source": message.figures_source,
+        "superseded": message.superseded_at is not None,
+        "replaces": replaces_id(message),
     }
     if message.role == Message.Role.USER:
         data["originalModel"] = message.model

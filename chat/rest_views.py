@@ -143,7 +143,7 @@ class ConversationDetailView(APIView):
     def get(self, request: Request, public_id: str) -> Response:
         conv = _own_conversation(request, public_id)
         data = conversation_payload(conv)
-        data["messages"] = [message_payload(m) for m in conv.messages.select_related("user_message")]
+        data["messages"] = [message_payload(m) for m in conv.messages.select_related("user_message", "replaces")]
         return Response(data)
 
     @extend_schema(
@@ -192,7 +192,7 @@ class ConversationMessagesView(APIView):
     def get(self, request: Request, public_id: str) -> Response:
         conv = _own_conversation(request, public_id)
         paginator = MessagePagination()
-        page = _page(paginator, conv.messages.select_related("user_message"), request, self)
+        page = _page(paginator, conv.messages.select_related("user_message", "replaces"), request, self)
         return paginator.get_paginated_response([message_payload(m) for m in page])
 
 

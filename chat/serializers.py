@@ -56,6 +56,8 @@ class MessageSerializer(serializers.Serializer):
     elapsed_time = serializers.IntegerField(allow_null=True)
     cost = serializers.DecimalField(max_digits=16, decimal_places=8, allow_null=True, coerce_to_string=True)
     figures_source = serializers.CharField(allow_blank=True)
+    superseded = serializers.BooleanField(help_text="A regeneration or an edit took it out of the live thread.")
+    replaces = serializers.CharField(allow_null=True, help_text="The id of the message this one is a new version of.")
 
 
 class ConversationSerializer(serializers.Serializer):
@@ -168,6 +170,8 @@ class SyncPulledMessageSerializer(serializers.Serializer):
     reasoning_tokens = serializers.IntegerField(allow_null=True)
     cached_tokens = serializers.IntegerField(allow_null=True)
     figures_source = serializers.CharField(allow_blank=True)
+    superseded = serializers.BooleanField(help_text="A regeneration or an edit took it out of the live thread.")
+    replaces = serializers.CharField(allow_null=True, help_text="The id of the message this one is a new version of.")
     user_message_id = serializers.CharField(required=False, allow_null=True)
     completion_id = serializers.CharField(required=False, allow_blank=True)
     elapsed_time = serializers.IntegerField(required=False, allow_null=True)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from collections import defaultdict
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -95,8 +96,8 @@ def _chat_page(request: HttpRequest, current: Conversation | None) -> HttpRespon
                           {"conversations": conversations, "query": query.strip(), "current": current})
         patch_vary_headers(response, [FRAGMENT_HEADER])
         return response
-    transcript = _transcript(current) if current is not None else []
     models = _model_choices()
+    transcript = _transcript(current, models) if current is not None else []
     selected = _selected_model(current, models)
     context = {
         "conversations": conversations,
@@ -118,19 +119,73 @@ def _chat_page(request: HttpRequest, current: Conversation | None) -> HttpRespon
     return response
 
 
-def _transcript(current: Conversation) -> list[Message]:
+def _transcript(current: Conversation, models: list[ListedModel]) -> list[Message]:
+    """The live thread (chat/exchange/versions.py), oldest first, each message dressed for
+    templates/chat/_message.html: an answer with its earlier versions (`earlier_versions`, oldest
+    first) and the model that wrote each; a user message with how many answers it was sent for
+    (`sends`) and, when edited, the versions it replaced (`earlier`) with what their answers cost."""
+    names = {model.model_id: model.display_name for model in models}
     messages = list(
         current.messages.filter(role__in=[Message.Role.USER, Message.Role.ASSISTANT])
         .select_related("user_message").order_by("timestamp", "pk")
     )
+    by_pk = {message.pk: message for message in messages}
+    answers_of: dict[int, list[Message]] = defaultdict(list)
     for message in messages:
-        if message.role == Message.Role.ASSISTANT and message.status != Message.Status.STREAMING:
-            # render_markdown sanitises (nh3): no script, handler or javascript: URL survives.
-            message.html = mark_safe(render_markdown(message.content))  # noqa: S308
-        message.is_estimate = message.figures_source == Message.FiguresSource.ESTIMATE
-        message.not_charged = message.figures_source == Message.FiguresSource.NONE
-        message.cost_display = money_display(message.cost)
-    return messages
+        _dress(message, names)
+        if message.role == Message.Role.ASSISTANT and message.user_message_id:
+            answers_of[message.user_message_id].append(message)
+    live = [message for message in messages if message.superseded_at is None]
+    for message in live:
+        chain = _versions_of(message, by_pk)
+        if message.role == Message.Role.ASSISTANT:
+            message.earlier_versions = chain[:-1]
+            message.version_count = len(chain)
+        else:
+            message.sends = len(answers_of[message.pk])
+            message.earlier = [_earlier_version(old, messages, answers_of) for old in reversed(chain[:-1])]
+    return live
+
+
+def _dress(message: Message, names: dict[str, str]) -> None:
+    if message.role == Message.Role.ASSISTANT and message.status != Message.Status.STREAMING:
+        # render_markdown sanitises (nh3): no script, handler or javascript: URL survives.
+        message.html = mark_safe(render_markdown(message.content))  # noqa: S308
+    message.is_estimate = message.figures_source == Message.FiguresSource.ESTIMATE
+    message.not_charged = message.figures_source == Message.FiguresSource.NONE
+    message.cost_display = money_display(message.cost)
+    message.model_name = names.get(message.model, message.model)
+
+
+def _versions_of(message: Message, by_pk: dict[int, Message]) -> list[Message]:
+    """`message` and the versions it replaced, oldest first."""
+    chain = [message]
+    while chain[-1].replaces_id in by_pk and len(chain) <= len(by_pk):
+        chain.append(by_pk[chain[-1].replaces_id])
+    chain.reverse()
+    return chain
+
+
+@dataclass
+class EarlierVersion:
+    """An edited message's earlier text, and what the answers that edit took out of the thread cost
+    (every version of the answers to the user messages superseded with it): still in every total."""
+
+    content: str
+    answers: int
+    tokens: int
+    cost: Decimal | None
+
+
+def _earlier_version(old: Message, messages: list[Message], answers_of: dict[int, list[Message]]) -> EarlierVersion:
+    gone = [m for m in messages if m.role == Message.Role.USER and m.superseded_at == old.superseded_at]
+    answers = [answer for question in gone for answer in answers_of[question.pk]]
+    costs = [answer.cost for answer in answers if answer.cost is not None]
+    return EarlierVersion(
+        content=old.content, answers=len(answers),
+        tokens=sum((a.total_tokens if a.total_tokens is not None else a.completion_tokens or 0) for a in answers),
+        cost=sum(costs, Decimal("0")) if costs else None,
+    )
 
 
 def _template_exists(name: str) -> bool:

@@ -16,6 +16,9 @@ A message's text goes through these modules in this order, each once:
                  budget and hold in ONE transaction, exactly once.
     events.py    every event dict, built in one place (prepare, stream and replay call it).
     recovery.py  `settle_interrupted_exchanges`: streams a restart cut off are settled `interrupted`.
+    versions.py  `regenerate` and `edit_of` sends: what they replace (checked in prepare), the live
+                 thread they leave (`superseded_at`), a regeneration's replay; settle adds a
+                 regeneration's prompt to its question's.
 
 Hot-path statements. An exchange writes about a dozen rows. Three UPDATEs whose F() expressions
 are costly to compile are literal SQL (`settle.ADD_TO_CONVERSATION`, `prepare.STAMP_CONVERSATION`,

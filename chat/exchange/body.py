@@ -152,17 +152,28 @@ class SeedEntry(BaseModel):
     id: PublicId | None = None
 
 
-class SendBody(BaseModel):
-    """The contract's send body, or the seed-000 one (`message`, `messages`, `model`)."""
+def _one_of_message_or_regenerate(schema: dict) -> None:
+    """The schema of what `_versions_rule` enforces: `message` (text, never null) is required unless
+    the body regenerates an answer (`regenerate`, an id, never null)."""
+    props = schema["properties"]
+    for name in ("message", "regenerate"):
+        own = {key: value for key, value in props[name].items() if key not in ("anyOf", "nullable", "default")}
+        branches = props[name].get("anyOf") or [props[name]]
+        text = next(branch for branch in branches if branch.get("type") != "null")
+        props[name] = {**{k: v for k, v in text.items() if k not in ("nullable", "default")}, **own}
+    schema["anyOf"] = [{"required": ["message"]}, {"required": ["regenerate"]}]
 
-    model_config = ConfigDict(strict=True, frozen=True)
+
+class SendBody(BaseModel):
+    """The contract's send body, or the seed-000 one (`message`, `messages`, `model`), plus
+    ChatLima's `regenerate` and `edit_of` (chat/exchange/versions.py)."""
 
     # Fields are checked in this order; the first refusal is the one reported.
     messages: Annotated[
         Annotated[list[Annotated[SeedEntry, _only(dict, "object")]], _only(list, "list")] | None,
         Field(description="Seed-000 form: the last user entry's id becomes client_message_id."),
     ] = None
-    message: MessageText
+    message: Annotated[MessageText | None, Field(description="Required, except with `regenerate`.")] = None
     conversation_id: Annotated[PublicId | None, Field(description="Absent: a new conversation.")] = None
     client_message_id: Annotated[
         PublicId | None, Field(description="Id for the user message; a known one replays the stored result."),
@@ -176,6 +187,18 @@ class SendBody(BaseModel):
         Annotated[Text, MaxChars(SYSTEM_PROMPT_CHARS), Storable()] | None,
         Field(description="Only when creating the conversation."),
     ] = None
+    regenerate: Annotated[
+        PublicId | None,
+        Field(description="Ask again: the id of a live assistant answer to replace with a new version (no "
+                          "`message`; `client_message_id` is this exchange's request id)."),
+    ] = None
+    edit_of: Annotated[
+        PublicId | None,
+        Field(description="Edit and resend: the id of a live user message that `message` replaces; the "
+                          "conversation continues from the edited message."),
+    ] = None
+
+    model_config = ConfigDict(strict=True, frozen=True, json_schema_extra=_one_of_message_or_regenerate)
 
     @model_validator(mode="before")
     @classmethod
@@ -203,10 +226,25 @@ def _path(loc: tuple) -> str:
     return path or "body"
 
 
+def _versions_rule(req: SendBody) -> SendBody:
+    """What a schema field cannot say alone: a message is needed unless regenerating, where none is
+    taken (the same question is asked again), and one body does not both regenerate and edit."""
+    if req.regenerate is not None:
+        if req.edit_of is not None:
+            raise ClientError("INVALID_MESSAGE", "A send either regenerates an answer or edits a message, not both.",
+                              {"field": "regenerate"})
+        if req.message is not None or req.messages is not None:
+            raise ClientError("INVALID_MESSAGE", "regenerate asks the same question again: send no message.",
+                              {"field": "regenerate"})
+    elif req.message is None:
+        raise ClientError("INVALID_MESSAGE", RULES["missing"], {"field": "message"})
+    return req
+
+
 def parse_send_body(body: Any) -> SendBody:
     """A validated send body, or ClientError INVALID_MESSAGE naming the first refused field."""
     try:
-        return SendBody.model_validate(body)
+        return _versions_rule(SendBody.model_validate(body))
     except ValidationError as exc:
         error = exc.errors(include_url=False, include_input=False)[0]
         field, context = _path(error["loc"]), error.get("ctx") or {}

@@ -75,9 +75,12 @@ def stream_end(request_id: str, usage: dict) -> dict:
 
 
 def message_complete(request_id: str, prompt_tokens: int | None, answer: Message | None, usage: dict, cost: dict,
-                     conversation_usage: dict, budget: dict, *, replayed: bool = False) -> dict:
+                     conversation_usage: dict, budget: dict, *, replayed: bool = False,
+                     user_message_id: str | None = None) -> dict:
+    """`user_message` is the question answered: its id is the request id, except for a regeneration
+    (chat/exchange/versions.py), whose question keeps its own id and `prompt_tokens` sums all its sends."""
     event = {"type": "message_complete", "request_id": request_id,
-             "user_message": {"id": request_id, "prompt_tokens": prompt_tokens},
+             "user_message": {"id": user_message_id or request_id, "prompt_tokens": prompt_tokens},
              "message": message_payload(answer, with_html=True) if answer is not None else None,
              "usage": usage, "cost": cost, "conversation_usage": conversation_usage, "budget": budget}
     if replayed:
@@ -114,5 +117,6 @@ def settled(request_id: str, user: User, done: Settled, outcome: Outcome) -> lis
     return [
         stream_end(request_id, usage),
         message_complete(request_id, prompt_tokens, done.assistant, usage, cost_figures(done.cost, done.actual),
-                         done.conversation.usage_dict(), budgets.budget_payload(user, budget=done.budget)),
+                         done.conversation.usage_dict(), budgets.budget_payload(user, budget=done.budget),
+                         user_message_id=done.user_message.public_id if done.user_message is not None else None),
     ]

@@ -16,12 +16,13 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import User
 from chat import providers, sync_clock
 from chat.attachments import context_for
-from chat.exchange import events
+from chat.exchange import events, versions
 from chat.exchange.body import SendBody
 from chat.exchange.replay import Replay, replay
 from chat.exchange.settle import SettleTarget
@@ -62,18 +63,24 @@ def _in_pages(rows, size: int):
         start += size
 
 
-def build_context(conversation: Conversation | None, exclude_pk: int | None, model: str) -> tuple[Turn, ...]:
-    """Recent history, newest first until the context token budget is spent, returned oldest first."""
+def build_context(conversation: Conversation | None, exclude_pk: int | None, model: str, *,
+                  before: tuple | None = None) -> tuple[Turn, ...]:
+    """Recent history of the live thread (no superseded message: chat/exchange/versions.py), newest
+    first until the context token budget is spent, returned oldest first; with `before` (a message's
+    (timestamp, pk)), only what came before that message."""
     if conversation is None:
         return ()
     budget = settings.CHATLIMA_CONTEXT_TOKEN_BUDGET
     turns: list[Turn] = []
     spent = 0
     recent = (
-        conversation.messages.filter(role__in=[Message.Role.USER, Message.Role.ASSISTANT])
+        conversation.messages.filter(role__in=[Message.Role.USER, Message.Role.ASSISTANT], superseded_at__isnull=True)
         .exclude(status=Message.Status.STREAMING).exclude(content="")
-        .order_by("-timestamp", "-pk").values_list("pk", "role", "content")
     )
+    if before is not None:
+        at, pk = before
+        recent = recent.filter(Q(timestamp__lt=at) | Q(timestamp=at, pk__lt=pk))
+    recent = recent.order_by("-timestamp", "-pk").values_list("pk", "role", "content")
     for pk, role, content in _in_pages(recent, CONTEXT_PAGE):
         if pk == exclude_pk:
             continue
@@ -144,7 +151,10 @@ def prepare_exchange(user: User, req: SendBody) -> Prepared | Replay:
         if conversation is None:
             raise ClientError("CONVERSATION_NOT_FOUND", "No such conversation.", {"conversation_id": req.conversation_id})
 
-    existing = _existing_user_message(user, req)
+    known = versions.known_regeneration(user, req)
+    if known is not None:
+        return known
+    existing = None if req.regenerate else _existing_user_message(user, req)
     reuse: Message | None = None
     if existing is not None:
         has_row = ApiUsageLog.objects.filter(user=user, request_id=existing.public_id).exists()
@@ -153,6 +163,9 @@ def prepare_exchange(user: User, req: SendBody) -> Prepared | Replay:
         # A user message that arrived by sync and was never answered: answer it now.
         reuse = existing
         conversation = existing.conversation
+    version_of = _version_of(user, req, conversation, existing)
+    if version_of is not None:
+        conversation = version_of.conversation
 
     model = (req.model or (conversation.model if conversation else "") or settings.CHATLIMA_DEFAULT_MODEL).strip()
     provider = providers.usable_provider(model)
@@ -166,6 +179,8 @@ def prepare_exchange(user: User, req: SendBody) -> Prepared | Replay:
         history=build_context(conversation, reuse.pk if reuse else None, model),
         temperature=temperature, max_tokens=max_tokens,
     )
+    if version_of is not None:
+        chat_request = _versioned_request(req, chat_request, conversation, version_of)
     estimate = base.estimate_prompt_tokens(chat_request)
 
     def hold_cost(output: int) -> Decimal | None:
@@ -180,7 +195,7 @@ def prepare_exchange(user: User, req: SendBody) -> Prepared | Replay:
             hold = budgets.reserve(user, request_id, estimate, hold_cost, output_tokens=max_tokens,
                                    min_output_tokens=settings.CHATLIMA_MIN_OUTPUT_TOKENS)
             version = sync_clock.tick(user.pk)
-            added = 1 if reuse else 2
+            added = 1 if reuse or req.regenerate else 2
             if conversation is None:
                 title = req.message.strip().splitlines()[0][:TITLE_CHARS]
                 conversation = Conversation.objects.create(
@@ -193,11 +208,16 @@ def prepare_exchange(user: User, req: SendBody) -> Prepared | Replay:
                 before = Conversation(owner=user).usage_dict()
             else:
                 before = conversation.usage_dict()
-                _stamp_conversation(conversation, added, model, req.message, version, now)
-            if reuse is None:
+                _stamp_conversation(conversation, added, model, chat_request.message, version, now)
+            if version_of is not None:
+                versions.supersede(version_of, now, version)
+            if version_of is not None and version_of.question is not None:
+                user_message = version_of.question  # asked again: no new user message
+            elif reuse is None:
                 user_message = Message.objects.create(
                     owner=user, conversation=conversation, public_id=request_id, role=Message.Role.USER,
                     content=req.message, model=model, timestamp=now, version=version,
+                    replaces=version_of.old if version_of is not None else None,
                 )
             else:
                 user_message = reuse
@@ -206,15 +226,26 @@ def prepare_exchange(user: User, req: SendBody) -> Prepared | Replay:
                 owner=user, conversation=conversation, role=Message.Role.ASSISTANT, content="", model=model,
                 timestamp=now + timedelta(microseconds=1), status=Message.Status.STREAMING,
                 user_message=user_message, version=version,
+                replaces=version_of.old if version_of is not None and version_of.adds_prompt else None,
             )
+            metadata = {**_row_metadata(estimate, max_tokens, hold), **attached.metadata()}
+            if version_of is not None:
+                metadata.update(version_of.metadata())
             row = ApiUsageLog.objects.create(
                 request_id=request_id, user=user, conversation=conversation, message=assistant,
                 provider=provider, model_name=model, status=ApiUsageLog.Status.PENDING, created_at=now,
-                metadata={**_row_metadata(estimate, max_tokens, hold), **attached.metadata()},
+                metadata=metadata,
             )
     except IntegrityError:
         # Another request stored this client_message_id first: answer as a retry of it.
-        existing = _existing_user_message(user, req)
+        known = versions.known_regeneration(user, req)
+        if known is not None:
+            return known
+        existing = None if req.regenerate else _existing_user_message(user, req)
+        if existing is None and versions.request_id_taken(user, request_id):
+            # A regeneration's request id (no user message has it): not this send's to take.
+            raise ClientError("INVALID_MESSAGE", "client_message_id is already used by another exchange.",
+                              {"field": "client_message_id"}) from None
         if existing is None:
             raise
         return replay(user, existing)
@@ -226,10 +257,37 @@ def prepare_exchange(user: User, req: SendBody) -> Prepared | Replay:
             assistant_pk=assistant.pk, assistant_public_id=assistant.public_id,
             assistant_timestamp=assistant.timestamp, user_message_pk=user_message.pk,
             conversation_pk=conversation.pk, metadata=dict(row.metadata),
+            adds_prompt=bool(version_of and version_of.adds_prompt), user_message_public_id=user_message.public_id,
+            replaces_public_id=version_of.old.public_id if version_of and version_of.adds_prompt else None,
         ),
         chat_request=replace(chat_request, max_tokens=hold.output_tokens),
-        saved_event=events.message_saved(request_id, conversation.public_id, user_message),
+        saved_event=_versioned(events.message_saved(request_id, conversation.public_id, user_message), version_of),
         start_event=events.stream_start(request_id, conversation.public_id, model, estimate, before,
                                         hold.output_tokens, max_tokens_clamped=hold.clamped,
                                         message_id=assistant.public_id),
     )
+
+
+def _version_of(user: User, req: SendBody, conversation: Conversation | None,
+                existing: Message | None) -> versions.VersionOf | None:
+    """What a regeneration or an edit replaces (versions.resolve); a retry was answered before this."""
+    if existing is not None and (req.regenerate or req.edit_of):
+        raise ClientError("INVALID_MESSAGE", "client_message_id is already used by another message.",
+                          {"field": "client_message_id"})
+    return versions.resolve(user, req, conversation)
+
+
+def _versioned_request(req: SendBody, chat_request: ChatRequest, conversation: Conversation,
+                       version_of: versions.VersionOf) -> ChatRequest:
+    """A regeneration asks its answer's question again, an edit asks the new text; either with the
+    live history before the message it replaces (chat/exchange/versions.py)."""
+    question = version_of.question.content if version_of.question is not None else req.message
+    return replace(chat_request, message=question,
+                   history=build_context(conversation, None, chat_request.model, before=version_of.cut))
+
+
+def _versioned(event: dict, version_of: versions.VersionOf | None) -> dict:
+    """`message_saved` of a regeneration or an edit says which message it replaces."""
+    if version_of is not None:
+        event[version_of.kind if version_of.kind == "edit_of" else "regenerates"] = version_of.old.public_id
+    return event

@@ -31,12 +31,18 @@ class Replay:
             yield event
 
 
-def replay(user: User, user_message: Message) -> Replay:
-    """The events a retry of `user_message` gets, read (no lock) from its usage row and answer."""
+def replay(user: User, user_message: Message, *, request_id: str | None = None,
+           answer: Message | None = None) -> Replay:
+    """The events a retry of `user_message` gets, read (no lock) from its usage row and answer.
+
+    A regeneration (chat/exchange/versions.py) names its own `request_id` and `answer`; otherwise
+    the request id is the user message's and the answer the one its usage row wrote (the newest
+    answer when it has no row)."""
     conversation = user_message.conversation
-    request_id = user_message.public_id
-    row = ApiUsageLog.objects.filter(user=user, request_id=request_id).first()
-    answer = user_message.answers.order_by("-pk").first()
+    request_id = request_id or user_message.public_id
+    row = ApiUsageLog.objects.filter(user=user, request_id=request_id).select_related("message").first()
+    if answer is None:
+        answer = row.message if row is not None and row.message_id else user_message.answers.order_by("-pk").first()
     if row is not None and row.status == S.PENDING:
         raise ClientError(
             "RATE_LIMITED", "This message is still being answered.",
@@ -73,6 +79,6 @@ def replay(user: User, user_message: Message) -> Replay:
         events.stream_end(request_id, usage),
         events.message_complete(
             request_id, user_message.prompt_tokens, answer, usage, cost, conversation.usage_dict(),
-            budgets.budget_payload(user), replayed=True,
+            budgets.budget_payload(user), replayed=True, user_message_id=user_message.public_id,
         ),
     ])

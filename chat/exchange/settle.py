@@ -72,17 +72,25 @@ class SettleTarget:
     user_message_pk: int | None
     conversation_pk: int
     metadata: dict = field(default_factory=dict)
+    # A regeneration (chat/exchange/versions.py): its prompt is added to the question's prompt_tokens
+    # rather than written over them, and the question's id is not the request id.
+    adds_prompt: bool = False
+    user_message_public_id: str | None = None
+    replaces_public_id: str | None = None
 
     @classmethod
     def of(cls, row: ApiUsageLog) -> SettleTarget:
         """The target of a pending usage row read with its `message` (the hold's size unknown)."""
         assistant = row.message
+        metadata = row.metadata or {}
         return cls(
             usage_log_id=row.pk, user_id=row.user_id, model=row.model_name, request_id=row.request_id,
             provider=row.provider, reservation_id=(row.metadata or {}).get("reservation_id"), held_tokens=None,
             held_cost=None, assistant_pk=row.message_id, assistant_public_id=assistant.public_id,
             assistant_timestamp=assistant.timestamp, user_message_pk=assistant.user_message_id,
-            conversation_pk=row.conversation_id, metadata=dict(row.metadata or {}),
+            conversation_pk=row.conversation_id, metadata=dict(metadata),
+            adds_prompt=bool(metadata.get("regenerates")), user_message_public_id=metadata.get("question_id"),
+            replaces_public_id=metadata.get("regenerates"),
         )
 
 
@@ -139,6 +147,20 @@ def add_to_conversation(conversation_pk: int, usage: Usage, cost: Decimal | None
         ])
 
 
+def _add_to_question(pk: int, usage: Usage, figures: str, version: int) -> tuple[int, str]:
+    """A regeneration's prompt tokens added to its question's (which then show what the question
+    cost over all its sends; `derive_totals` sums them as input). The figures' source says
+    `estimate` once any send was estimated; an unbilled send (`none`) changes neither. Runs in the
+    settle's transaction; the UPDATE takes the question's row lock. Returns the new sum and source."""
+    question = Message.objects.select_for_update().values("prompt_tokens", "figures_source").get(pk=pk)
+    source = question["figures_source"]
+    if figures != Message.FiguresSource.NONE and source != Message.FiguresSource.ESTIMATE:
+        source = figures
+    total = (question["prompt_tokens"] or 0) + usage.prompt_tokens
+    Message.objects.filter(pk=pk).update(prompt_tokens=total, figures_source=source, version=version)
+    return total, source
+
+
 def settle_exchange(target: SettleTarget, outcome: Outcome) -> Settled | None:
     """Finish one exchange in ONE transaction; returns what was written, or None if already settled.
 
@@ -181,7 +203,10 @@ def settle_exchange(target: SettleTarget, outcome: Outcome) -> Settled | None:
             actual_cost=actual, figures_source=figures,
         )
         Message.objects.filter(pk=target.assistant_pk).update(**figures_of_answer)
-        if target.user_message_pk:
+        prompt_tokens = usage.prompt_tokens
+        if target.user_message_pk and target.adds_prompt:
+            prompt_tokens, figures = _add_to_question(target.user_message_pk, usage, figures, version)
+        elif target.user_message_pk:
             Message.objects.filter(pk=target.user_message_pk).update(
                 prompt_tokens=usage.prompt_tokens, figures_source=figures, version=version)
         add_to_conversation(target.conversation_pk, usage, cost, actual, version,
@@ -203,11 +228,12 @@ def settle_exchange(target: SettleTarget, outcome: Outcome) -> Settled | None:
         public_id=target.assistant_public_id, role=Message.Role.ASSISTANT, model=target.model,
         timestamp=target.assistant_timestamp, user_message_id=target.user_message_pk, **figures_of_answer,
     )
+    assistant.replaces_public_id = target.replaces_public_id
     user_message = None
     if target.user_message_pk:
         user_message = assistant.user_message = Message(
-            pk=target.user_message_pk, public_id=target.request_id, role=Message.Role.USER,
-            prompt_tokens=usage.prompt_tokens, figures_source=figures,
+            pk=target.user_message_pk, public_id=target.user_message_public_id or target.request_id,
+            role=Message.Role.USER, prompt_tokens=prompt_tokens, figures_source=figures,
         )
     return Settled(usage=usage, cost=cost, actual=actual, assistant=assistant, user_message=user_message,
                    conversation=conversation, budget=budget)

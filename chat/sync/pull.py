@@ -115,7 +115,8 @@ def _messages_of(conversation_pks: list[int]) -> dict[int, list[Message]]:
     for chunk in chunks(conversation_pks):
         for message in (
             Message.objects.filter(conversation_id__in=chunk)
-            .annotate(user_message_public_id=models.F("user_message__public_id"))
+            .annotate(user_message_public_id=models.F("user_message__public_id"),
+                      replaces_public_id=models.F("replaces__public_id"))
             .order_by("conversation_id", "timestamp", "pk")
         ):
             found[message.conversation_id].append(message)

@@ -69,6 +69,8 @@ SEMANTIC_REFUSALS = [
     ("GET /api/v1/usage/daily", "INVALID_MESSAGE", {"end_date": "range too long"}),
     ("POST /api/v1/conversations", "INVALID_MESSAGE", {"id": "deleted"}),  # ids of deleted conversations
     ("POST /api/v1/chat/", "INVALID_MESSAGE", {"field": "client_message_id"}),  # an id another message has
+    ("POST /api/v1/chat/", "INVALID_MESSAGE", {"field": "regenerate"}),  # no such live answer (or with a message)
+    ("POST /api/v1/chat/", "INVALID_MESSAGE", {"field": "edit_of"}),  # no such live user message
     ("POST /api/v1/auth/", "INVALID_MESSAGE", {}),  # wrong credentials, a taken name, a weak password
     # Whether a file's bytes read as its kind, and whether a URL resolves and answers, is data.
     ("POST /api/v1/conversations/{public_id}/attachments", "INVALID_MESSAGE", {"field": "file"}),

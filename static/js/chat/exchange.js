@@ -15,6 +15,7 @@ import { sendSettings } from "./settings.js";
 import { isOpen, send } from "./socket.js";
 import { showStored } from "./stored.js";
 import { addBubble, findUserBubble, scrollDown } from "./transcript.js";
+import { decorateAnswer, decorateQuestion, setActionsBusy, versionsOf } from "./versions.js";
 
 // The exchange in flight: its request id, bubbles, texts and the totals before it.
 let current = null;
@@ -37,20 +38,35 @@ export function isBusy() {
   return current !== null;
 }
 
+function busy(flag) {
+  setBusy(flag);
+  setActionsBusy(flag);
+}
+
 // Sending while the socket is down is not refused: the message waits in its bubble ("waiting for
 // connection", a copy kept by the composer) and goes once the socket opens. A frame that went out
 // unconfirmed (no message_saved) when the socket dropped goes again on the next socket, with the same
 // client_message_id: the server stores it once and replays what it stored (API.md "Sending").
-export function startExchange(text, model) {
-  const requestId = reusedId(text) || newMessageId();
-  const userBubble = addBubble("user", requestId, text);
-  pendingBadges(userBubble);
-  const frame = { type: "send_message", message: text, model, client_message_id: requestId, ...sendSettings() };
+// `options` (actions.js) make it a new version: `regenerate` (an answer's id: no new user message;
+// `question` is its question's bubble, `answerInto()` the bubble the new version streams into) or
+// `edit_of` (a user message's id); `onSaved(userBubble)` once the server stored it, `onRefused(userBubble)`
+// if it was refused before that, `focusAfter()` where focus goes once it ends.
+export function startExchange(text, model, options) {
+  const opts = options || {};
+  const plain = !opts.regenerate && !opts.edit_of;
+  const requestId = (plain && reusedId(text)) || newMessageId();
+  const userBubble = opts.regenerate ? opts.question : addBubble("user", requestId, text);
+  if (!opts.regenerate) pendingBadges(userBubble);
+  const frame = { type: "send_message", model, client_message_id: requestId, ...sendSettings() };
+  if (opts.regenerate) frame.regenerate = opts.regenerate;
+  else frame.message = text;
+  if (opts.edit_of) frame.edit_of = opts.edit_of;
   if (data.conversation_id) frame.conversation_id = data.conversation_id;
   current = { requestId, userBubble, assistant: null, text: "", userText: text, before: null, promptEstimate: 0,
-    frame, from: data.conversation_id || null, saved: false, everSent: false, busyRetries: 0 };
-  holdUnsent(text, requestId);
-  setBusy(true);
+    options: opts, frame, from: data.conversation_id || null, saved: false, everSent: false, busyRetries: 0 };
+  // A plain message's text is kept until the server confirms it (an edit waits in its bubble).
+  if (plain) holdUnsent(text, requestId);
+  busy(true);
   deliver();
 }
 
@@ -62,6 +78,16 @@ function deliver() {
     setDelivery(current.userBubble, "waiting");
     announce("No connection: your message will be sent when it is back.");
   }
+}
+
+// Once an exchange ended: its bubbles get their actions (and the question says over how many sends
+// its input counts); focus goes back where the action was, if the disabled button lost it.
+function decorate(ended, message) {
+  if (ended.assistant) decorateAnswer(ended.assistant, message, ended.text);
+  const question = findUserBubble(ended.options.questionId || "") || ended.userBubble;
+  if (question && ended.saved) decorateQuestion(question, ended.assistant ? versionsOf(ended.assistant).length : 1);
+  const target = ended.options.focusAfter ? ended.options.focusAfter() : null;
+  if (target && (document.activeElement === document.body || !document.activeElement)) target.focus();
 }
 
 export function stopExchange() {
@@ -103,7 +129,7 @@ export function connectionDropped() {
   }
   const ended = current;
   current = null;
-  setBusy(false);
+  busy(false);
   cutShort.push({ ended, text });
   announce("The connection dropped. What the server kept is shown once it is back.");
 }
@@ -115,7 +141,9 @@ export function signedOut() {
 
 function failCurrent(text, notice, link) {
   if (current.assistant) current.assistant.setAttribute("aria-busy", "false");
-  if (!current.saved) {
+  if (!current.saved && current.options.onRefused) {
+    current.options.onRefused(current.options.regenerate ? null : current.userBubble);
+  } else if (!current.saved) {
     // Not stored (refused, or stopped while waiting): say so on the bubble, and give the text back
     // to edit, with its client_message_id in case an unconfirmed copy did reach the server.
     const flag = text === ERROR_TEXT.UNCONFIRMED ? "not confirmed" : "not sent";
@@ -128,7 +156,8 @@ function failCurrent(text, notice, link) {
   announce(text);
   const ended = current;
   current = null;
-  setBusy(false);
+  busy(false);
+  if (ended.saved) decorate(ended, { model: ended.model || "", content: ended.text });
   // A stopped or failed exchange is still settled and billed on the server: show what it stored.
   if (ended.saved && data.conversation_id) showStored(ended);
 }
@@ -136,6 +165,7 @@ function failCurrent(text, notice, link) {
 function saved(payload) {
   current.saved = true;
   setDelivery(current.userBubble, "sent");
+  if (current.options.onSaved) current.options.onSaved(current.userBubble);
   if (!data.conversation_id) data.conversation_id = payload.conversation_id;
   confirmed(current.from);
   if (current.from) return;
@@ -149,9 +179,11 @@ function saved(payload) {
 function started(payload) {
   current.before = payload.conversation_usage;
   current.promptEstimate = payload.estimated_prompt_tokens || 0;
-  current.assistant = addBubble("assistant", payload.message_id || null, "");
+  current.model = payload.model;
+  current.assistant = current.options.answerInto ? current.options.answerInto() : addBubble("assistant", null, "");
+  if (payload.message_id) current.assistant.setAttribute("data-message-id", payload.message_id);
   current.assistant.setAttribute("aria-busy", "true");
-  current.assistant.setAttribute("data-user-message-id", payload.request_id);
+  current.assistant.setAttribute("data-user-message-id", current.options.questionId || payload.request_id);
   streamingBadges(current.assistant, current.promptEstimate, 0);
   if (payload.max_tokens_clamped) {
     clampedNote(current.assistant, payload.max_tokens);
@@ -227,10 +259,12 @@ function completed(payload) {
   updateBudget(payload.budget);
   updateSidebar(data.conversation_id, payload.conversation_usage, firstLine(current.userText),
     message.content || current.text);
-  growHistory(current.userText, message.content || current.text);
+  if (!current.options.regenerate && !current.options.edit_of) growHistory(current.userText, message.content || current.text);
   const tokens = message.completion_tokens;
+  const ended = current;
   current = null;
-  setBusy(false);
+  busy(false);
+  decorate(ended, message);
   refreshEstimate();
   announce("Reply finished" + (tokens !== null && tokens !== undefined ? ": " + tokens + " tokens out." : "."));
 }

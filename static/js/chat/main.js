@@ -1,5 +1,6 @@
 // The chat page's script (ES modules, no build step): wires the message box, the exchange, the
 // socket and the estimate together. See the modules for each part.
+import { wireActions } from "./actions.js";
 import { restoreDraft, wireComposer } from "./composer.js";
 import { showConnection, wireConnection } from "./connection.js";
 import { refreshEstimate } from "./estimate.js";
@@ -15,6 +16,7 @@ import { scrollDown } from "./transcript.js";
 wireComposer({ isBusy, start: startExchange, stop: stopExchange });
 restoreDraft(new Set(Array.from(document.querySelectorAll("#transcript .message-user[data-message-id]"),
   (node) => node.getAttribute("data-message-id"))));
+wireActions({ isBusy, start: startExchange });
 wireModelSearch();
 addCopyButtons(document.getElementById("transcript"));
 

@@ -5,6 +5,7 @@ import { firstLine, setConversationUsage, updateAccount, updateBudget, updateSid
 import { data } from "./page.js";
 import { renderMarkdown } from "./render.js";
 import { addBubble, scrollDown } from "./transcript.js";
+import { decorateQuestion, versionsOf } from "./versions.js";
 
 // An answer still being settled (its server has not yet seen the socket go) is read again this
 // often, this many times, until it is settled.
@@ -21,13 +22,20 @@ function wait(ms) {
 }
 
 function showMessage(ended, message) {
-  if (message.role === "user" && message.id === ended.requestId) {
-    userBilledBadges(ended.userBubble, message.prompt_tokens, message.figures_source);
-  } else if (message.role === "assistant" && message.user_message_id === ended.requestId) {
+  // A regeneration's question keeps its own id; its new answer is known by the id stream_start gave.
+  const question = (ended.options && ended.options.questionId) || ended.requestId;
+  const answerId = ended.assistant ? ended.assistant.getAttribute("data-message-id") : null;
+  if (message.role === "user" && message.id === question) {
+    if (ended.userBubble) {
+      userBilledBadges(ended.userBubble, message.prompt_tokens, message.figures_source);
+      decorateQuestion(ended.userBubble, ended.assistant ? versionsOf(ended.assistant).length : 1);
+    }
+  } else if (message.role === "assistant" && !message.superseded &&
+             (answerId ? message.id === answerId : message.user_message_id === question)) {
     // No bubble yet when the socket went before the reply began (or a replay said how it ended).
     if (!ended.assistant) ended.assistant = addBubble("assistant", message.id, "");
     ended.assistant.setAttribute("data-message-id", message.id);
-    ended.assistant.setAttribute("data-user-message-id", ended.requestId);
+    ended.assistant.setAttribute("data-user-message-id", question);
     ended.assistant.setAttribute("aria-busy", "false");
     const content = ended.assistant.querySelector(".bubble-content");
     content.classList.remove("streaming");

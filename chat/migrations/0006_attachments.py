@@ -12,7 +12,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('chat', '0004_public_id_whole_string'),
+        ('chat', '0005_conversation_settings'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
