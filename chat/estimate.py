@@ -83,15 +83,16 @@ def parse_draft(body: Any) -> Draft:
 
 
 def prompt_request(conversation: Conversation | None, model: str, message: str,
-                   history: tuple[Turn, ...] | None = None, system_prompt: str = "") -> ChatRequest:
+                   history: tuple[Turn, ...] | None = None, system_prompt: str = "",
+                   attachments: list | None = None) -> ChatRequest:
     """The request `prepare_exchange` would build for `message`, as far as its prompt estimate reads
     it: the conversation's system prompt (for a new chat, the one the send will carry) with its
     attachments' block (chat.attachments.context_for), and its history as `build_context` cuts it
-    for `model` (`history` passes one already read)."""
+    for `model` (`history` and `attachments` pass ones already read)."""
     own = conversation.system_prompt if conversation is not None else system_prompt
     return ChatRequest(
         model=model, message=message,
-        system_prompt=context_for(conversation, model).system_prompt(own),
+        system_prompt=context_for(conversation, model, attachments).system_prompt(own),
         history=build_context(conversation, None, model) if history is None else history,
     )
 

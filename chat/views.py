@@ -22,6 +22,7 @@ from django.utils.cache import patch_vary_headers
 from django.utils.safestring import mark_safe
 from django.views.decorators.csrf import csrf_exempt
 
+from chat.attachments import attachments_of
 from chat.estimate import estimate_draft, older_messages_left_out, parse_draft, prompt_request
 from chat.exchange import build_context
 from chat.exchange.body import SYSTEM_PROMPT_CHARS
@@ -239,10 +240,12 @@ def _conversation_usage(current: Conversation | None) -> dict[str, Any]:
     return usage
 
 
-def _prompt_base_tokens(current: Conversation | None, model: str, history: tuple) -> tuple[int, int]:
-    """The next send's prompt before the draft (system prompt + history), and what one more turn adds,
-    by the pipeline's own estimate (chat/estimate.py), so the figure is the one the budget check uses."""
-    request = prompt_request(current, model, "", history)
+def _prompt_base_tokens(current: Conversation | None, model: str, history: tuple,
+                        attachments: list) -> tuple[int, int]:
+    """The next send's prompt before the draft (system prompt, attachments + history), and what one
+    more turn adds, by the pipeline's own estimate (chat/estimate.py), so the figure is the one the
+    budget check uses."""
+    request = prompt_request(current, model, "", history, attachments=attachments)
     with_turn = replace(request, history=(*history, Turn(role="user", content="")))
     base = estimate_prompt_tokens(request)
     return base, max(estimate_prompt_tokens(with_turn) - base, 0)
@@ -273,8 +276,9 @@ def _page_data(request: HttpRequest, current: Conversation | None, models: list[
     # then counts that same history its own way (the cut rarely differs between them). The page asks
     # the server for every draft's exact figure (draft_estimate); these seed its figure meanwhile.
     history = build_context(current, None, selected)
+    attachments = attachments_of(current)
     for price in models:
-        base, per_turn = _prompt_base_tokens(current, price.model_id, history)
+        base, per_turn = _prompt_base_tokens(current, price.model_id, history, attachments)
         model_data.append({
             "id": price.model_id,
             "display_name": price.display_name,

@@ -44,16 +44,25 @@ def _section(attachment: Attachment) -> str:
             f"{attachment.text}\n</attachment>")
 
 
-def context_for(conversation, model: str) -> AttachmentContext:
+def attachments_of(conversation) -> list[Attachment]:
+    """The conversation's attachments in the order they are sent; read only, one query."""
+    if conversation is None or conversation.pk is None:
+        return []
+    return list(Attachment.objects.filter(conversation=conversation).order_by("created_at", "pk"))
+
+
+def context_for(conversation, model: str, attachments: list[Attachment] | None = None) -> AttachmentContext:
     """The attachments' block for a message of `conversation` sent to `model` (empty: none).
 
-    Read only, one query. Each attachment's stored count is used when it was counted with the
+    Read only, one query (none when `attachments` passes the conversation's, already read by
+    `attachments_of`, as the chat page does for every model it lists). Each attachment's stored count is used when it was counted with the
     tokenizer `model` uses; otherwise its text is counted again for `model` (the conversation's
     model changed since), so the figures are always `model`'s.
     """
     if conversation is None or conversation.pk is None:
         return AttachmentContext()
-    attachments = list(Attachment.objects.filter(conversation=conversation).order_by("created_at", "pk"))
+    if attachments is None:
+        attachments = attachments_of(conversation)
     if not attachments:
         return AttachmentContext()
     bpe = uses_bpe(model)

@@ -138,7 +138,7 @@ def test_settings_by_keyboard_reach_the_provider_and_stay_after_a_reload(browser
 
         # The gauge counts the page's system prompt, as the server does for that draft.
         draft = "Where do we sail tomorrow?"
-        page.get_by_label("Message").focus()
+        page.get_by_label("Message", exact=True).focus()
         page.keyboard.type(draft)
         wait_server_estimate(page)
         shown = gauge(page)
@@ -155,7 +155,7 @@ def test_settings_by_keyboard_reach_the_provider_and_stay_after_a_reload(browser
         assert page.get_attribute("#context-meter", "value") == str(tokens)
         shoot(page, "settings-new-chat-1280")
 
-        page.get_by_label("Message").focus()
+        page.get_by_label("Message", exact=True).focus()
         page.keyboard.press("Enter")
         wait_reply(page, 1)
         start = next(f for f in frames if f.get("type") == "stream_start")
@@ -191,7 +191,7 @@ def test_settings_by_keyboard_reach_the_provider_and_stay_after_a_reload(browser
         assert page.get_by_label("Temperature").input_value() == "1.2"
 
         # The next message uses the saved settings; the gauge agrees with the server before and after.
-        page.get_by_label("Message").focus()
+        page.get_by_label("Message", exact=True).focus()
         page.keyboard.type("And the day after?")
         wait_server_estimate(page)
         shown = gauge(page)
@@ -232,7 +232,7 @@ def test_settings_by_keyboard_reach_the_provider_and_stay_after_a_reload(browser
         assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
         shoot(page, "settings-open-390")
         page.emulate_media(color_scheme="dark")
-        page.get_by_label("Message").focus()
+        page.get_by_label("Message", exact=True).focus()
         page.keyboard.type("Dark seas?")
         wait_server_estimate(page)
         assert page.get_by_role("meter").is_visible()
@@ -257,7 +257,7 @@ def test_an_unpriced_model_says_price_unknown_and_window_unknown(browser, server
             page.select_option("#model-select", UNPRICED)
             # The page's own figure (before the server answers) already says so, and then the server's.
             assert page.text_content("#next-estimate-price") == "price unknown"
-            page.get_by_label("Message").focus()
+            page.get_by_label("Message", exact=True).focus()
             page.keyboard.type("What does this cost?")
             wait_server_estimate(page)
             shown = gauge(page)
@@ -323,7 +323,7 @@ def test_the_dashboard_fits_a_phone_without_sideways_scrolling(browser, server_u
     try:
         sign_up(page, "phoner")
         for i in range(2):
-            page.get_by_label("Message").fill(f"Question number {i}")
+            page.get_by_label("Message", exact=True).fill(f"Question number {i}")
             page.keyboard.press("Enter")
             wait_reply(page, i + 1)
         subprocess.run([sys.executable, "manage.py", "rollup_usage"], cwd=ROOT, env=_server_env(e2e_db.url),

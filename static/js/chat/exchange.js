@@ -15,7 +15,7 @@ import { sendSettings } from "./settings.js";
 import { isOpen, send } from "./socket.js";
 import { showStored } from "./stored.js";
 import { addBubble, findUserBubble, scrollDown } from "./transcript.js";
-import { decorateAnswer, decorateQuestion, setActionsBusy, versionsOf } from "./versions.js";
+import { decorateAnswer, decorateQuestion, reserveAnswerBar, setActionsBusy, versionsOf } from "./versions.js";
 
 // The exchange in flight: its request id, bubbles, texts and the totals before it.
 let current = null;
@@ -184,6 +184,7 @@ function started(payload) {
   if (payload.message_id) current.assistant.setAttribute("data-message-id", payload.message_id);
   current.assistant.setAttribute("aria-busy", "true");
   current.assistant.setAttribute("data-user-message-id", current.options.questionId || payload.request_id);
+  reserveAnswerBar(current.assistant, payload.model);
   streamingBadges(current.assistant, current.promptEstimate, 0);
   if (payload.max_tokens_clamped) {
     clampedNote(current.assistant, payload.max_tokens);

@@ -110,6 +110,15 @@ function describe(article, message) {
   article.setAttribute("data-total-tokens", total === null || total === undefined ? "" : String(total));
 }
 
+// A streaming answer gets its action bar (disabled until it ends) and its model's name at once, so
+// that finishing it adds nothing below the text (no layout jump at message_complete).
+export function reserveAnswerBar(article, model) {
+  if (article.querySelector(":scope > .message-actions")) return;
+  article.setAttribute("data-model", model || "");
+  article.setAttribute("data-model-name", modelName(model));
+  article.appendChild(answerBar(article));
+}
+
 // A finished answer (stored as `message`, API.md's message object) gets its model, its markdown for
 // Copy and its action bar; a regenerated one shows its newest version.
 export function decorateAnswer(article, message, text) {
@@ -118,7 +127,9 @@ export function decorateAnswer(article, message, text) {
   const source = sourceOf(message.content !== undefined && message.content !== null ? message.content : text);
   if (old) old.replaceWith(source);
   else article.insertBefore(source, article.querySelector(":scope > .answer-versions, :scope > .message-actions"));
-  if (!article.querySelector(":scope > .message-actions")) article.appendChild(answerBar(article));
+  const bar = article.querySelector(":scope > .message-actions");
+  if (!bar) article.appendChild(answerBar(article));
+  else bar.querySelector(".answer-model").textContent = article.getAttribute("data-model-name") || "";
   showVersion(article, versionsOf(article).length - 1);
 }
 
