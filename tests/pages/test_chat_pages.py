@@ -248,9 +248,9 @@ def test_conversation_page_costs_a_bounded_number_of_queries(owner, owner_client
         make_exchange(owner, conversation=conversation)
     for _ in range(30):
         make_exchange(owner)
-    # Session, user, sidebar, transcript, totals, budget, catalogue and its prices, history, alerts: not one
-    # per message, conversation or model.
-    with django_assert_max_num_queries(16):
+    # Session, user, sidebar, transcript, totals, budget, catalogue and its prices, history, attachments,
+    # alerts: not one per message, conversation or model.
+    with django_assert_max_num_queries(17):
         response = owner_client.get(f"/c/{conversation.public_id}/")
     assert response.status_code == 200
 
