@@ -253,8 +253,8 @@ async function attachFiles(files) {
       }
     }
     if (refused.length) {
+      statusEl.textContent = ""; // the alert says it
       setError("Not attached: " + refused.join(" "));
-      setStatus("Not attached: " + refused.join(" "));
     }
   } finally {
     setWorking(false);
@@ -289,9 +289,8 @@ async function attachUrl(url) {
       urlInput.value = "";
       setStatus("Added " + body.name + ": " + countText(body.tokens) + " tokens.");
     } else {
-      const text = "Not added: " + refusal(response.status, body);
-      setError(text);
-      setStatus(text);
+      statusEl.textContent = "";
+      setError("Not added: " + refusal(response.status, body));
       urlInput.focus();
     }
   } finally {
@@ -341,9 +340,8 @@ async function refetch(item, control) {
     });
     const body = await jsonOrNull(response);
     if (!response.ok || !body) {
-      const text = "Not fetched again: " + refusal(response.status, body);
-      setError(text);
-      setStatus(text);
+      statusEl.textContent = "";
+      setError("Not fetched again: " + refusal(response.status, body));
       return;
     }
     const index = attachments.findIndex((a) => a.id === id);
