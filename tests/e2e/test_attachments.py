@@ -109,6 +109,10 @@ def test_attach_see_costs_send_remove_and_reload(browser, server_url, e2e_db, si
         page.keyboard.press("Tab")
         assert page.evaluate("() => document.activeElement.id") == "attach-url-button"
 
+        # A new chat's settings go with the conversation the first attachment makes.
+        page.locator("#conv-settings summary").click()
+        page.get_by_label("System prompt").fill("Answer from the attachments.")
+
         # By the button: a Markdown file and a PDF, in a new chat (its conversation is made first).
         with page.expect_file_chooser() as chooser:
             page.get_by_role("button", name="Attach files").click()
@@ -118,9 +122,11 @@ def test_attach_see_costs_send_remove_and_reload(browser, server_url, e2e_db, si
         ])
         listed = wait_items(page, 2)
         conversation = e2e_db.rows(
-            "SELECT c.public_id, c.title FROM chat_conversation c JOIN accounts_user u ON u.id = c.owner_id "
+            "SELECT c.public_id, c.title, c.model, c.system_prompt FROM chat_conversation c "
+            "JOIN accounts_user u ON u.id = c.owner_id "
             "WHERE u.username = %s", username)
         assert len(conversation) == 1
+        assert (conversation[0]["model"], conversation[0]["system_prompt"]) == (MODEL, "Answer from the attachments.")
         assert page.url.endswith(f"/c/{conversation[0]['public_id']}/")
         assert page.text_content("#chat-title") == "notes.md"
         assert [(i["name"], i["kind"]) for i in listed] == [("notes.md", "file"), ("q3.pdf", "file")]
