@@ -153,6 +153,10 @@ def test_attach_see_costs_send_remove_and_reload(browser, server_url, e2e_db, si
         assert listed[2]["name"] == "dropped.txt" and "text file" in listed[2]["text"]
         with_drop = wait_estimate_change(page, with_files)
         assert with_drop > with_files
+        # Dropped beside the chat (the sidebar): not opened by the browser in place of the page, not attached.
+        opened = page.evaluate("""(dt) => document.getElementById('sidebar').dispatchEvent(
+            new DragEvent('drop', {dataTransfer: dt, bubbles: true, cancelable: true}))""", drop)
+        assert opened is False and len(items(page)) == 3
 
         # A URL: fetched by the server, shown with its fetch time and a Refetch button.
         page.get_by_label("Add a URL").fill(site)

@@ -394,6 +394,11 @@ function wireDrop(area) {
     zone.hidden = true;
     attachFiles(event.dataTransfer.files);
   });
+  // A file dropped beside the chat (the sidebar, the header) must not make the browser open it in
+  // place of the page.
+  ["dragover", "drop"].forEach((type) => window.addEventListener(type, (event) => {
+    if (carriesFiles(event) && !area.contains(event.target)) event.preventDefault();
+  }));
 }
 
 // `exchange.isBusy()`: a new chat's first message is on its way (its conversation is not made yet).
