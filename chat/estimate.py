@@ -11,6 +11,11 @@ With it come the context gauge's figures: the model's context window (the catalo
 its provider does not say), how many of the conversation's messages the history holds and how many
 older ones `build_context` leaves out (CHATLIMA_CONTEXT_TOKEN_BUDGET), and the prompt's cost at the
 model's input price (None: no source prices the model, "price unknown", never $0).
+
+And the attachments' share (chat.attachments.context_for): `attachment_tokens` (their text, counted
+for the model), `file_count` and `url_count`, the same figures the usage row's metadata will note.
+The block's framing (the preamble and each attachment's tag) is in `estimated_prompt_tokens` but not
+in `attachment_tokens`, as in the usage row.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from typing import Any
 
 from django.conf import settings
 
-from chat.attachments import context_for
+from chat.attachments import AttachmentContext, context_for
 from chat.exchange import build_context
 from chat.exchange.body import SYSTEM_PROMPT_CHARS
 from chat.ids import ID_RULE, is_valid_id
@@ -84,15 +89,17 @@ def parse_draft(body: Any) -> Draft:
 
 def prompt_request(conversation: Conversation | None, model: str, message: str,
                    history: tuple[Turn, ...] | None = None, system_prompt: str = "",
-                   attachments: list | None = None) -> ChatRequest:
+                   attached: AttachmentContext | None = None) -> ChatRequest:
     """The request `prepare_exchange` would build for `message`, as far as its prompt estimate reads
     it: the conversation's system prompt (for a new chat, the one the send will carry) with its
     attachments' block (chat.attachments.context_for), and its history as `build_context` cuts it
-    for `model` (`history` and `attachments` pass ones already read)."""
+    for `model` (`history` and `attached` pass ones already read)."""
     own = conversation.system_prompt if conversation is not None else system_prompt
+    if attached is None:
+        attached = context_for(conversation, model)
     return ChatRequest(
         model=model, message=message,
-        system_prompt=context_for(conversation, model, attachments).system_prompt(own),
+        system_prompt=attached.system_prompt(own),
         history=build_context(conversation, None, model) if history is None else history,
     )
 
@@ -149,7 +156,8 @@ def estimate_draft(user, draft: Draft) -> dict[str, Any]:
     # The model the send would use: the one asked for, else the conversation's, else the default.
     model = (draft.model or (conversation.model if conversation else "") or settings.CHATLIMA_DEFAULT_MODEL).strip()
     usable_provider(model)
-    request = prompt_request(conversation, model, draft.message, system_prompt=draft.system_prompt)
+    attached = context_for(conversation, model)
+    request = prompt_request(conversation, model, draft.message, system_prompt=draft.system_prompt, attached=attached)
     empty = replace(request, message="")
     estimated = estimate_prompt_tokens(request)
     sent = len(request.history)
@@ -163,4 +171,8 @@ def estimate_draft(user, draft: Draft) -> dict[str, Any]:
         "context_window": context_window_of(model),
         "history_messages": sent,
         "older_messages_left_out": older_messages_left_out(conversation, sent),
+        # What the conversation's attachments add to it (module docstring).
+        "attachment_tokens": attached.tokens,
+        "file_count": attached.file_count,
+        "url_count": attached.url_count,
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from dataclasses import dataclass, replace
+from datetime import UTC
 from decimal import Decimal
 from typing import Any
 
@@ -22,8 +23,11 @@ from django.utils.cache import patch_vary_headers
 from django.utils.safestring import mark_safe
 from django.views.decorators.csrf import csrf_exempt
 
-from chat.attachments import attachments_of
-from chat.estimate import estimate_draft, older_messages_left_out, parse_draft, prompt_request
+from chat.attachments import attachments_of, context_of
+from chat.attachments.extract import CODE_SUFFIXES, FORMAT_FOR_SUFFIX
+from chat.attachments.models import Attachment
+from chat.attachments.payload import attachment_payload
+from chat.estimate import estimate_draft, older_messages_left_out, parse_draft, prompt_cost, prompt_request
 from chat.exchange import build_context
 from chat.exchange.body import SYSTEM_PROMPT_CHARS
 from chat.markdown import plain_text, render_markdown
@@ -100,6 +104,8 @@ def _chat_page(request: HttpRequest, current: Conversation | None) -> HttpRespon
     models = _model_choices()
     transcript = _transcript(current, models) if current is not None else []
     selected = _selected_model(current, models)
+    attached = attachments_of(current)  # read once: the list, and every model's prompt figure
+    attachments = _attachments(attached, selected)
     context = {
         "conversations": conversations,
         "query": query.strip(),
@@ -111,13 +117,36 @@ def _chat_page(request: HttpRequest, current: Conversation | None) -> HttpRespon
         "account": account_summary(user),
         "budget": budget_summary(user),
         "conversation_usage": _conversation_usage(current),
-        "page_data": _page_data(request, current, models, selected),
+        "page_data": _page_data(request, current, models, selected, attached, attachments),
+        "attachments": attachments,
+        "attachment_accept": ATTACHMENT_ACCEPT,
         "has_alerts_partial": _template_exists(ALERTS_TEMPLATE),
         "max_message_chars": settings.CHATLIMA_MAX_MESSAGE_CHARS,
     }
     response = render(request, "chat/chat.html", context)
     patch_vary_headers(response, [FRAGMENT_HEADER])
     return response
+
+
+# The file input's hint of the kinds chat.attachments.extract reads (the server decides).
+ATTACHMENT_ACCEPT = ",".join(sorted({*FORMAT_FOR_SUFFIX, *CODE_SUFFIXES}) + ["text/*", "application/json", "application/pdf"])
+
+
+def _attachments(attached: list[Attachment], model: str) -> list[dict[str, Any]]:
+    """The conversation's attachments as templates/chat/_attachment.html lists them (the REST
+    payload), each with what its tokens add to the next message's cost at `model`'s input price
+    (None: price unknown). static/js/chat/attachments.js keeps the list up to date."""
+    rows = []
+    for attachment in attached:
+        cost = prompt_cost(model, attachment.tokens)
+        rows.append({**attachment_payload(attachment), "cost": cost, "free": cost is not None and not Decimal(cost),
+                     "fetched_display": fetched_display(attachment.fetched_at)})
+    return rows
+
+
+def fetched_display(when) -> str:
+    """A URL's fetch time as the list shows it (static/js/chat/attachments.js spells it the same)."""
+    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if when else ""
 
 
 def _transcript(current: Conversation, models: list[ListedModel]) -> list[Message]:
@@ -241,11 +270,10 @@ def _conversation_usage(current: Conversation | None) -> dict[str, Any]:
 
 
 def _prompt_base_tokens(current: Conversation | None, model: str, history: tuple,
-                        attachments: list) -> tuple[int, int]:
-    """The next send's prompt before the draft (system prompt, attachments + history), and what one
-    more turn adds, by the pipeline's own estimate (chat/estimate.py), so the figure is the one the
-    budget check uses."""
-    request = prompt_request(current, model, "", history, attachments=attachments)
+                        attached: list[Attachment]) -> tuple[int, int]:
+    """The next send's prompt before the draft (system prompt, attachments + history), and what one more
+    turn adds, by the pipeline's own estimate (chat/estimate.py), so the figure is the one the budget check uses."""
+    request = prompt_request(current, model, "", history, attached=context_of(attached, model))
     with_turn = replace(request, history=(*history, Turn(role="user", content="")))
     base = estimate_prompt_tokens(request)
     return base, max(estimate_prompt_tokens(with_turn) - base, 0)
@@ -269,16 +297,15 @@ def estimator_data() -> dict[str, Any]:
 
 
 def _page_data(request: HttpRequest, current: Conversation | None, models: list[ListedModel],
-               selected: str) -> dict[str, Any]:
+               selected: str, attached: list[Attachment], attachments: list[dict[str, Any]]) -> dict[str, Any]:
     """Everything the page's script (static/js/chat/) reads, delivered through json_script (never |safe)."""
     model_data = []
     # The history is read once, cut to the context budget as the selected model counts it; each model
     # then counts that same history its own way (the cut rarely differs between them). The page asks
     # the server for every draft's exact figure (draft_estimate); these seed its figure meanwhile.
     history = build_context(current, None, selected)
-    attachments = attachments_of(current)
     for price in models:
-        base, per_turn = _prompt_base_tokens(current, price.model_id, history, attachments)
+        base, per_turn = _prompt_base_tokens(current, price.model_id, history, attached)
         model_data.append({
             "id": price.model_id,
             "display_name": price.display_name,
@@ -306,7 +333,12 @@ def _page_data(request: HttpRequest, current: Conversation | None, models: list[
         "csrf_token": get_token(request),
         # The context gauge as first drawn (static/js/chat/estimate.js redraws it) and the settings' limits.
         "gauge": {"prompt_tokens": chosen["base_prompt_tokens"] if chosen else 0,
-                  "context_window": chosen["context_window"] if chosen else None, "older_left_out": older_left_out},
+                  "context_window": chosen["context_window"] if chosen else None, "older_left_out": older_left_out,
+                  "attachment_tokens": context_of(attached, selected).tokens},
+        # static/js/chat/attachments.js: the list as first drawn, and where to send a new chat's files.
+        "attachments": attachments,
+        "attachments_url_template": "/api/v1/conversations/__id__/attachments",
+        "conversations_url": "/api/v1/conversations",
         "older_messages_left_out": older_left_out,
         "settings_limits": {"system_prompt_chars": SYSTEM_PROMPT_CHARS, "max_tokens": MAX_TOKENS_LIMIT,
                             "default_max_tokens": settings.CHATLIMA_DEFAULT_MAX_TOKENS},

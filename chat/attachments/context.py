@@ -45,24 +45,19 @@ def _section(attachment: Attachment) -> str:
 
 
 def attachments_of(conversation) -> list[Attachment]:
-    """The conversation's attachments in the order they are sent; read only, one query."""
+    """The conversation's attachments with their text, oldest first (none for a new chat). Read only, one query."""
     if conversation is None or conversation.pk is None:
         return []
     return list(Attachment.objects.filter(conversation=conversation).order_by("created_at", "pk"))
 
 
-def context_for(conversation, model: str, attachments: list[Attachment] | None = None) -> AttachmentContext:
-    """The attachments' block for a message of `conversation` sent to `model` (empty: none).
+def context_of(attachments: list[Attachment], model: str) -> AttachmentContext:
+    """The block `attachments` (from `attachments_of`) make for a message sent to `model`. No query.
 
-    Read only, one query (none when `attachments` passes the conversation's, already read by
-    `attachments_of`, as the chat page does for every model it lists). Each attachment's stored count is used when it was counted with the
-    tokenizer `model` uses; otherwise its text is counted again for `model` (the conversation's
-    model changed since), so the figures are always `model`'s.
+    Each attachment's stored count is used when it was counted with the tokenizer `model` uses;
+    otherwise its text is counted again for `model` (the conversation's model changed since), so
+    the figures are always `model`'s.
     """
-    if conversation is None or conversation.pk is None:
-        return AttachmentContext()
-    if attachments is None:
-        attachments = attachments_of(conversation)
     if not attachments:
         return AttachmentContext()
     bpe = uses_bpe(model)
@@ -73,3 +68,9 @@ def context_for(conversation, model: str, attachments: list[Attachment] | None =
         url_count=sum(a.kind == Attachment.Kind.URL for a in attachments),
         tokens=tokens,
     )
+
+
+def context_for(conversation, model: str) -> AttachmentContext:
+    """The attachments' block for a message of `conversation` sent to `model` (empty: none). Read
+    only, one query (`attachments_of`, then `context_of`)."""
+    return context_of(attachments_of(conversation), model)

@@ -105,6 +105,8 @@ def _server_env(database_url: str, gemini_url: str | None = None, openai_url: st
         # Low enough that a budget can cut the offline model's short answer visibly short.
         "CHATLIMA_MIN_OUTPUT_TOKENS": str(MIN_OUTPUT_TOKENS),
         "CHATLIMA_SERVE_STATIC": "1",
+        # The attachment tests serve their pages from a local HTTP server (loopback).
+        "CHATLIMA_FETCH_ALLOW_PRIVATE": "1",
         "PYTHONUNBUFFERED": "1",
     })
     return env

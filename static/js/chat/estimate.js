@@ -6,7 +6,8 @@
 // change. Until it answers, the figure is the page's heuristic for the draft on top of the history's
 // figure, marked data-source="local"; the server's answer replaces it, marked data-source="server".
 // A model with no price says "price unknown" (never $0.00), a free one "free", one whose provider gives no context
-// window says "context window unknown".
+// window says "context window unknown". The conversation's attachments (attachments.js) are in the
+// history figure, and their share is said apart ("N of them attachments", the server's attachment_tokens).
 import { costOf, countText, moneyNode } from "./money.js";
 import { data, modelInfo } from "./page.js";
 import { countTokens } from "./tokens.js";
@@ -16,6 +17,7 @@ const MESSAGE_OVERHEAD = 4; // chat/providers/base.py PER_MESSAGE_OVERHEAD: a sy
 const holder = document.getElementById("next-estimate");
 const tokensEl = document.getElementById("next-estimate-tokens");
 const historyEl = document.getElementById("next-estimate-history");
+const attachedEl = document.getElementById("next-estimate-attachments");
 const priceEl = document.getElementById("next-estimate-price");
 const contextText = document.getElementById("context-text");
 const meter = document.getElementById("context-meter");
@@ -27,6 +29,7 @@ const systemPromptInput = document.getElementById("setting-system-prompt");
 let timer = null;
 let asked = 0; // the latest draft's number: an answer about an older one is dropped
 let olderLeftOut = data.older_messages_left_out || 0;
+let attachmentTokens = (data.gauge && data.gauge.attachment_tokens) || 0;
 
 // A new chat's system prompt is still on the page and goes with the first message; a conversation's
 // own is on the server, which counts it.
@@ -76,6 +79,10 @@ function showPrice(cost, free) {
 function show(figures, source) {
   tokensEl.textContent = countText(figures.prompt);
   historyEl.textContent = countText(figures.history);
+  if (attachedEl) {
+    attachedEl.hidden = !attachmentTokens;
+    attachedEl.querySelector("span").textContent = countText(attachmentTokens);
+  }
   showPrice(figures.cost, figures.free);
   showContext(figures.prompt, figures.window);
   cutNote.hidden = !olderLeftOut;
@@ -101,6 +108,7 @@ function ask(number, model, draft, systemPrompt) {
       // The history's figure for the next local count (a new chat's page-side system prompt is added apart).
       if (!body.system_prompt) model.base_prompt_tokens = answer.base_prompt_tokens;
       olderLeftOut = answer.older_messages_left_out || 0;
+      attachmentTokens = answer.attachment_tokens || 0;
       show({
         prompt: answer.estimated_prompt_tokens, history: answer.base_prompt_tokens,
         cost: answer.estimated_cost, window: answer.context_window, free: model.pricing_source === "free",

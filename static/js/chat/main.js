@@ -1,6 +1,7 @@
 // The chat page's script (ES modules, no build step): wires the message box, the exchange, the
 // socket and the estimate together. See the modules for each part.
 import { wireActions } from "./actions.js";
+import { wireAttachments } from "./attachments.js";
 import { restoreDraft, wireComposer } from "./composer.js";
 import { showConnection, wireConnection } from "./connection.js";
 import { refreshEstimate } from "./estimate.js";
@@ -23,6 +24,7 @@ addCopyButtons(document.getElementById("transcript"));
 wireSidebar();
 wireConnection(retryNow);
 wireSettings();
+wireAttachments({ isBusy });
 
 refreshEstimate();
 scrollDown();
