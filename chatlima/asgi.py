@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import atexit
 import os
 
 from django.conf import settings
@@ -16,6 +17,9 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from accounts.ws_auth import AllowedHostsOrTokenOriginValidator, TokenOrSessionAuthMiddleware  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
+from chatlima.db import close_pools  # noqa: E402
+
+atexit.register(close_pools)
 
 application = ProtocolTypeRouter(
     {

@@ -108,3 +108,20 @@ async def run_db(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         if pool_exhausted(exc):
             raise ServiceUnavailable() from exc
         raise
+
+
+def close_pools() -> None:
+    """At process exit (registered by chatlima/asgi.py): close each database's connection pool, so its
+    worker threads have stopped before the interpreter finalizes. A pool thread still inside libpq
+    while Python tears down can crash a stopping server (seen: daphne exiting with SIGSEGV after a
+    SIGTERM mid-stream, tests/exchange/test_websocket_server_stop.py)."""
+    from django.db import connections
+
+    for alias in connections:
+        close = getattr(connections[alias], "close_pool", None)
+        if close is not None:
+            try:
+                close()
+            except Exception:  # exiting anyway: nothing is left to report to
+                logger.debug("closing the %s pool at exit failed", alias, exc_info=True)
+
