@@ -38,8 +38,10 @@ from django.views.decorators.http import require_GET, require_POST
 from rest_framework import exceptions
 
 from accounts.authentication import BearerTokenAuthentication
+from accounts.models import ApiToken, User
+from accounts.tokens import named_token
 from chat.exchange import start_exchange
-from chat.exchange.supplied import Supplied, api_conversation_id
+from chat.exchange.supplied import Supplied, Via, api_conversation_id
 from chat.models import Conversation
 from chat.providers.base import Turn
 from chatlima.db import run_db
@@ -89,20 +91,16 @@ def _client_error_response(err: ClientError) -> JsonResponse:
     return error_response(err.code, err.message, param)
 
 
-def _authenticate(request: HttpRequest):
-    """(user, knox token) of the Bearer token; ClientError UNAUTHENTICATED without a good one."""
+def _authenticate(request: HttpRequest) -> tuple[User, ApiToken]:
+    """The Bearer token's user and named token; ClientError UNAUTHENTICATED without a good one."""
     try:
         result = BearerTokenAuthentication().authenticate(request)
     except exceptions.AuthenticationFailed as exc:
         raise ClientError("UNAUTHENTICATED", str(exc.detail)) from exc
     if result is None:
         raise ClientError("UNAUTHENTICATED", "Send a ChatLima API token as 'Authorization: Bearer <token>'.")
-    return result
-
-
-def token_label(token) -> str:
-    """How a token is named on pages and in titles."""
-    return f"token {token.token_key[:8]}"
+    user, auth_token = result
+    return user, named_token(auth_token)
 
 
 # --- the request -------------------------------------------------------------------------------
@@ -186,9 +184,9 @@ def parse_request(body: Any) -> dict[str, Any]:
             "include_usage": options.get("include_usage") is True, "user": user or ""}
 
 
-def _title(token, message: str) -> str:
+def _title(token: ApiToken, message: str) -> str:
     words = " ".join(message.split()[:TITLE_WORDS])
-    return f"API: {token_label(token)} · {words}"[:120]
+    return f"API: {token.label} · {words}"[:120]
 
 
 def _conversation_for(user, client_key: str) -> str | None:
@@ -211,24 +209,22 @@ async def _supplied(request: HttpRequest, user, token, parsed: dict) -> tuple[di
             new_id = api_conversation_id(client_key)
     if "conversation_id" not in send and parsed["system"]:
         send["system_prompt"] = parsed["system"][:32_000]
-    supplied = Supplied(
-        history=parsed["history"], system_prompt=parsed["system"], door=DOOR,
-        title=_title(token, parsed["send"]["message"]), new_conversation_id=new_id,
-        api_token=token.token_key,
-    )
+    supplied = Supplied(history=parsed["history"], system_prompt=parsed["system"],
+                        title=_title(token, parsed["send"]["message"]), new_conversation_id=new_id)
     return send, supplied
 
 
-async def _start(request: HttpRequest, user, token, parsed: dict):
+async def _start(request: HttpRequest, user, token: ApiToken, parsed: dict):
     send, supplied = await _supplied(request, user, token, parsed)
+    via = Via(DOOR, token)
     try:
-        return await start_exchange(user, send, supplied)
+        return await start_exchange(user, send, supplied, via)
     except IntegrityError:
         # Two first requests of one client id at once: the other created its conversation; join it.
         if supplied.new_conversation_id is None:
             raise
     send, supplied = await _supplied(request, user, token, parsed)
-    return await start_exchange(user, send, supplied)
+    return await start_exchange(user, send, supplied, via)
 
 
 # --- the answer --------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from chat.exchange import events, versions
 from chat.exchange.body import SendBody
 from chat.exchange.replay import Replay, replay
 from chat.exchange.settle import SettleTarget
-from chat.exchange.supplied import Supplied
+from chat.exchange.supplied import Supplied, Via
 from chat.ids import new_conversation_id, new_message_id
 from chat.models import Conversation, Message, answer_settings, preview_of
 from chat.providers import base
@@ -140,12 +140,14 @@ def _row_metadata(estimate: int, max_tokens: int, hold: budgets.Hold) -> dict:
     return metadata
 
 
-def prepare_exchange(user: User, req: SendBody, supplied: Supplied | None = None) -> Prepared | Replay:
+def prepare_exchange(user: User, req: SendBody, supplied: Supplied | None = None,
+                     via: Via | None = None) -> Prepared | Replay:
     """Everything before the provider call; raises ClientError before anything is written.
 
     One transaction; lock order for every writer: the budget row (`budgets.reserve`), then the
     sync clock (`sync_clock.tick`), then the conversation's row. With `supplied` (the OpenAI door),
-    the provider is asked the client's own history and system prompt (chat/exchange/supplied.py).
+    the provider is asked the client's own history and system prompt; `via` is the door and API
+    token, recorded on the usage row, whose own budget is held too (chat/exchange/supplied.py).
     """
     conversation: Conversation | None = None
     if req.conversation_id:
@@ -197,7 +199,8 @@ def prepare_exchange(user: User, req: SendBody, supplied: Supplied | None = None
     try:
         with transaction.atomic():
             hold = budgets.reserve(user, request_id, estimate, hold_cost, output_tokens=max_tokens,
-                                   min_output_tokens=settings.CHATLIMA_MIN_OUTPUT_TOKENS)
+                                   min_output_tokens=settings.CHATLIMA_MIN_OUTPUT_TOKENS,
+                                   api_token=via.api_token if via else None)
             version = sync_clock.tick(user.pk)
             added = 1 if reuse or req.regenerate else 2
             if conversation is None:
@@ -238,12 +241,12 @@ def prepare_exchange(user: User, req: SendBody, supplied: Supplied | None = None
             metadata = {**_row_metadata(estimate, max_tokens, hold), **attached.metadata()}
             if version_of is not None:
                 metadata.update(version_of.metadata())
-            if supplied is not None:
-                metadata.update(supplied.metadata())
+            if via is not None:
+                metadata.update(via.metadata())
             row = ApiUsageLog.objects.create(
                 request_id=request_id, user=user, conversation=conversation, message=assistant,
                 provider=provider, model_name=model, status=ApiUsageLog.Status.PENDING, created_at=now,
-                metadata=metadata,
+                metadata=metadata, api_token=via.api_token if via else None,
             )
     except IntegrityError:
         # Another request stored this client_message_id first: answer as a retry of it.

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import ROOT, _server_env, e2e_db, free_port  # noqa: F401 - e2e_db: the shared database
+from tests.fakes.fixtures import fake_openai  # noqa: F401 - the fake provider's fixture
 
 PASSWORD = "a-long-door-password-1"
 FAKE_USAGE = {"prompt_tokens": 31, "completion_tokens": 47, "cached_tokens": 9, "reasoning_tokens": 12}
