@@ -46,6 +46,7 @@ from chat.models import Conversation
 from chat.providers.base import Turn
 from chatlima.db import run_db
 from chatlima.errors import HTTP_STATUS, ClientError
+from chatlima.text import unstorable_character
 from usage.models import ApiUsageLog
 from usage.queries import catalogue_models
 
@@ -136,6 +137,9 @@ def parse_messages(messages: Any) -> tuple[str, tuple[Turn, ...], str]:
             raise _refuse(f"{param} must be an object.", param)
         role = entry.get("role")
         text = _text_of(entry.get("content"), f"{param}.content")
+        bad = unstorable_character(text)
+        if bad is not None:
+            raise _refuse(f"{param}.content must not contain {bad}.", f"{param}.content")
         if role in ("system", "developer"):
             system.append(text)
         elif role in ("user", "assistant"):

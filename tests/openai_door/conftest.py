@@ -29,6 +29,7 @@ class DoorServer:
         env["CHATLIMA_OFFLINE_CHUNK_DELAY_MS"] = "20"  # slow enough to close a stream mid-way
         env["CHATLIMA_PROVIDER_MAX_RETRIES"] = "0"
         env["CHATLIMA_LOGIN_THROTTLE"] = "1000/min"  # every test signs up its own users
+        env["CHATLIMA_PROVIDER_TIMEOUT_SECONDS"] = "3"  # a stalled provider is a 504 within seconds
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = log

@@ -161,6 +161,10 @@ def test_a_bad_request_is_a_400_naming_the_field(door, e2e_db):
         client(door, token).chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi"}],
                                                     max_tokens=0)
     assert refused.value.body["param"] == "max_tokens"
+    with pytest.raises(openai.BadRequestError) as refused:
+        client(door, token).chat.completions.create(
+            model=MODEL, messages=[{"role": "assistant", "content": "a\x00b"}, {"role": "user", "content": "Hi"}])
+    assert refused.value.body["param"] == "messages[0].content"
     assert rows(e2e_db, "door-bad") == []
 
 
@@ -220,3 +224,29 @@ def test_a_strangers_same_client_id_is_another_conversation(door, e2e_db):
     messages = e2e_db.rows("SELECT content FROM chat_message WHERE conversation_id = %s AND role = 'user'",
                            their_row["conversation_id"])
     assert [m["content"] for m in messages] == ["Theirs"]
+
+
+def test_a_provider_that_never_answers_is_a_504(door, e2e_db, fake_openai_door):
+    token = door.register("door-stall")
+    fake_openai_door.stall_next(8)
+    with pytest.raises(openai.InternalServerError) as failed:
+        client(door, token).chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi"}])
+    assert failed.value.status_code == 504 and failed.value.body["code"] == "upstream_timeout"
+    [row] = wait_settled(e2e_db, "door-stall", 1)
+    assert row["status"] == "timeout"
+    assert budget(e2e_db, "door-stall")["tokens_held"] == 0
+
+
+def test_a_stream_broken_after_its_first_words_ends_with_an_error_the_sdk_raises(door, e2e_db, fake_openai_door):
+    token = door.register("door-broken")
+    fake_openai_door.disconnect_after(3)
+    seen = []
+    with pytest.raises(openai.APIError) as failed:
+        for chunk in client(door, token).chat.completions.create(
+                model=MODEL, stream=True, messages=[{"role": "user", "content": "Hi"}]):
+            seen.extend(c.delta.content or "" for c in chunk.choices)
+    assert "".join(seen).startswith("Fake word 0.")
+    assert failed.value.body["code"] == "upstream_error" and failed.value.body["type"] == "api_error"
+    [row] = wait_settled(e2e_db, "door-broken", 1)
+    assert row["status"] == "error"
+    assert budget(e2e_db, "door-broken")["tokens_held"] == 0
