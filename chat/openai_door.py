@@ -43,10 +43,9 @@ from accounts.tokens import named_token
 from chat.exchange import start_exchange
 from chat.exchange.supplied import Supplied, Via, api_conversation_id
 from chat.models import Conversation
-from chat.providers.base import Turn
+from chat.openai_request import parse_request, refuse
 from chatlima.db import run_db
 from chatlima.errors import HTTP_STATUS, ClientError
-from chatlima.text import unstorable_character
 from usage.models import ApiUsageLog
 from usage.queries import catalogue_models
 
@@ -104,88 +103,7 @@ def _authenticate(request: HttpRequest) -> tuple[User, ApiToken]:
     return user, named_token(auth_token)
 
 
-# --- the request -------------------------------------------------------------------------------
-
-
-def _refuse(message: str, param: str | None) -> ClientError:
-    return ClientError("INVALID_MESSAGE", message, {"field": param} if param else {})
-
-
-def _text_of(content: Any, param: str) -> str:
-    """A message's text: a string, or a list of text parts (OpenAI's content parts)."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        texts = []
-        for part in content:
-            if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
-                raise _refuse("Only text content parts are supported.", param)
-            texts.append(part["text"])
-        return "".join(texts)
-    raise _refuse(f"{param} must be a string or a list of text parts.", param)
-
-
-def parse_messages(messages: Any) -> tuple[str, tuple[Turn, ...], str]:
-    """(the last user message, the earlier turns, the system prompt) of OpenAI's `messages`."""
-    if not isinstance(messages, list) or not messages:
-        raise _refuse("messages must be a non-empty list.", "messages")
-    system: list[str] = []
-    turns: list[Turn] = []
-    for index, entry in enumerate(messages):
-        param = f"messages[{index}]"
-        if not isinstance(entry, dict):
-            raise _refuse(f"{param} must be an object.", param)
-        role = entry.get("role")
-        text = _text_of(entry.get("content"), f"{param}.content")
-        bad = unstorable_character(text)
-        if bad is not None:
-            raise _refuse(f"{param}.content must not contain {bad}.", f"{param}.content")
-        if role in ("system", "developer"):
-            system.append(text)
-        elif role in ("user", "assistant"):
-            turns.append(Turn(role=role, content=text))
-        else:
-            raise _refuse(f"{param}.role must be system, developer, user or assistant.", f"{param}.role")
-    if not turns or turns[-1].role != "user":
-        raise _refuse("The last message must be the user's.", "messages")
-    return turns[-1].content, tuple(turns[:-1]), "\n\n".join(system)
-
-
-def _whole(value: Any, param: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _refuse(f"{param} must be a whole number.", param)
-    return value
-
-
-def parse_request(body: Any) -> dict[str, Any]:
-    """OpenAI's chat-completions body, checked: what the door needs of it."""
-    if not isinstance(body, dict):
-        raise _refuse("The body must be a JSON object.", None)
-    model = body.get("model")
-    if not isinstance(model, str) or not model.strip():
-        raise _refuse("model is required.", "model")
-    message, history, system = parse_messages(body.get("messages"))
-    stream = body.get("stream") or False
-    if not isinstance(stream, bool):
-        raise _refuse("stream must be a boolean.", "stream")
-    options = body.get("stream_options") or {}
-    if not isinstance(options, dict):
-        raise _refuse("stream_options must be an object.", "stream_options")
-    n = body.get("n")
-    if n not in (None, 1):
-        raise _refuse("Only n=1 is supported.", "n")
-    max_tokens = _whole(body.get("max_completion_tokens"), "max_completion_tokens")
-    if max_tokens is None:
-        max_tokens = _whole(body.get("max_tokens"), "max_tokens")
-    user = body.get("user")
-    if user is not None and not isinstance(user, str):
-        raise _refuse("user must be a string.", "user")
-    send = {"message": message, "model": model.strip(), "temperature": body.get("temperature"),
-            "max_tokens": max_tokens}
-    return {"send": send, "history": history, "system": system, "stream": stream,
-            "include_usage": options.get("include_usage") is True, "user": user or ""}
+# --- the conversation ------------------------------------------------------------------------
 
 
 def _title(token: ApiToken, message: str) -> str:
@@ -347,7 +265,7 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
         try:
             body = json.loads(request.body or b"null")
         except ValueError as exc:
-            raise _refuse("The body must be JSON.", None) from exc
+            raise refuse("The body must be JSON.", None) from exc
         parsed = parse_request(body)
         exchange = await _start(request, user, token, parsed)
     except ClientError as err:

@@ -208,3 +208,21 @@ def test_the_admin_report_shows_usage_by_token(owner):
     client.force_login(admin)
     html = client.get("/admin/usage/dailyusagerollup/report/").content.decode()
     assert 'id="by-token-table"' in html and "my laptop" in html
+
+
+async def test_the_websocket_door_records_its_name_and_token(owner):
+    from channels.db import database_sync_to_async
+    from channels.testing import WebsocketCommunicator
+
+    from chatlima.asgi import application
+
+    named, secret = await database_sync_to_async(issue_token)(owner, "phone app")
+    ws = WebsocketCommunicator(application, f"/ws/chat/?token={secret}", headers=[(b"origin", b"http://testserver")])
+    connected, _ = await ws.connect()
+    assert connected
+    await ws.send_json_to({"type": "send_message", "message": "From a phone", "model": "offline-demo"})
+    while (await ws.receive_json_from(timeout=10))["type"] not in ("message_complete", "error"):
+        pass
+    await ws.disconnect()
+    row = await ApiUsageLog.objects.aget(user=owner)
+    assert (row.metadata["door"], row.api_token_id, row.status) == ("websocket", named.pk, "success")
