@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -92,6 +93,7 @@ def main() -> int:
     parser.add_argument("--owui-venv", default=str(Path.home() / ".cache" / "chatlima-bench" / "open-webui"),
                         help="Open WebUI's own virtualenv (made if missing), outside the repo")
     parser.add_argument("--chunks", type=int, default=12)
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder (both servers' logs)")
     args = parser.parse_args()
 
     exe = install_open_webui(Path(args.owui_venv))
@@ -155,6 +157,10 @@ def main() -> int:
         rows = list(reversed(history))  # oldest first, as sent
     finally:
         stop_processes(*reversed(processes))
+        if args.keep:
+            print(f"logs and databases kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
     matched = len(rows) == len(answers)
     print(f"\nChatLima usage rows: {len(rows)} (one per request through Open WebUI)")
