@@ -98,3 +98,45 @@ def sign_up(form) -> User | None:
         form.add_error("username", form.instance.unique_error_message(User, ("username",)))
         return None
     return user
+
+
+class ApiTokenQuerySet(models.QuerySet):
+    def for_user(self, user) -> ApiTokenQuerySet:
+        return self.filter(user=user)
+
+    def live(self) -> ApiTokenQuerySet:
+        return self.filter(revoked_at__isnull=True, auth_token__isnull=False)
+
+
+class ApiToken(models.Model):
+    """A named API token ('my laptop', 'the IDE'): the knox token it names (gone once revoked, the
+    name stays for the usage it recorded), and its own budget on top of the user's (checked in
+    usage.budgets.reserve against the usage rows it recorded in the user's budget period)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, blank=True)
+    token_key = models.CharField(max_length=25, db_index=True)  # knox's non-secret prefix of the token
+    auth_token = models.OneToOneField("knox.AuthToken", null=True, blank=True, on_delete=models.SET_NULL,
+                                      related_name="named")
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    token_limit = models.BigIntegerField(null=True, blank=True, help_text="Empty means only the user's budget.")
+    cost_limit = models.DecimalField(max_digits=16, decimal_places=8, null=True, blank=True,
+                                     help_text="USD; empty means only the user's budget.")
+
+    objects = ApiTokenQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return self.label
+
+    @property
+    def label(self) -> str:
+        """How the token is named on pages, in titles and reports."""
+        return self.name or f"token {self.token_key[:8]}"
+
+    @property
+    def has_budget(self) -> bool:
+        return self.token_limit is not None or self.cost_limit is not None

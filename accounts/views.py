@@ -16,7 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 
-from accounts import login_throttle
+from accounts import login_throttle, tokens
 from accounts.forms import LoginForm, SignupForm
 from accounts.models import sign_up
 from chatlima.errors import ClientError, error_body
@@ -51,14 +51,19 @@ class LoginView(auth_views.LoginView):
 class CredentialsSerializer(serializers.Serializer):
     username = serializers.CharField(max_length=150)
     password = serializers.CharField(max_length=128, trim_whitespace=False)
+    name = serializers.CharField(max_length=100, required=False, allow_blank=True,
+                                 help_text="A name for this token ('my laptop', 'the IDE').")
 
 
-TokenSerializer = inline_serializer("Token", {"token": serializers.CharField(), "expiry": serializers.DateTimeField()})
+TokenSerializer = inline_serializer("Token", {
+    "token": serializers.CharField(), "expiry": serializers.DateTimeField(), "id": serializers.IntegerField(),
+    "name": serializers.CharField(),
+})
 
 
-def _issue_token(user, request: Request) -> dict:
-    instance, token = AuthToken.objects.create(user)
-    return {"token": token, "expiry": instance.expiry}
+def _issue_token(user, request: Request, name: str = "") -> dict:
+    named, token = tokens.issue_token(user, tokens.clean_name(name))
+    return {"token": token, "expiry": named.auth_token.expiry, "id": named.pk, "name": named.name}
 
 
 class RegisterSerializer(serializers.Serializer):
@@ -111,7 +116,7 @@ def api_token(request: Request) -> Response:
             return Response(error_body("RATE_LIMITED", locked.message, locked.details()),
                             status=status.HTTP_429_TOO_MANY_REQUESTS, headers={"Retry-After": str(locked.retry_after)})
         raise ClientError("INVALID_MESSAGE", "Wrong username or password.")
-    return Response(_issue_token(user, request))
+    return Response(_issue_token(user, request, credentials.get("name", "")))
 
 
 api_token.cls.throttle_scope = "login"
@@ -130,5 +135,5 @@ def api_me(request: Request) -> Response:
 def api_revoke_token(request: Request) -> Response:
     """Revoke the token this request was made with (sign this device out)."""
     if isinstance(request.auth, AuthToken):
-        request.auth.delete()
+        tokens.revoke(tokens.named_token(request.auth))
     return Response(status=status.HTTP_204_NO_CONTENT)

@@ -10,9 +10,11 @@ from typing import Any
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from accounts.tokens import token_by_digest
 from accounts.ws_auth import BUSY_SCOPE_KEY, CREDENTIAL_SCOPE_KEY, watch
 from chat.exchange import Replay, parse_send_body, start_exchange
-from chatlima.db import ServiceUnavailable
+from chat.exchange.supplied import Via
+from chatlima.db import ServiceUnavailable, run_db
 from chatlima.errors import ClientError
 from chatlima.middleware import MAX_JSON_DEPTH, json_too_deep
 from chatlima.text import unstorable_character
@@ -82,6 +84,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     async def connect(self) -> None:
         self.user = self.scope.get("user")
+        self.via = Via("websocket")  # with its API token once authenticated, below
         self.tasks: dict[str, asyncio.Task] = {}  # request_id -> task
         self.busy: dict[str, str] = {}  # conversation id -> request_id
         self.signed_out = False  # set once closing with 4401: frames still in flight are dropped
@@ -101,6 +104,16 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         credential = self.scope.get(CREDENTIAL_SCOPE_KEY)
         if credential is not None:
             watch().add(self, credential, self._credential_gone)
+        self.via = await self._via(credential)
+
+    @staticmethod
+    async def _via(credential) -> Via:
+        """This socket's door and API token (None for a session), for its usage rows; read once, at
+        connect, so a send never waits for it."""
+        token = None
+        if credential is not None and credential.kind == "token":
+            token = await run_db(token_by_digest, credential.key)
+        return Via("websocket", token)
 
     async def _credential_gone(self) -> None:
         """The token was revoked or the session logged out (accounts.ws_auth's watch saw it)."""
@@ -191,7 +204,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         request_id: str | None = req.client_message_id
         try:
             try:
-                exchange = await start_exchange(self.user, req)
+                exchange = await start_exchange(self.user, req, via=self.via)
             except ClientError as err:
                 await self._error(err.code, err.message, request_id, err.details)
                 return

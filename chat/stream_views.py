@@ -19,7 +19,9 @@ from django.views.decorators.http import require_POST
 from rest_framework import exceptions
 
 from accounts.authentication import BearerTokenAuthentication
+from accounts.tokens import named_token
 from chat.exchange import Exchange, Replay, start_exchange
+from chat.exchange.supplied import Via
 from chat.payloads import iso
 from chatlima.errors import HTTP_STATUS, ClientError, error_response
 
@@ -27,7 +29,10 @@ from chatlima.errors import HTTP_STATUS, ClientError, error_response
 def _bearer_user(request: HttpRequest):
     """The Bearer token's user, None when there is no Bearer header; raises on a bad token."""
     result = BearerTokenAuthentication().authenticate(request)
-    return None if result is None else result[0]
+    if result is None:
+        return None
+    request.chatlima_api_token = named_token(result[1])  # for the exchange's `Via`
+    return result[0]
 
 
 def _session_user(request: HttpRequest):
@@ -58,13 +63,13 @@ async def authenticate(request: HttpRequest):
     return user
 
 
-async def _open(request: HttpRequest) -> Exchange | Replay:
+async def _open(request: HttpRequest, door: str) -> Exchange | Replay:
     user = await authenticate(request)
     try:
         body = json.loads(request.body or b"null")
     except ValueError as exc:
         raise ClientError("INVALID_MESSAGE", "The body must be JSON.", {"field": "body"}) from exc
-    return await start_exchange(user, body)
+    return await start_exchange(user, body, via=Via(door, getattr(request, "chatlima_api_token", None)))
 
 
 def sse_frame(event: dict[str, Any]) -> bytes:
@@ -82,7 +87,7 @@ async def _sse(exchange: Exchange | Replay) -> AsyncIterator[bytes]:
 @require_POST
 async def chat_stream(request: HttpRequest) -> HttpResponse:
     try:
-        exchange = await _open(request)
+        exchange = await _open(request, "sse")
     except ClientError as err:
         return error_response(err)
     response = StreamingHttpResponse(_sse(exchange), content_type="text/event-stream")
@@ -95,7 +100,7 @@ async def chat_stream(request: HttpRequest) -> HttpResponse:
 @require_POST
 async def chat_send(request: HttpRequest) -> HttpResponse:
     try:
-        exchange = await _open(request)
+        exchange = await _open(request, "send")
     except ClientError as err:
         return error_response(err)
     saved = start = complete = error = None

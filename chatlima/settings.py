@@ -292,6 +292,7 @@ REST_FRAMEWORK = {
     "NUM_PROXIES": CHATLIMA_TRUSTED_PROXIES,
 }
 
+KNOX_TOKEN_MODEL = "knox.AuthToken"  # knox's model is swappable; accounts.ApiToken names it
 REST_KNOX = {
     "AUTH_HEADER_PREFIX": "Bearer",
     "TOKEN_TTL": timedelta(days=envint("CHATLIMA_TOKEN_TTL_DAYS", 90)),

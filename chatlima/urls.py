@@ -12,6 +12,7 @@ urlpatterns = [
     path("api/v1/", include("chat.rest_urls")),  # conversations and sync
     path("api/v1/", include("usage.api_urls")),  # models, token-usage, usage/*
     path("api/v1/", include("usage.budget_urls")),  # budget
+    path("v1/", include("chat.openai_urls")),  # the OpenAI-compatible door
     path("health", ops.health, name="health"),
     path("api/v1/stats", ops.stats, name="ops-stats"),
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="schema"),

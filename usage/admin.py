@@ -9,6 +9,7 @@ from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils import timezone
 
+from usage import by_token
 from usage.admin_reports import ReportForm, build_report, report_csv
 from usage.models import (
     ApiUsageLog,
@@ -75,6 +76,8 @@ class DailyUsageRollupAdmin(admin.ModelAdmin):
             "report": report,
             "csv_query": urlencode({**request.GET.dict(), "format": "csv"}) if report else "",
         }
+        if report is not None:
+            context["by_token"] = by_token.admin_by_token(by_token.rows_between(report.start, report.end))
         return TemplateResponse(request, "admin/usage/report.html", context)
 
 

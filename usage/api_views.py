@@ -18,7 +18,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from chatlima.params import int_param, int_schema, query_param
-from usage import queries
+from usage import by_token, queries
 from usage.serializers import (
     DailySerializer,
     HistorySerializer,
@@ -39,6 +39,8 @@ DATES = "An ISO 8601 day (2025-07-22) or timestamp (RFC 3339; no offset: UTC), f
 DATE_PARAMS = [
     OpenApiParameter("start_date", queries.DATE_PARAM_SCHEMA, description=f"{DATES} Inclusive."),
     OpenApiParameter("end_date", queries.DATE_PARAM_SCHEMA, description=f"{DATES} Inclusive; not before start_date."),
+    OpenApiParameter("api_token", {"type": "integer", "minimum": 1, "maximum": by_token.MAX_TOKEN_ID},
+                     description="Only the usage of this API token (an id of GET /api/v1/auth/tokens)."),
 ]
 HISTORY_OFFSET_MAX = 10_000_000
 
@@ -69,7 +71,10 @@ def models_list(request: Request) -> Response:
 @api_view(["GET"])
 def usage_stats(request: Request) -> Response:
     since, until = _moments(request)
-    return Response({"stats": queries.stats_by_model(request.user, since, until)})
+    token = by_token.token_filter(request.user, query_param(request, "api_token"))
+    rows = queries.usage_logs(request.user, since, until, token)
+    return Response({"stats": queries.stats_by_model(request.user, since, until, token),
+                     "by_token": by_token.stats_by_token(rows), "by_door": by_token.stats_by_door(rows)})
 
 
 @extend_schema(
@@ -86,7 +91,8 @@ def usage_history(request: Request) -> Response:
     since, until = _moments(request)
     limit = int_param(request, "limit", queries.HISTORY_DEFAULT_LIMIT, 1, queries.HISTORY_MAX_LIMIT)
     offset = int_param(request, "offset", 0, 0, HISTORY_OFFSET_MAX)
-    return Response(queries.history(request.user, since, until, limit, offset))
+    token = by_token.token_filter(request.user, query_param(request, "api_token"))
+    return Response(queries.history(request.user, since, until, limit, offset, token))
 
 
 @extend_schema(
@@ -131,8 +137,9 @@ class UsageExportView(APIView):
     )
     def get(self, request: Request) -> StreamingHttpResponse:
         since, until = _moments(request)
+        token = by_token.token_filter(request.user, query_param(request, "api_token"))
         writer = csv.writer(_Echo())
-        rows = (writer.writerow(row) for row in queries.csv_rows(request.user, since, until))
+        rows = (writer.writerow(row) for row in queries.csv_rows(request.user, since, until, token))
         response = StreamingHttpResponse(rows, content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = 'attachment; filename="chatlima-usage.csv"'
         return response

@@ -26,7 +26,7 @@ from django.db.models import F, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from accounts.models import User
+from accounts.models import ApiToken, User
 from chatlima.errors import ClientError
 from chatlima.formats import money_display, money_str, utc_iso
 from usage.models import ApiUsageLog, Budget, BudgetReservation
@@ -194,8 +194,36 @@ def _hold(budget_pk: int, tokens: int, cost: Decimal) -> bool:
         return cursor.rowcount == 1
 
 
+def _token_budget(token: ApiToken, user: User) -> Budget:
+    """An API token's own budget as it stands, read under the token row's lock (taken here with a
+    no-op UPDATE, which locks on PostgreSQL and SQLite alike, to the caller's commit): its limits,
+    what its settled usage rows of the user's current budget period used, and what its open holds
+    take. An unsaved Budget, so `_room` and `_limit_details` read it as they read the user's."""
+    ApiToken.objects.filter(pk=token.pk).update(token_limit=F("token_limit"))
+    token.refresh_from_db(fields=["token_limit", "cost_limit"])
+    period = Budget.objects.for_user(user).period
+    start, _ = period_bounds(period, user.tzinfo)
+    used = ApiUsageLog.objects.finished().filter(api_token=token, created_at__gte=start).aggregate(
+        t=Coalesce(Sum("total_tokens"), 0),
+        c=Coalesce(Sum(Coalesce("actual_cost", "cost_estimate")), Decimal("0")))
+    held = BudgetReservation.objects.filter(api_token=token, state=BudgetReservation.State.HELD).aggregate(
+        t=Coalesce(Sum("tokens"), 0), c=Coalesce(Sum("cost"), Decimal("0")))
+    return Budget(period=period, period_start=start, token_limit=token.token_limit, cost_limit=token.cost_limit,
+                  tokens_used=int(used["t"]), cost_used=Decimal(used["c"]), tokens_held=int(held["t"]),
+                  cost_held=Decimal(held["c"]))
+
+
+def _refuse_for_token(token: ApiToken, user: User, budget: Budget, prompt: int, asked: int, least: int,
+                      pricing: Pricing) -> ClientError:
+    _, end = period_bounds(budget.period, user.tzinfo)
+    details = {**_limit_details(budget, prompt, asked, least, pricing, end), "api_token": token.pk}
+    message = _refusal_message(details).replace("your budget", f"the budget of the API token '{token.label}'")
+    return ClientError("TOKEN_LIMIT_EXCEEDED", message, details)
+
+
 def reserve(user: User, request_id: str, tokens: int, cost: Decimal | Pricing = Decimal("0"), *,
-            output_tokens: int = 0, min_output_tokens: int | None = None, ttl_seconds: int | None = None) -> Hold:
+            output_tokens: int = 0, min_output_tokens: int | None = None, ttl_seconds: int | None = None,
+            api_token: ApiToken | None = None) -> Hold:
     """Hold `tokens` of prompt plus `output_tokens` of answer (and their cost) on the user's budget
     for one exchange, or raise TOKEN_LIMIT_EXCEEDED. Runs in the caller's transaction.
 
@@ -209,15 +237,28 @@ def reserve(user: User, request_id: str, tokens: int, cost: Decimal | Pricing = 
     asked <= limit`, decided by the database under the row lock, so parallel requests can never all
     pass a check only some of them can afford). When that UPDATE finds the room gone, or the read
     leaves too little, the row is read again under its lock (SELECT FOR UPDATE) and decided for good.
+
+    With an `api_token` that carries its own budget, the request must also fit that budget, which is
+    read under the token row's lock, taken first (lock order: the token row, then the budget row);
+    the answer's allowance is the least either leaves, and the hold counts against both.
     """
     assert transaction.get_connection().in_atomic_block, "reserve() must run inside the caller's transaction"
     pricing = cost if callable(cost) else _fixed(cost)
     least = output_tokens if min_output_tokens is None else min(output_tokens, min_output_tokens)
+    asked = output_tokens
+    token_budget = None
+    if api_token is not None and api_token.has_budget:
+        token_budget = _token_budget(api_token, user)
+        asked, _ = _room(token_budget, tokens, output_tokens, pricing)
+        if asked < least:
+            raise _refuse_for_token(api_token, user, token_budget, tokens, output_tokens, least, pricing)
     budget = current_budget(user)
     for locked in (False, True):
         if locked:
             budget = Budget.objects.select_for_update().get(pk=budget.pk)
-        output, held_cost = _room(budget, tokens, output_tokens, pricing)
+        output, held_cost = _room(budget, tokens, asked, pricing)
+        if token_budget is not None and token_budget.cost_limit is not None and budget.cost_limit is None:
+            held_cost = pricing(output) or Decimal("0")  # the token's limit counts the hold's cost
         if output >= least and _hold(budget.pk, tokens + output, held_cost):
             break
     else:
@@ -228,7 +269,7 @@ def reserve(user: User, request_id: str, tokens: int, cost: Decimal | Pricing = 
     ttl = ttl_seconds if ttl_seconds is not None else settings.CHATLIMA_RESERVATION_TTL_SECONDS
     reservation = BudgetReservation.objects.create(
         user=user, request_id=request_id, tokens=tokens + output, cost=held_cost, created_at=now,
-        expires_at=now + timedelta(seconds=ttl),
+        expires_at=now + timedelta(seconds=ttl), api_token=api_token,
     )
     return Hold(reservation.pk, tokens + output, held_cost, output, output < output_tokens)
 

@@ -65,6 +65,10 @@ class ApiUsageLog(models.Model):
     error_message = models.TextField(blank=True)
     metadata = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # The API token the exchange came through (null: a browser session); its door is metadata.door.
+    api_token = models.ForeignKey(
+        "accounts.ApiToken", null=True, blank=True, on_delete=models.SET_NULL, related_name="usage_logs"
+    )
 
     objects = ApiUsageLogQuerySet.as_manager()
 
@@ -369,6 +373,9 @@ class BudgetReservation(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField()
     closed_at = models.DateTimeField(null=True, blank=True)
+    # The API token whose own budget this hold also counts against (usage.budgets.reserve).
+    api_token = models.ForeignKey("accounts.ApiToken", null=True, blank=True, on_delete=models.SET_NULL,
+                                  related_name="reservations")
 
     class Meta:
         db_table = "accounts_budgetreservation"  # where it was created; moved here in 0006

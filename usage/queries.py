@@ -15,6 +15,7 @@ from django.db.models import F, QuerySet, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from accounts.models import ApiToken
 from chatlima.errors import ClientError
 from chatlima.formats import money_display, money_str, utc_iso
 from usage import endpoints
@@ -30,6 +31,7 @@ USAGE_ROW_FIELDS = [
     "id", "request_id", "conversation_id", "message_id", "provider", "model_name", "prompt_tokens",
     "completion_tokens", "total_tokens", "cached_tokens", "reasoning_tokens", "cost_estimate", "actual_cost",
     "response_time_ms", "time_to_first_token_ms", "status", "usage_source", "error_message", "metadata", "created_at",
+    "api_token_id", "api_token", "door",
 ]
 
 
@@ -106,8 +108,12 @@ def day_range(user, start: str | None, end: str | None) -> tuple[date, date]:
 # --------------------------------------------------------------------------- queries
 
 
-def usage_logs(user, since: datetime | None = None, until: datetime | None = None) -> QuerySet[ApiUsageLog]:
+def usage_logs(user, since: datetime | None = None, until: datetime | None = None,
+               api_token: int | None = None) -> QuerySet[ApiUsageLog]:
+    """The user's rows in [since, until), of one API token's when `api_token` is given (usage.by_token)."""
     rows = ApiUsageLog.objects.filter(user=user)
+    if api_token is not None:
+        rows = rows.filter(api_token_id=api_token)
     if since:
         rows = rows.filter(created_at__gte=since)
     if until:
@@ -115,16 +121,18 @@ def usage_logs(user, since: datetime | None = None, until: datetime | None = Non
     return rows
 
 
-def settled_logs(user, since: datetime | None = None, until: datetime | None = None) -> QuerySet[ApiUsageLog]:
+def settled_logs(user, since: datetime | None = None, until: datetime | None = None,
+                 api_token: int | None = None) -> QuerySet[ApiUsageLog]:
     """Rows of exchanges that have finished; a pending one is still in flight."""
-    return usage_logs(user, since, until).finished()
+    return usage_logs(user, since, until, api_token).finished()
 
 
-def stats_by_model(user, since: datetime | None, until: datetime | None) -> list[dict[str, Any]]:
+def stats_by_model(user, since: datetime | None, until: datetime | None,
+                   api_token: int | None = None) -> list[dict[str, Any]]:
     """Per-model figures of the finished rows; requests and errors as `ApiUsageLog.outcome_counts` decides."""
     counts = ApiUsageLog.outcome_counts()
     rows = (
-        settled_logs(user, since, until)
+        settled_logs(user, since, until, api_token)
         .values("provider", "model_name")
         .annotate(
             total_requests=counts["requests"],
@@ -151,7 +159,8 @@ def stats_by_model(user, since: datetime | None, until: datetime | None) -> list
 
 def _with_public_ids(rows: QuerySet[ApiUsageLog]) -> QuerySet[ApiUsageLog]:
     return rows.annotate(
-        conversation_public_id=F("conversation__public_id"), message_public_id=F("message__public_id")
+        conversation_public_id=F("conversation__public_id"), message_public_id=F("message__public_id"),
+        api_token_name=F("api_token__name"), api_token_key=F("api_token__token_key"),
     ).order_by("-created_at", "-pk")
 
 
@@ -178,18 +187,23 @@ def usage_row(log: ApiUsageLog) -> dict[str, Any]:
         "error_message": log.error_message,
         "metadata": log.metadata,
         "created_at": utc_iso(log.created_at),
+        # Extensions (README "API tokens"): the token and door the exchange came through.
+        "api_token_id": log.api_token_id,
+        "api_token": None if log.api_token_id is None else ApiToken(
+            name=getattr(log, "api_token_name", "") or "", token_key=getattr(log, "api_token_key", "") or "").label,
+        "door": (log.metadata or {}).get("door") if isinstance(log.metadata, dict) else None,
     }
 
 
-def history(user, since, until, limit: int, offset: int) -> dict[str, Any]:
-    rows = usage_logs(user, since, until)
+def history(user, since, until, limit: int, offset: int, api_token: int | None = None) -> dict[str, Any]:
+    rows = usage_logs(user, since, until, api_token)
     page = _with_public_ids(rows)[offset : offset + limit]
     return {"history": [usage_row(log) for log in page], "count": rows.count()}
 
 
-def csv_rows(user, since, until) -> Iterator[list[Any]]:
+def csv_rows(user, since, until, api_token: int | None = None) -> Iterator[list[Any]]:
     yield USAGE_ROW_FIELDS
-    for log in _with_public_ids(usage_logs(user, since, until)).iterator(chunk_size=1000):
+    for log in _with_public_ids(usage_logs(user, since, until, api_token)).iterator(chunk_size=1000):
         row = usage_row(log)
         row["metadata"] = json.dumps(row["metadata"], sort_keys=True)
         yield ["" if row[name] is None else row[name] for name in USAGE_ROW_FIELDS]

@@ -52,8 +52,30 @@ class ModelStatsSerializer(serializers.Serializer):
     avg_tokens_per_request = serializers.FloatField()
 
 
+class GroupStatsSerializer(serializers.Serializer):
+    requests = serializers.IntegerField()
+    errors = serializers.IntegerField()
+    prompt_tokens = serializers.IntegerField()
+    completion_tokens = serializers.IntegerField()
+    total_tokens = serializers.IntegerField()
+    cached_tokens = serializers.IntegerField()
+    reasoning_tokens = serializers.IntegerField()
+    cost = serializers.CharField()
+
+
+class TokenStatsSerializer(GroupStatsSerializer):
+    api_token_id = serializers.IntegerField(allow_null=True, help_text="Null: a browser session.")
+    label = serializers.CharField()
+
+
+class DoorStatsSerializer(GroupStatsSerializer):
+    door = serializers.CharField(allow_null=True, help_text="websocket, sse, send or openai.")
+
+
 class StatsSerializer(serializers.Serializer):
     stats = ModelStatsSerializer(many=True)
+    by_token = TokenStatsSerializer(many=True)
+    by_door = DoorStatsSerializer(many=True)
 
 
 class UsageRowSerializer(serializers.Serializer):
@@ -77,6 +99,9 @@ class UsageRowSerializer(serializers.Serializer):
     error_message = serializers.CharField(allow_blank=True)
     metadata = serializers.JSONField()
     created_at = serializers.DateTimeField()
+    api_token_id = serializers.IntegerField(allow_null=True)
+    api_token = serializers.CharField(allow_null=True, help_text="The token's name (or its first characters).")
+    door = serializers.CharField(allow_null=True)
 
 
 class HistorySerializer(serializers.Serializer):

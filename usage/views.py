@@ -18,7 +18,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from chatlima.formats import quantize_money, utc_iso
-from usage import alerts
+from usage import alerts, by_token
 from usage.budgets import budget_payload
 from usage.charts import DayPoint, daily_chart
 from usage.models import BudgetAlert, DailyUsageRollup
@@ -127,6 +127,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     start, end = chosen_range(request.user, form)
     figures = dashboard_figures(request.user, start, end)
     export_query = urlencode(export_range(request.user, start, end))
+    since = datetime.combine(start, time.min, request.user.tzinfo)
+    until = datetime.combine(end + timedelta(days=1), time.min, request.user.tzinfo)
     return render(request, "usage/dashboard.html", {
         "form": form if request.GET else RangeForm(initial={"start_date": start, "end_date": end}),
         "start": start,
@@ -138,6 +140,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "chart": daily_chart(figures["points"]),
         "budget": _budget(request.user),
         "export_url": f"/api/v1/usage/export.csv?{export_query}",
+        "api_tokens": by_token.tokens_with_usage(request.user, since, until),
+        "new_api_token": request.session.pop("new_api_token", None),
     })
 
 

@@ -1,4 +1,4 @@
-"""One exchange with a model, behind all three doors (WebSocket, SSE, /send).
+"""One exchange with a model, behind all four doors (WebSocket, SSE, /send, OpenAI's /v1).
 
 A message's text goes through these modules in this order, each once:
 
@@ -16,6 +16,9 @@ A message's text goes through these modules in this order, each once:
                  budget and hold in ONE transaction, exactly once.
     events.py    every event dict, built in one place (prepare, stream and replay call it).
     recovery.py  `settle_interrupted_exchanges`: streams a restart cut off are settled `interrupted`.
+    supplied.py  `Via`: the door and API token a usage row records (and whose own budget is held);
+                 `Supplied`: the OpenAI door's client-sent history and system prompt, asked instead
+                 of the stored thread (chat/openai_door.py).
     versions.py  `regenerate` and `edit_of` sends: what they replace (checked in prepare), the live
                  thread they leave (`superseded_at`), a regeneration's replay; settle adds a
                  regeneration's prompt to its question's.

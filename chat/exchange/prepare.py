@@ -26,6 +26,7 @@ from chat.exchange import events, versions
 from chat.exchange.body import SendBody
 from chat.exchange.replay import Replay, replay
 from chat.exchange.settle import SettleTarget
+from chat.exchange.supplied import Supplied, Via
 from chat.ids import new_conversation_id, new_message_id
 from chat.models import Conversation, Message, answer_settings, preview_of
 from chat.providers import base
@@ -139,11 +140,14 @@ def _row_metadata(estimate: int, max_tokens: int, hold: budgets.Hold) -> dict:
     return metadata
 
 
-def prepare_exchange(user: User, req: SendBody) -> Prepared | Replay:
+def prepare_exchange(user: User, req: SendBody, supplied: Supplied | None = None,
+                     via: Via | None = None) -> Prepared | Replay:
     """Everything before the provider call; raises ClientError before anything is written.
 
     One transaction; lock order for every writer: the budget row (`budgets.reserve`), then the
-    sync clock (`sync_clock.tick`), then the conversation's row.
+    sync clock (`sync_clock.tick`), then the conversation's row. With `supplied` (the OpenAI door),
+    the provider is asked the client's own history and system prompt; `via` is the door and API
+    token, recorded on the usage row, whose own budget is held too (chat/exchange/supplied.py).
     """
     conversation: Conversation | None = None
     if req.conversation_id:
@@ -181,6 +185,8 @@ def prepare_exchange(user: User, req: SendBody) -> Prepared | Replay:
     )
     if version_of is not None:
         chat_request = _versioned_request(req, chat_request, conversation, version_of)
+    if supplied is not None:
+        chat_request = supplied.request(chat_request, attached.system_prompt(supplied.system_prompt))
     estimate = base.estimate_prompt_tokens(chat_request)
 
     def hold_cost(output: int) -> Decimal | None:
@@ -193,13 +199,17 @@ def prepare_exchange(user: User, req: SendBody) -> Prepared | Replay:
     try:
         with transaction.atomic():
             hold = budgets.reserve(user, request_id, estimate, hold_cost, output_tokens=max_tokens,
-                                   min_output_tokens=settings.CHATLIMA_MIN_OUTPUT_TOKENS)
+                                   min_output_tokens=settings.CHATLIMA_MIN_OUTPUT_TOKENS,
+                                   api_token=via.api_token if via else None)
             version = sync_clock.tick(user.pk)
             added = 1 if reuse or req.regenerate else 2
             if conversation is None:
                 title = req.message.strip().splitlines()[0][:TITLE_CHARS]
+                public_id = new_conversation_id()
+                if supplied is not None:
+                    title, public_id = supplied.title, supplied.new_conversation_id or public_id
                 conversation = Conversation.objects.create(
-                    owner=user, public_id=new_conversation_id(), title=title, model=model,
+                    owner=user, public_id=public_id, title=title, model=model,
                     system_prompt=req.system_prompt or "", temperature=req.temperature, max_tokens=req.max_tokens,
                     created_at=now, updated_at=now, version=version,
                     message_count=added, last_message_preview=preview_of(req.message), last_message_at=now,
@@ -231,10 +241,12 @@ def prepare_exchange(user: User, req: SendBody) -> Prepared | Replay:
             metadata = {**_row_metadata(estimate, max_tokens, hold), **attached.metadata()}
             if version_of is not None:
                 metadata.update(version_of.metadata())
+            if via is not None:
+                metadata.update(via.metadata())
             row = ApiUsageLog.objects.create(
                 request_id=request_id, user=user, conversation=conversation, message=assistant,
                 provider=provider, model_name=model, status=ApiUsageLog.Status.PENDING, created_at=now,
-                metadata=metadata,
+                metadata=metadata, api_token=via.api_token if via else None,
             )
     except IntegrityError:
         # Another request stored this client_message_id first: answer as a retry of it.

@@ -24,6 +24,7 @@ from chat.exchange.body import SendBody, parse_send_body
 from chat.exchange.prepare import Prepared, prepare_exchange
 from chat.exchange.replay import Replay
 from chat.exchange.settle import Outcome, charged_usage, settle_exchange
+from chat.exchange.supplied import Supplied, Via
 from chat.providers.base import ProviderError, Reasoning, Usage
 from chatlima.db import ServiceUnavailable, run_db
 from usage.models import ApiUsageLog
@@ -210,14 +211,16 @@ async def _shielded(coro) -> Any:
     return await _finish_despite_cancel(asyncio.ensure_future(coro))
 
 
-async def start_exchange(user: User, body: Any) -> Exchange | Replay:
+async def start_exchange(user: User, body: Any, supplied: Supplied | None = None,
+                         via: Via | None = None) -> Exchange | Replay:
     """Parse, check and prepare; raises ClientError for anything refused before the stream.
 
     Cancel-safe: if the caller is cancelled while the preparing transaction runs, the prepared
-    exchange is settled as `cancelled` at once rather than left pending.
+    exchange is settled as `cancelled` at once rather than left pending. `supplied`: the OpenAI
+    door's client-supplied history; `via`: the door and API token (chat/exchange/supplied.py).
     """
     req = body if isinstance(body, SendBody) else parse_send_body(body)
-    task = asyncio.ensure_future(run_db(prepare_exchange, user, req))
+    task = asyncio.ensure_future(run_db(prepare_exchange, user, req, supplied, via))
     try:
         prepared = await _finish_despite_cancel(task)
     except asyncio.CancelledError:
