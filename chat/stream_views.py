@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.utils import timezone
@@ -21,6 +20,7 @@ from rest_framework import exceptions
 from accounts.authentication import BearerTokenAuthentication
 from chat.exchange import Exchange, Replay, start_exchange
 from chat.payloads import iso
+from chatlima.db import run_db
 from chatlima.errors import HTTP_STATUS, ClientError, error_response
 
 
@@ -42,20 +42,26 @@ def _csrf_refusal(request: HttpRequest) -> HttpResponse | None:
     return check.process_view(request, None, (), {})
 
 
-async def authenticate(request: HttpRequest):
-    """Bearer first (API and mobile), else the browser session with its CSRF token."""
+def _user(request: HttpRequest):
+    """Bearer first (API and mobile), else the browser session with its CSRF token; raises ClientError."""
     try:
-        user = await database_sync_to_async(_bearer_user)(request)
+        user = _bearer_user(request)
     except exceptions.AuthenticationFailed as exc:
         raise ClientError("UNAUTHENTICATED", str(exc.detail)) from exc
     if user is not None:
         return user
-    user = await database_sync_to_async(_session_user)(request)
+    user = _session_user(request)
     if not user.is_authenticated:
         raise ClientError("UNAUTHENTICATED", "Authentication credentials were not provided.")
     if _csrf_refusal(request) is not None:
         raise ClientError("PERMISSION_DENIED", "CSRF check failed for this session request.", {"reason": "csrf"})
     return user
+
+
+async def authenticate(request: HttpRequest):
+    """`_user` in one hop through `run_db`: on PostgreSQL a thread of the pool, not channels' one
+    thread-sensitive thread, where every request's token lookup queued behind the others'."""
+    return await run_db(_user, request)
 
 
 async def _open(request: HttpRequest) -> Exchange | Replay:
