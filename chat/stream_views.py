@@ -20,7 +20,7 @@ from rest_framework import exceptions
 from accounts.authentication import BearerTokenAuthentication
 from chat.exchange import Exchange, Replay, start_exchange
 from chat.payloads import iso
-from chatlima.db import run_db
+from chatlima.db import ServiceUnavailable, run_db, service_unavailable_response
 from chatlima.errors import HTTP_STATUS, ClientError, error_response
 
 
@@ -73,6 +73,11 @@ async def _open(request: HttpRequest) -> Exchange | Replay:
     return await start_exchange(user, body)
 
 
+def _refusal(err: ClientError) -> HttpResponse:
+    # A 503 for want of a database connection says when to come back (Retry-After), as for every view.
+    return service_unavailable_response(err) if isinstance(err, ServiceUnavailable) else error_response(err)
+
+
 def sse_frame(event: dict[str, Any]) -> bytes:
     return f"event: {event['type']}\ndata: {json.dumps(event, separators=(',', ':'))}\n\n".encode()
 
@@ -90,7 +95,7 @@ async def chat_stream(request: HttpRequest) -> HttpResponse:
     try:
         exchange = await _open(request)
     except ClientError as err:
-        return error_response(err)
+        return _refusal(err)
     response = StreamingHttpResponse(_sse(exchange), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
@@ -103,7 +108,7 @@ async def chat_send(request: HttpRequest) -> HttpResponse:
     try:
         exchange = await _open(request)
     except ClientError as err:
-        return error_response(err)
+        return _refusal(err)
     saved = start = complete = error = None
     async with aclosing(exchange.events()) as events:
         async for event in events:
