@@ -17,6 +17,10 @@ apart), then, one at a time so they never share the cores:
 For each it prints the time to the first chunk of text and the duration (send to the end of the
 answer), p50 and p99, the errors, and the overhead over the upstream alone; then ChatLima's
 overhead as a share of Open WebUI's (the issue's target: at most 0.5). Every client starts at once.
+Before it is measured, each server answers `--warm` clients (10; not counted), so no measured run is
+a process's first (`--warm 0` measures a cold start: then ChatLima's first door also pays the
+process's first connections and threads). `--py-spy PATH` profiles daphne during each door's run
+and prints the profile's top lines (bench/profiling.py).
 """
 
 from __future__ import annotations
@@ -216,6 +220,9 @@ async def open_webui(args, upstream_url: str, n: int, timeout: float) -> Result:
             await http.get(base + "/api/models", headers={"Authorization": f"Bearer {token}"})
         body = {"model": MODEL, "stream": True, "messages": [{"role": "user", "content": QUESTION}]}
         is_text = lambda e: bool((e.get("choices") or [{}])[0].get("delta", {}).get("content"))  # noqa: E731
+        if args.warm:
+            await measure_sse("warm-up", base + "/api/chat/completions",
+                              lambda i: {"Authorization": f"Bearer {token}"}, body, is_text, args.warm, timeout)
         result = await measure_sse("Open WebUI", base + "/api/chat/completions",
                                    lambda i: {"Authorization": f"Bearer {token}"}, body, is_text, n, timeout)
         result.peak_mb = max((peak_rss_mb(pid) or 0 for pid in [process.pid, *children(process.pid)]), default=None)
@@ -244,6 +251,12 @@ async def chatlima(args, upstream_url: str, n: int, timeout: float) -> list[Resu
         body = {"message": QUESTION, "model": MODEL}
         daphne = children(server.pid)[0]
         results = []
+        if args.warm:
+            # Both doors once, a few clients each, so neither measured run is the process's first.
+            await measure_sse("warm-up", base + "/api/v1/chat/stream", lambda i: {"Authorization": f"Bearer {tokens[i]}"},
+                              body, lambda e: e.get("type") == "stream_chunk", args.warm, timeout)
+            await run_clients(lambda i, start: ws_client(
+                f"ws://127.0.0.1:{port}/ws/chat/?token={tokens[i]}", base, Result("warm-up"), start, timeout), args.warm)
         if "sse" in args.doors:
             with profiled(args, daphne, f"sse-n{n}"):
                 sse = await measure_sse(
@@ -344,6 +357,8 @@ def main() -> int:
                         help="Open WebUI's own virtualenv (made if missing), outside the repo")
     parser.add_argument("--skip-open-webui", action="store_true")
     parser.add_argument("--quiet", action="store_true", help="hide ChatLima's log")
+    parser.add_argument("--warm", type=int, default=10,
+                        help="clients sent (and not counted) through each server before it is measured; 0: a cold start")
     parser.add_argument("--doors", nargs="+", default=["sse", "ws"], choices=["sse", "ws"], help="ChatLima's doors to measure")
     parser.add_argument("--py-spy", default="", help="py-spy's path: profile daphne during each door's run")
     parser.add_argument("--profile-dir", default="/tmp/chatlima-bench-profiles")

@@ -49,6 +49,8 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 UPSTREAM_MODEL = "bench-model"  # bench/upstream.py's one model
@@ -180,6 +182,7 @@ class Stats:
         self.stream: list[float] = []  # seconds from the first chunk to stream_end
         self.words: list[int] = []  # words in the answer
         self.completed = 0
+        self.chunk_frames = 0  # stream_chunk frames received, all clients
         self.errors: list[str] = []
 
 
@@ -217,10 +220,13 @@ async def client(url: str, origin: str, messages: int, text: str, stats: Stats, 
                         if kind == "stream_start":
                             conversation_id = event["conversation_id"]
                         elif kind == "stream_chunk" and first is None:
+                            stats.chunk_frames += 1
                             first = time.perf_counter()
                             stats.first_chunk.append(first - sent_at)
                             if index:
                                 stats.first_chunk_later.append(first - sent_at)
+                        elif kind == "stream_chunk":
+                            stats.chunk_frames += 1
                         elif kind == "stream_end":
                             end = time.perf_counter()
                             if first is not None:
@@ -448,6 +454,11 @@ async def run(args: argparse.Namespace) -> int:
         if args.arrivals == "poisson" or args.cpu_exchanges:
             daphnes = children(server.pid) if server else []
             sockets = await open_sockets(url, tokens, origin, args.clients, args.connect_concurrency)
+            profile = None
+            if args.py_spy and daphnes:
+                from profiling import Profile
+
+                profile = Profile(args.py_spy, daphnes[0], Path(args.profile))
             try:
                 failed = 0
                 if args.arrivals == "poisson":
@@ -459,6 +470,11 @@ async def run(args: argparse.Namespace) -> int:
                     print(f"server peak RSS per worker: {', '.join(f'{p:.0f}' for p in peaks)} MB")
                 return 1 if failed else 0
             finally:
+                if profile is not None:
+                    from profiling import top
+
+                    profile.stop()
+                    print(f"== profile of the first daphne process ==\n{top(Path(args.profile), 25)}")
                 await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
         stats = Stats()
         start = asyncio.Event()
@@ -488,7 +504,8 @@ async def run(args: argparse.Namespace) -> int:
               f"words/answer~{statistics.median(stats.words) if stats.words else 0:.0f} "
               f"server={len(daphnes) or 'external'} daphne worker(s), redis={'yes' if args.redis_url else 'no'} "
               f"spread={args.spread_seconds} s")
-        print(f"completed exchanges: {stats.completed} in {wall:.2f} s = {stats.completed / wall:.1f}/s")
+        print(f"completed exchanges: {stats.completed} in {wall:.2f} s = {stats.completed / wall:.1f}/s, "
+              f"{stats.chunk_frames / max(stats.completed, 1):.1f} chunk frames each")
         print(f"overhead to first chunk (ms): p50 {percentile(overhead, 50):.1f}  p99 {percentile(overhead, 99):.1f}")
         if overhead_later:
             print(f"  of later messages only (after the first, synchronized send): p50 "
@@ -543,6 +560,8 @@ def main() -> int:
                         help="stream from bench/upstream.py (OpenAI-compatible) with this many chunks instead of "
                              "the offline model")
     parser.add_argument("--upstream-delay-ms", type=float, default=20.0, help="the upstream's delay between chunks")
+    parser.add_argument("--py-spy", default="", help="py-spy's path: profile the first daphne process (poisson / cpu modes)")
+    parser.add_argument("--profile", default="/tmp/chatlima-bench-profiles/ws_load.txt", help="where that profile goes")
     parser.add_argument("--asgi-app", default="chatlima.asgi:application", help="what daphne serves")
     parser.add_argument("--quiet", action="store_true", help="hide the server's log")
     args = parser.parse_args()
