@@ -17,12 +17,17 @@ apart), then, one at a time so they never share the cores:
 For each it prints the time to the first chunk of text and the duration (send to the end of the
 answer), p50 and p99, the errors, and the overhead over the upstream alone; then ChatLima's
 overhead as a share of Open WebUI's (the issue's target: at most 0.5). Every client starts at once.
+Before it is measured, each server answers `--warm` clients (10; not counted), so no measured run is
+a process's first (`--warm 0` measures a cold start: then ChatLima's first door also pays the
+process's first connections and threads). `--py-spy PATH` profiles daphne during each door's run
+and prints the profile's top lines (bench/profiling.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -33,6 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from profiling import Profile, top
 from ws_load import (
     ROOT,
     children,
@@ -55,7 +61,9 @@ OWUI_ENV = {
     "RAG_EMBEDDING_ENGINE": "openai", "ENABLE_TITLE_GENERATION": "False", "ENABLE_TAGS_GENERATION": "False",
     "ENABLE_FOLLOW_UP_GENERATION": "False", "ENABLE_AUTOCOMPLETE_GENERATION": "False",
     "ENABLE_RETRIEVAL_QUERY_GENERATION": "False", "ENABLE_WEB_SEARCH": "False", "ENABLE_IMAGE_GENERATION": "False",
-    "WEBUI_SECRET_KEY": "bench-peer-compare", "GLOBAL_LOG_LEVEL": "WARNING", "UVICORN_WORKERS": "1",
+    "WEBUI_SECRET_KEY": "bench-peer-compare",
+    # Else the connection saved by an earlier run (its upstream on another port) wins over the env.
+    "ENABLE_PERSISTENT_CONFIG": "False", "GLOBAL_LOG_LEVEL": "WARNING", "UVICORN_WORKERS": "1",
 }
 
 
@@ -194,7 +202,7 @@ async def open_webui(args, upstream_url: str, n: int, timeout: float) -> Result:
     import httpx
 
     exe = install_open_webui(Path(args.owui_venv))
-    database = args.database_url.rsplit("/", 1)[0] + "/chatlima_peer_owui"
+    database = args.database_url + "_owui"
     ensure_database(database)
     data_dir = Path(args.owui_venv) / "data"
     data_dir.mkdir(exist_ok=True)
@@ -212,6 +220,9 @@ async def open_webui(args, upstream_url: str, n: int, timeout: float) -> Result:
             await http.get(base + "/api/models", headers={"Authorization": f"Bearer {token}"})
         body = {"model": MODEL, "stream": True, "messages": [{"role": "user", "content": QUESTION}]}
         is_text = lambda e: bool((e.get("choices") or [{}])[0].get("delta", {}).get("content"))  # noqa: E731
+        if args.warm:
+            await measure_sse("warm-up", base + "/api/chat/completions",
+                              lambda i: {"Authorization": f"Bearer {token}"}, body, is_text, args.warm, timeout)
         result = await measure_sse("Open WebUI", base + "/api/chat/completions",
                                    lambda i: {"Authorization": f"Bearer {token}"}, body, is_text, n, timeout)
         result.peak_mb = max((peak_rss_mb(pid) or 0 for pid in [process.pid, *children(process.pid)]), default=None)
@@ -238,25 +249,56 @@ async def chatlima(args, upstream_url: str, n: int, timeout: float) -> list[Resu
         await wait_for_port(port, 60)
         await wait_http(base + "/health", 60, server)
         body = {"message": QUESTION, "model": MODEL}
-        sse = await measure_sse(
-            "ChatLima SSE", base + "/api/v1/chat/stream", lambda i: {"Authorization": f"Bearer {tokens[i]}"},
-            body, lambda e: e.get("type") == "stream_chunk", n, timeout)
-        ws = Result("ChatLima WebSocket")
-        origin = base
-        await run_clients(lambda i, start: ws_client(
-            f"ws://127.0.0.1:{port}/ws/chat/?token={tokens[i]}", origin, ws, start, timeout), n)
+        daphne = children(server.pid)[0]
+        results = []
+        if args.warm:
+            # Both doors once, a few clients each, so neither measured run is the process's first.
+            await measure_sse("warm-up", base + "/api/v1/chat/stream", lambda i: {"Authorization": f"Bearer {tokens[i]}"},
+                              body, lambda e: e.get("type") == "stream_chunk", args.warm, timeout)
+            await run_clients(lambda i, start: ws_client(
+                f"ws://127.0.0.1:{port}/ws/chat/?token={tokens[i]}", base, Result("warm-up"), start, timeout), args.warm)
+        if "sse" in args.doors:
+            with profiled(args, daphne, f"sse-n{n}"):
+                sse = await measure_sse(
+                    "ChatLima SSE", base + "/api/v1/chat/stream", lambda i: {"Authorization": f"Bearer {tokens[i]}"},
+                    body, lambda e: e.get("type") == "stream_chunk", n, timeout)
+            results.append(sse)
+        if "ws" in args.doors:
+            ws = Result("ChatLima WebSocket")
+            origin = base
+            with profiled(args, daphne, f"ws-n{n}"):
+                await run_clients(lambda i, start: ws_client(
+                    f"ws://127.0.0.1:{port}/ws/chat/?token={tokens[i]}", origin, ws, start, timeout), n)
+            results.append(ws)
         peak = max((peak_rss_mb(pid) or 0 for pid in children(server.pid)), default=None)
-        sse.peak_mb = ws.peak_mb = peak
-        return [sse, ws]
+        for r in results:
+            r.peak_mb = peak
+        return results
     finally:
         stop_processes(server, worker)
+
+
+@contextlib.contextmanager
+def profiled(args, pid: int, name: str):
+    """py-spy on the daphne process for the phase (with --py-spy), its top lines printed after."""
+    if not args.py_spy:
+        yield
+        return
+    path = Path(args.profile_dir) / f"{name}.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    profile = Profile(args.py_spy, pid, path)
+    try:
+        yield
+    finally:
+        profile.stop()
+        print(f"\n== profile of daphne during {name} ==\n{top(path)}", flush=True)
 
 
 # ---- report ----------------------------------------------------------------------------------
 
 def report(n: int, pace: str, upstream: Result, results: list[Result]) -> None:
     base_first, base_dur = upstream.p(upstream.first, 50), upstream.p(upstream.duration, 50)
-    print(f"\nN = {n} clients starting together; upstream: {pace}")
+    print(f"\nN = {n} clients starting together; upstream: {pace}; load average {os.getloadavg()[0]:.2f}")
     print(f"{'':22} {'first chunk p50/p99':>22} {'duration p50/p99':>20} {'errors':>7} "
           f"{'overhead first/dur (p50)':>26} {'peak MB':>8}")
     rows = [upstream, *results]
@@ -315,6 +357,11 @@ def main() -> int:
                         help="Open WebUI's own virtualenv (made if missing), outside the repo")
     parser.add_argument("--skip-open-webui", action="store_true")
     parser.add_argument("--quiet", action="store_true", help="hide ChatLima's log")
+    parser.add_argument("--warm", type=int, default=10,
+                        help="clients sent (and not counted) through each server before it is measured; 0: a cold start")
+    parser.add_argument("--doors", nargs="+", default=["sse", "ws"], choices=["sse", "ws"], help="ChatLima's doors to measure")
+    parser.add_argument("--py-spy", default="", help="py-spy's path: profile daphne during each door's run")
+    parser.add_argument("--profile-dir", default="/tmp/chatlima-bench-profiles")
     args = parser.parse_args()
     return asyncio.run(main_async(args))
 

@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/upstream.py --port 9100 --chunks 100 --delay-ms 20
 
-`POST /v1/chat/completions` streams `--chunks` deltas `--delay-ms` apart in OpenAI's SSE format (the
+`POST /v1/chat/completions` streams `--chunks` deltas (fewer when `max_tokens` or
+`max_completion_tokens` asks for fewer: one token per chunk) `--delay-ms` apart in OpenAI's SSE format (the
 usage chunk last when `stream_options.include_usage` is asked, `data: [DONE]` to end), or answers
 the whole completion at once when `stream` is false (after the same total delay). `GET /v1/models`
 lists one model, `bench-model`. Plain asyncio streams, no framework: one process serves thousands
@@ -34,9 +35,14 @@ class Upstream:
         self.delay = delay_ms / 1000
         self.count = 0
 
-    def usage(self, prompt_chars: int) -> dict:
-        prompt = max(1, prompt_chars // 4)
-        return {"prompt_tokens": prompt, "completion_tokens": self.chunks, "total_tokens": prompt + self.chunks}
+    def usage(self, prompt_chars: int, chunks: int | None = None) -> dict:
+        prompt, chunks = max(1, prompt_chars // 4), self.chunks if chunks is None else chunks
+        return {"prompt_tokens": prompt, "completion_tokens": chunks, "total_tokens": prompt + chunks}
+
+    def chunks_for(self, request: dict) -> int:
+        """`--chunks`, or fewer when the request caps its answer (one token per chunk)."""
+        cap = request.get("max_completion_tokens") or request.get("max_tokens")
+        return max(1, min(self.chunks, int(cap))) if isinstance(cap, int) else self.chunks
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -87,16 +93,17 @@ class Upstream:
                      b"Connection: close\r\n\r\n")
         writer.write(_chunk(completion_id, created, {"role": "assistant", "content": ""}))
         start = time.monotonic()
-        for n in range(self.chunks):
+        chunks = self.chunks_for(request)
+        for n in range(chunks):
             # Paced from the start, so the total stays chunks x delay however busy the loop is.
             wait = start + n * self.delay - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
-            last = n == self.chunks - 1
+            last = n == chunks - 1
             writer.write(_chunk(completion_id, created, {"content": WORD}, "stop" if last else None))
             await writer.drain()
         if (request.get("stream_options") or {}).get("include_usage"):
-            writer.write(_chunk(completion_id, created, {}, usage=self.usage(prompt_chars)))
+            writer.write(_chunk(completion_id, created, {}, usage=self.usage(prompt_chars, chunks)))
         writer.write(b"data: [DONE]\n\n")
         await writer.drain()
 

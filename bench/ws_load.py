@@ -9,7 +9,19 @@ production runs it: ``python -m chatlima.serve`` with ``--workers`` daphne proce
 free loopback port, Redis (``--redis-url``) as Celery broker and channel layer, and a Celery worker.
 The offline model is paced at ``--pace-ms`` per word. It runs the clients, prints the figures and
 stops everything. ``--url ws://127.0.0.1:PORT/ws/chat/ --token T`` targets a server that is already
-running instead (then the server's pace must match ``--pace-ms``).
+running instead (then the server's pace must match ``--pace-ms``). ``--upstream-chunks K
+--upstream-delay-ms D`` streams from bench/upstream.py (OpenAI-compatible, K chunks D ms apart, as
+the server's OPENAI_BASE_URL) instead of the offline model.
+
+Modes:
+  * ``--arrivals together`` (default): every client sends at once, ``--messages`` each;
+  * ``--arrivals poisson --rate 100 --duration 60``: new exchanges at Poisson times on ``--clients``
+    open sockets (each arrival takes an idle one), the issue's spread-arrivals load;
+  * ``--cpu-exchanges E`` (with either): then two rounds of E exchanges, short answers
+    (``--cpu-short-tokens``) and long ones (``--cpu-long-tokens``), ``--cpu-concurrency`` at a time;
+    the daphne processes' CPU (from /proc) of each round is exchanges x per-exchange + frames x
+    per-frame, so the two rounds give "server CPU per exchange (prepare + settle)" and "server CPU
+    per frame sent" (frames as the client counted them, every event type).
 
 Figures:
   * completed exchanges per second (wall clock of the whole run);
@@ -17,6 +29,7 @@ Figures:
     first-word delay (p50/p99);
   * stream duration / the model's own pace: (first chunk -> ``stream_end``) over the time the model
     itself takes to produce the words after the first (p50/p99);
+  * in poisson mode the same, over the arrivals, and the server CPU per exchange over the run;
   * errors; the server's peak RSS (VmHWM of each daphne process, when it was started here) and the
     CPU time the server and this client used (they share the machine's cores).
 """
@@ -36,8 +49,11 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
+UPSTREAM_MODEL = "bench-model"  # bench/upstream.py's one model
 
 
 def stop_processes(*processes: subprocess.Popen | None, timeout: float = 15) -> None:
@@ -166,12 +182,13 @@ class Stats:
         self.stream: list[float] = []  # seconds from the first chunk to stream_end
         self.words: list[int] = []  # words in the answer
         self.completed = 0
+        self.chunk_frames = 0  # stream_chunk frames received, all clients
         self.errors: list[str] = []
 
 
 async def client(url: str, origin: str, messages: int, text: str, stats: Stats, start: asyncio.Event,
                  timeout: float, max_tokens: int | None = None, ramp: asyncio.Semaphore | None = None,
-                 spread: float = 0.0) -> None:
+                 spread: float = 0.0, model: str | None = None) -> None:
     from websockets.asyncio.client import connect
 
     try:
@@ -189,6 +206,8 @@ async def client(url: str, origin: str, messages: int, text: str, stats: Stats, 
                 body = {"type": "send_message", "message": text}
                 if max_tokens:
                     body["max_tokens"] = max_tokens
+                if model:
+                    body["model"] = model
                 if conversation_id:
                     body["conversation_id"] = conversation_id
                 first = None
@@ -201,10 +220,13 @@ async def client(url: str, origin: str, messages: int, text: str, stats: Stats, 
                         if kind == "stream_start":
                             conversation_id = event["conversation_id"]
                         elif kind == "stream_chunk" and first is None:
+                            stats.chunk_frames += 1
                             first = time.perf_counter()
                             stats.first_chunk.append(first - sent_at)
                             if index:
                                 stats.first_chunk_later.append(first - sent_at)
+                        elif kind == "stream_chunk":
+                            stats.chunk_frames += 1
                         elif kind == "stream_end":
                             end = time.perf_counter()
                             if first is not None:
@@ -220,6 +242,182 @@ async def client(url: str, origin: str, messages: int, text: str, stats: Stats, 
         stats.errors.append(f"{type(exc).__name__}: {exc}")
 
 
+class Model:
+    """What the model itself takes: the offline model's pace per word, or bench/upstream.py's chunks."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.upstream = bool(args.upstream_chunks)
+        self.pace = (args.upstream_delay_ms if self.upstream else args.pace_ms) / 1000
+        self.chunks = args.upstream_chunks
+
+    @property
+    def first(self) -> float:
+        # The offline model sleeps one pace before its first word; the upstream sends its first chunk at once.
+        return 0.0 if self.upstream else self.pace
+
+    def stream(self, words: int, max_tokens: int | None = None) -> float:
+        """Its own time from the first chunk to the last."""
+        if self.upstream:
+            chunks = min(self.chunks, max_tokens) if max_tokens else self.chunks
+            return max(chunks - 1, 1) * self.pace
+        return max(words - 1, 1) * self.pace
+
+
+async def open_sockets(url: str, tokens: list[str], origin: str, count: int, concurrency: int) -> list:
+    """`count` open sockets, one user each in turn, `concurrency` handshakes at a time."""
+    from websockets.asyncio.client import connect
+
+    ramp = asyncio.Semaphore(concurrency)
+
+    async def one(i: int):
+        async with ramp:
+            return await connect(f"{url}?token={tokens[i % len(tokens)]}", origin=origin, open_timeout=120,
+                                 max_size=None, ping_interval=None)
+
+    return list(await asyncio.gather(*(one(i) for i in range(count))))
+
+
+async def one_exchange(ws, body: dict, timeout: float) -> dict:
+    """Send one message on an open socket; its figures: seconds to the first chunk and to
+    stream_end (from the send), frames received, words, or the error."""
+    out: dict = {"frames": 0, "first": None, "end": None, "words": 0, "error": None}
+    try:
+        async with asyncio.timeout(timeout):
+            sent = time.perf_counter()
+            await ws.send(json.dumps(body))
+            while True:
+                event = json.loads(await ws.recv())
+                out["frames"] += 1
+                kind = event["type"]
+                if kind == "stream_chunk" and out["first"] is None:
+                    out["first"] = time.perf_counter() - sent
+                elif kind == "stream_end":
+                    out["end"] = time.perf_counter() - sent
+                elif kind == "message_complete":
+                    out["words"] = len(event["message"]["content"].split())
+                    return out
+                elif kind == "error":
+                    out["error"] = f"{event.get('code')}: {event.get('message')}"
+                    return out
+    except Exception as exc:  # noqa: BLE001 - every failure is counted
+        out["error"] = f"{type(exc).__name__}: {exc}"
+    return out
+
+
+async def poisson_run(args: argparse.Namespace, sockets: list, model: Model, daphnes: list[int]) -> int:
+    """New exchanges at Poisson times (`--rate` a second for `--duration` s), each on an idle socket."""
+    idle: asyncio.Queue = asyncio.Queue()
+    for ws in sockets:
+        idle.put_nowait(ws)
+    results: list[dict] = []
+    waited: list[float] = []
+
+    async def arrival(at: float) -> None:
+        ws = await idle.get()
+        waited.append(time.perf_counter() - at)
+        try:
+            results.append(await one_exchange(ws, message_body(args), args.timeout))
+        finally:
+            idle.put_nowait(ws)
+
+    rng = random.Random(args.seed)
+    cpu_before = sum(cpu_seconds(pid) for pid in daphnes)
+    began = time.perf_counter()
+    tasks, t = [], 0.0
+    while True:
+        t += rng.expovariate(args.rate)
+        if t >= args.duration:
+            break
+        await asyncio.sleep(max(0.0, began + t - time.perf_counter()))
+        tasks.append(asyncio.ensure_future(arrival(time.perf_counter())))
+    await asyncio.gather(*tasks)
+    wall = time.perf_counter() - began
+    cpu = sum(cpu_seconds(pid) for pid in daphnes) - cpu_before
+    errors = [r["error"] for r in results if r["error"]]
+    ok = [r for r in results if not r["error"] and r["first"] is not None]
+    overhead = [(r["first"] - model.first) * 1000 for r in ok]
+    ratios = [(r["end"] - r["first"]) / model.stream(r["words"], args.max_tokens) for r in ok if r["end"]]
+    print(f"arrivals: poisson, {args.rate:g}/s for {args.duration:g} s = {len(tasks)} exchanges on {len(sockets)} "
+          f"sockets; model: {model_label(args)}; server={len(daphnes) or 'external'} daphne worker(s)")
+    print(f"completed exchanges: {len(ok)} in {wall:.2f} s = {len(ok) / wall:.1f}/s "
+          f"(waits for an idle socket p99 {percentile(waited, 99) * 1000:.1f} ms)")
+    print(f"overhead to first chunk (ms): p50 {percentile(overhead, 50):.1f}  p99 {percentile(overhead, 99):.1f}"
+          "  (target: p99 <= 100)")
+    print(f"stream duration / model pace: p50 {percentile(ratios, 50):.2f}  p99 {percentile(ratios, 99):.2f}")
+    print(f"errors: {len(errors)}" + (f" (first: {errors[0]})" if errors else ""))
+    if daphnes:
+        print(f"server CPU during the arrivals: {cpu:.1f} s = {cpu / max(len(ok), 1) * 1000:.2f} ms per exchange "
+              "(frames included)")
+    return len(errors)
+
+
+async def cpu_split(args: argparse.Namespace, sockets: list, daphnes: list[int]) -> None:
+    """Server CPU per exchange and per frame: two rounds of `--cpu-exchanges` exchanges, short answers
+    then long ones, each as CPU = exchanges x per_exchange + frames x per_frame; two equations, two unknowns."""
+    if not daphnes:
+        print("server CPU per exchange / per frame: needs a server started here")
+        return
+    rounds = []
+    for cap in (args.cpu_short_tokens, args.cpu_long_tokens):
+        idle: asyncio.Queue = asyncio.Queue()
+        for ws in sockets[:args.cpu_concurrency]:
+            idle.put_nowait(ws)
+        results: list[dict] = []
+
+        async def one(cap: int = cap, idle: asyncio.Queue = idle, results: list = results) -> None:
+            ws = await idle.get()
+            try:
+                results.append(await one_exchange(ws, message_body(args, cap), args.timeout))
+            finally:
+                idle.put_nowait(ws)
+
+        await asyncio.sleep(1)  # let the previous round's settles and saves finish
+        before = sum(cpu_seconds(pid) for pid in daphnes)
+        await asyncio.gather(*(one() for _ in range(args.cpu_exchanges)))
+        await asyncio.sleep(0.5)
+        cpu = sum(cpu_seconds(pid) for pid in daphnes) - before
+        errors = sum(1 for r in results if r["error"])
+        rounds.append((len(results), sum(r["frames"] for r in results), cpu, errors))
+    (e1, f1, c1, x1), (e2, f2, c2, x2) = rounds
+    per_frame = (c2 / e2 - c1 / e1) / (f2 / e2 - f1 / e1) if f2 / e2 != f1 / e1 else float("nan")
+    per_exchange = c1 / e1 - f1 / e1 * per_frame
+    print(f"CPU split: {e1} exchanges x {f1 / e1:.1f} frames = {c1:.2f} s, {e2} x {f2 / e2:.1f} frames = {c2:.2f} s "
+          f"({args.cpu_concurrency} at a time; errors {x1 + x2})")
+    print(f"server CPU per exchange (prepare + settle): {per_exchange * 1000:.2f} ms  (target <= 3 ms)")
+    print(f"server CPU per frame sent: {per_frame * 1e6:.1f} us  (target <= 50 us)")
+
+
+def message_body(args: argparse.Namespace, max_tokens: int | None = None) -> dict:
+    body = {"type": "send_message", "message": args.text}
+    if max_tokens or args.max_tokens:
+        body["max_tokens"] = max_tokens or args.max_tokens
+    if args.upstream_chunks:
+        body["model"] = UPSTREAM_MODEL
+    return body
+
+
+def model_label(args: argparse.Namespace) -> str:
+    if args.upstream_chunks:
+        return f"bench/upstream.py, {args.upstream_chunks} chunks {args.upstream_delay_ms:g} ms apart"
+    return f"offline, {args.pace_ms} ms/word"
+
+
+def start_upstream(args: argparse.Namespace, env: dict[str, str]) -> subprocess.Popen:
+    """bench/upstream.py on a free port, as the server's OpenAI-compatible endpoint."""
+    port = free_port()
+    process = subprocess.Popen([PY, str(ROOT / "bench" / "upstream.py"), "--port", str(port),
+                                "--chunks", str(args.upstream_chunks), "--delay-ms", str(args.upstream_delay_ms)])
+    env.update({"OPENAI_API_KEY": "bench", "OPENAI_BASE_URL": f"http://127.0.0.1:{port}/v1"})
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.1)
+    subprocess.run([PY, "manage.py", "refresh_models"], cwd=ROOT, env=env, check=True, capture_output=True)
+    return process
+
+
 def start_celery_worker(env: dict[str, str], quiet: bool) -> subprocess.Popen:
     return subprocess.Popen(
         [str(Path(PY).with_name("celery")), "-A", "chatlima", "worker", "--pool=solo", "--concurrency=1",
@@ -229,8 +427,9 @@ def start_celery_worker(env: dict[str, str], quiet: bool) -> subprocess.Popen:
 
 
 async def run(args: argparse.Namespace) -> int:
-    server = worker = None
+    server = worker = upstream = None
     port = None
+    model = Model(args)
     if args.url:
         url, tokens = args.url, [args.token]
         origin = args.origin or url.replace("ws://", "http://").split("/ws/")[0]
@@ -238,6 +437,8 @@ async def run(args: argparse.Namespace) -> int:
         env = server_env(args)
         ensure_database(args.database_url)
         tokens = prepare_users(env, args.users or args.clients)
+        if args.upstream_chunks:
+            upstream = start_upstream(args, env)
         port = free_port()
         server = subprocess.Popen(
             [PY, "-m", "chatlima.serve", "--workers", str(args.workers), "-b", "127.0.0.1", "-p", str(port),
@@ -250,11 +451,38 @@ async def run(args: argparse.Namespace) -> int:
         url = f"ws://127.0.0.1:{port}/ws/chat/"
         origin = f"http://127.0.0.1:{port}"
     try:
+        if args.arrivals == "poisson" or args.cpu_exchanges:
+            daphnes = children(server.pid) if server else []
+            sockets = await open_sockets(url, tokens, origin, args.clients, args.connect_concurrency)
+            profile = None
+            if args.py_spy and daphnes:
+                from profiling import Profile
+
+                profile = Profile(args.py_spy, daphnes[0], Path(args.profile))
+            try:
+                failed = 0
+                if args.arrivals == "poisson":
+                    failed = await poisson_run(args, sockets, model, daphnes)
+                if args.cpu_exchanges:
+                    await cpu_split(args, sockets, daphnes)
+                peaks = [peak_rss_mb(pid) or 0 for pid in daphnes]
+                if peaks:
+                    print(f"server peak RSS per worker: {', '.join(f'{p:.0f}' for p in peaks)} MB")
+                return 1 if failed else 0
+            finally:
+                if profile is not None:
+                    from profiling import top
+
+                    profile.stop()
+                    print(f"== profile of the first daphne process ==\n{top(Path(args.profile), 25)}")
+                await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
         stats = Stats()
         start = asyncio.Event()
         ramp = asyncio.Semaphore(args.connect_concurrency)
         tasks = [asyncio.ensure_future(client(f"{url}?token={tokens[i % len(tokens)]}", origin, args.messages, args.text, stats, start,
-                                              args.timeout, args.max_tokens, ramp, args.spread_seconds)) for i in range(args.clients)]
+                                              args.timeout, args.max_tokens, ramp, args.spread_seconds,
+                                              UPSTREAM_MODEL if args.upstream_chunks else None))
+                 for i in range(args.clients)]
         await asyncio.sleep(args.connect_seconds)  # let every socket open before the streams start together
         daphnes = children(server.pid) if server else []
         server_cpu = sum(cpu_seconds(pid) for pid in daphnes)
@@ -266,17 +494,18 @@ async def run(args: argparse.Namespace) -> int:
         server_cpu = sum(cpu_seconds(pid) for pid in daphnes) - server_cpu
         after = resource.getrusage(resource.RUSAGE_SELF)
         client_cpu = after.ru_utime + after.ru_stime - client_cpu.ru_utime - client_cpu.ru_stime
-        pace = args.pace_ms / 1000
-        overhead = [(t - pace) * 1000 for t in stats.first_chunk]
-        overhead_later = [(t - pace) * 1000 for t in stats.first_chunk_later]
+        overhead = [(t - model.first) * 1000 for t in stats.first_chunk]
+        overhead_later = [(t - model.first) * 1000 for t in stats.first_chunk_later]
         # The model takes one pace per word; the first word is already out when the clock starts.
-        ratios = [d / (max(w - 1, 1) * pace) for d, w in zip(stats.stream, stats.words, strict=False)] if pace else []
+        ratios = [d / model.stream(w, args.max_tokens) for d, w in zip(stats.stream, stats.words, strict=False)
+                  ] if model.pace else []
         peaks = [peak_rss_mb(pid) or 0 for pid in daphnes]
-        print(f"clients={args.clients} users={len(tokens)} messages/client={args.messages} pace={args.pace_ms} ms/word "
+        print(f"clients={args.clients} users={len(tokens)} messages/client={args.messages} model: {model_label(args)} "
               f"words/answer~{statistics.median(stats.words) if stats.words else 0:.0f} "
               f"server={len(daphnes) or 'external'} daphne worker(s), redis={'yes' if args.redis_url else 'no'} "
               f"spread={args.spread_seconds} s")
-        print(f"completed exchanges: {stats.completed} in {wall:.2f} s = {stats.completed / wall:.1f}/s")
+        print(f"completed exchanges: {stats.completed} in {wall:.2f} s = {stats.completed / wall:.1f}/s, "
+              f"{stats.chunk_frames / max(stats.completed, 1):.1f} chunk frames each")
         print(f"overhead to first chunk (ms): p50 {percentile(overhead, 50):.1f}  p99 {percentile(overhead, 99):.1f}")
         if overhead_later:
             print(f"  of later messages only (after the first, synchronized send): p50 "
@@ -289,7 +518,7 @@ async def run(args: argparse.Namespace) -> int:
                   f"(of {wall * (os.cpu_count() or 1):.1f} s the machine's cores had)")
         return 1 if stats.errors else 0
     finally:
-        stop_processes(server, worker)
+        stop_processes(server, worker, upstream)
 
 
 def main() -> int:
@@ -316,6 +545,23 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds allowed per exchange")
     parser.add_argument("--spread-seconds", type=float, default=0.0,
                         help="each client pauses a random 0..S seconds before each message (0: all send at once)")
+    parser.add_argument("--arrivals", choices=["together", "poisson"], default="together",
+                        help="together: every client sends at once (--messages each); poisson: new exchanges at "
+                             "Poisson times, --rate a second for --duration s, on --clients open sockets")
+    parser.add_argument("--rate", type=float, default=100.0, help="poisson: new exchanges a second")
+    parser.add_argument("--duration", type=float, default=60.0, help="poisson: seconds of arrivals")
+    parser.add_argument("--seed", type=int, default=17)
+    parser.add_argument("--cpu-exchanges", type=int, default=0,
+                        help="then measure server CPU per exchange and per frame: two rounds of this many exchanges")
+    parser.add_argument("--cpu-concurrency", type=int, default=50, help="exchanges at a time in those rounds")
+    parser.add_argument("--cpu-short-tokens", type=int, default=3, help="max_tokens of the short round")
+    parser.add_argument("--cpu-long-tokens", type=int, default=100, help="max_tokens of the long round")
+    parser.add_argument("--upstream-chunks", type=int, default=0,
+                        help="stream from bench/upstream.py (OpenAI-compatible) with this many chunks instead of "
+                             "the offline model")
+    parser.add_argument("--upstream-delay-ms", type=float, default=20.0, help="the upstream's delay between chunks")
+    parser.add_argument("--py-spy", default="", help="py-spy's path: profile the first daphne process (poisson / cpu modes)")
+    parser.add_argument("--profile", default="/tmp/chatlima-bench-profiles/ws_load.txt", help="where that profile goes")
     parser.add_argument("--asgi-app", default="chatlima.asgi:application", help="what daphne serves")
     parser.add_argument("--quiet", action="store_true", help="hide the server's log")
     args = parser.parse_args()

@@ -30,7 +30,6 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.db import IntegrityError
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -261,7 +260,7 @@ async def _stream(user, events, framer: Framer, first: list[dict], include_usage
 @require_POST
 async def chat_completions(request: HttpRequest) -> HttpResponse:
     try:
-        user, token = await sync_to_async(_authenticate)(request)
+        user, token = await run_db(_authenticate, request)
         try:
             body = json.loads(request.body or b"null")
         except ValueError as exc:
@@ -317,7 +316,7 @@ def usable_models() -> list[dict[str, Any]]:
 @require_GET
 async def models(request: HttpRequest) -> HttpResponse:
     try:
-        await sync_to_async(_authenticate)(request)
+        await run_db(_authenticate, request)
     except ClientError as err:
         return _client_error_response(err)
     return JsonResponse({"object": "list", "data": await run_db(usable_models)})

@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.utils import timezone
@@ -23,6 +22,7 @@ from accounts.tokens import named_token
 from chat.exchange import Exchange, Replay, start_exchange
 from chat.exchange.supplied import Via
 from chat.payloads import iso
+from chatlima.db import ServiceUnavailable, run_db, service_unavailable_response
 from chatlima.errors import HTTP_STATUS, ClientError, error_response
 
 
@@ -47,20 +47,26 @@ def _csrf_refusal(request: HttpRequest) -> HttpResponse | None:
     return check.process_view(request, None, (), {})
 
 
-async def authenticate(request: HttpRequest):
-    """Bearer first (API and mobile), else the browser session with its CSRF token."""
+def _user(request: HttpRequest):
+    """Bearer first (API and mobile), else the browser session with its CSRF token; raises ClientError."""
     try:
-        user = await database_sync_to_async(_bearer_user)(request)
+        user = _bearer_user(request)
     except exceptions.AuthenticationFailed as exc:
         raise ClientError("UNAUTHENTICATED", str(exc.detail)) from exc
     if user is not None:
         return user
-    user = await database_sync_to_async(_session_user)(request)
+    user = _session_user(request)
     if not user.is_authenticated:
         raise ClientError("UNAUTHENTICATED", "Authentication credentials were not provided.")
     if _csrf_refusal(request) is not None:
         raise ClientError("PERMISSION_DENIED", "CSRF check failed for this session request.", {"reason": "csrf"})
     return user
+
+
+async def authenticate(request: HttpRequest):
+    """`_user` in one hop through `run_db`: on PostgreSQL a thread of the pool, not channels' one
+    thread-sensitive thread, where every request's token lookup queued behind the others'."""
+    return await run_db(_user, request)
 
 
 async def _open(request: HttpRequest, door: str) -> Exchange | Replay:
@@ -70,6 +76,11 @@ async def _open(request: HttpRequest, door: str) -> Exchange | Replay:
     except ValueError as exc:
         raise ClientError("INVALID_MESSAGE", "The body must be JSON.", {"field": "body"}) from exc
     return await start_exchange(user, body, via=Via(door, getattr(request, "chatlima_api_token", None)))
+
+
+def _refusal(err: ClientError) -> HttpResponse:
+    # A 503 for want of a database connection says when to come back (Retry-After), as for every view.
+    return service_unavailable_response(err) if isinstance(err, ServiceUnavailable) else error_response(err)
 
 
 def sse_frame(event: dict[str, Any]) -> bytes:
@@ -89,7 +100,7 @@ async def chat_stream(request: HttpRequest) -> HttpResponse:
     try:
         exchange = await _open(request, "sse")
     except ClientError as err:
-        return error_response(err)
+        return _refusal(err)
     response = StreamingHttpResponse(_sse(exchange), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
@@ -102,7 +113,7 @@ async def chat_send(request: HttpRequest) -> HttpResponse:
     try:
         exchange = await _open(request, "send")
     except ClientError as err:
-        return error_response(err)
+        return _refusal(err)
     saved = start = complete = error = None
     async with aclosing(exchange.events()) as events:
         async for event in events:

@@ -407,6 +407,10 @@ if not DEBUG:
 # The exchange pipeline (chat/exchange/).
 # Stream deltas are batched into one frame per interval so a slow client cannot pile up frames; 0 = every delta.
 CHATLIMA_STREAM_BATCH_MS = envint("CHATLIMA_STREAM_BATCH_MS", 50)
+# Past this many live streams in one process, frames span proportionally more intervals (at most 8; 0 = never).
+CHATLIMA_STREAM_BUSY_STREAMS = envint("CHATLIMA_STREAM_BUSY_STREAMS", 200)
+# Load provider SDKs and price data when a serving process starts, not on its first exchanges (chatlima/asgi.py).
+CHATLIMA_WARM_UP = envbool("CHATLIMA_WARM_UP", True)
 # Streaming answers' partial text is saved this often (one transaction per process for all of them,
 # chat/partials.py), so a kill loses at most about this much; each save is the exchanges' heartbeat.
 CHATLIMA_PARTIAL_SAVE_SECONDS = envfloat("CHATLIMA_PARTIAL_SAVE_SECONDS", 1)

@@ -45,6 +45,65 @@ def _settle_and_describe(user: User, prepared: Prepared, outcome: Outcome) -> li
     return events.settled(prepared.target.request_id, user, done, outcome)
 
 
+MAX_INTERVAL_FACTOR = 8
+_live_streams = 0  # streams this process is relaying now (a load figure of this process only)
+
+
+def _busy_factor() -> float:
+    """How many batch intervals one frame spans: 1 up to CHATLIMA_STREAM_BUSY_STREAMS live streams
+    in this process, then growing with them (at most MAX_INTERVAL_FACTOR; 0 = never). Each frame
+    costs the server about the same whatever its size (daphne, autobahn, JSON), so a busy process
+    sends fewer, longer frames: the client sees the same text, and the whole answer sooner than from
+    a process falling behind."""
+    per = settings.CHATLIMA_STREAM_BUSY_STREAMS
+    if per <= 0 or _live_streams <= per:
+        return 1.0
+    return min(MAX_INTERVAL_FACTOR, _live_streams / per)
+
+
+def _streams(change: int) -> None:
+    global _live_streams
+    _live_streams += change
+
+
+class _QuietTimer:
+    """The provider's silence limit with one timer per stream, not one `asyncio.timeout` per delta
+    (a Timeout object and a timer-heap entry made and cancelled for every delta). The stream's loop
+    runs inside one `asyncio.timeout(None)` (`self.timeout`); `start(limit)` before each wait for the
+    provider's next item sets the deadline, `stop()` after it clears it, so the time spent with an
+    item (the caller's frames) never counts. The one timer looks at the deadline when it fires and
+    re-arms itself while items keep coming; an expired wait raises TimeoutError, as before."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.deadline = float("inf")
+        self.handle: asyncio.TimerHandle | None = None
+        self.timeout: asyncio.Timeout | None = None
+
+    def _check(self) -> None:
+        self.handle = None
+        if self.loop.time() >= self.deadline:
+            self.timeout.reschedule(self.loop.time())  # expires now: cancels the waiting task
+        elif self.deadline != float("inf"):
+            self.handle = self.loop.call_at(self.deadline, self._check)
+
+    def start(self, limit: float) -> None:
+        self.deadline = self.loop.time() + limit
+        if self.handle is not None and self.handle.when() > self.deadline:
+            self.handle.cancel()
+            self.handle = None
+        if self.handle is None:
+            self.handle = self.loop.call_at(self.deadline, self._check)
+
+    def stop(self) -> None:
+        self.deadline = float("inf")
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
+
+
 class Exchange:
     """A started exchange; `events()` streams it and settles it exactly once."""
 
@@ -74,6 +133,7 @@ class Exchange:
         retries = 0
         started = first_token = ended = None
         stream = None
+        counted = False
         try:
             yield p.saved_event
             yield p.start_event
@@ -81,43 +141,53 @@ class Exchange:
             started = time.perf_counter()
             last_flush = loop.time()
             partials.saver().add(live)
+            _streams(+1)
+            counted = True
             stream = provider.stream(p.chat_request)
             # A provider that goes quiet must not hold the exchange (and its hold) forever; the first
             # item may include the provider's own retries.
             gap = settings.PROVIDER_TIMEOUT_SECONDS
             wait = gap * (settings.PROVIDER_MAX_RETRIES + 1)
-            while True:
+            quiet = _QuietTimer(loop)
+            async with asyncio.timeout(None) as quiet.timeout:
                 try:
-                    async with asyncio.timeout(wait):
-                        item = await anext(stream)
-                except StopAsyncIteration:
-                    break
-                wait = gap
-                if isinstance(item, Usage):
-                    usage = item
-                    continue
-                if isinstance(item, Reasoning):
-                    if item.text:
-                        first_token = first_token or time.perf_counter()
-                        thoughts.append(item.text)
-                        live.estimated_tokens += count_tokens(item.text, target.model)
-                    continue
-                if not item:
-                    continue
-                if first_token is None:
-                    first_token = time.perf_counter()
-                parts.append(item)
-                pending.append(item)
-                now = loop.time()
-                # The first delta goes out at once (time to first token); later ones are batched.
-                if len(parts) == 1 or now - last_flush >= interval:
-                    batch = "".join(pending)
-                    pending.clear()
-                    tokens = count_tokens(batch, target.model)
-                    running += tokens
-                    live.estimated_tokens += tokens
-                    last_flush = now
-                    yield events.stream_chunk(target.request_id, batch, running)
+                    while True:
+                        quiet.start(wait)
+                        try:
+                            item = await anext(stream)
+                        except StopAsyncIteration:
+                            break
+                        finally:
+                            quiet.stop()
+                        wait = gap
+                        if isinstance(item, Usage):
+                            usage = item
+                            continue
+                        if isinstance(item, Reasoning):
+                            if item.text:
+                                first_token = first_token or time.perf_counter()
+                                thoughts.append(item.text)
+                                live.estimated_tokens += count_tokens(item.text, target.model)
+                            continue
+                        if not item:
+                            continue
+                        if first_token is None:
+                            first_token = time.perf_counter()
+                        parts.append(item)
+                        pending.append(item)
+                        now = loop.time()
+                        # The first delta goes out at once (time to first token); later ones are batched, in
+                        # longer frames while the process streams many answers (_busy_factor).
+                        if len(parts) == 1 or now - last_flush >= interval * _busy_factor():
+                            batch = "".join(pending)
+                            pending.clear()
+                            tokens = count_tokens(batch, target.model)
+                            running += tokens
+                            live.estimated_tokens += tokens
+                            last_flush = now
+                            yield events.stream_chunk(target.request_id, batch, running)
+                finally:
+                    quiet.close()
             ended = time.perf_counter()
             if pending:
                 batch = "".join(pending)
@@ -143,6 +213,8 @@ class Exchange:
             error_code, error_message = "PROVIDER_ERROR", f"The provider failed: {type(exc).__name__}."
         finally:
             partials.saver().remove(live)
+            if counted:
+                _streams(-1)
             ended = ended or time.perf_counter()
             result = await _shielded(self._finish(
                 stream, parts, thoughts, usage, status, error_code, error_message, retries, started, first_token,

@@ -1,0 +1,78 @@
+"""The provider's silence limit (chat.exchange.stream._QuietTimer): one timer per stream, not one per delta."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from chat.exchange.stream import _QuietTimer
+
+
+async def relay(gaps: list[float], limit: float, hold: float = 0.0, first: float | None = None) -> list[int]:
+    """Items `gaps` seconds apart through the same loop shape as Exchange.events; `hold` is the time
+    the caller keeps each item (its frames) before asking for the next."""
+
+    async def provider():
+        for i, gap in enumerate(gaps):
+            await asyncio.sleep(gap)
+            yield i
+
+    stream, seen = provider(), []
+    quiet = _QuietTimer(asyncio.get_running_loop())
+    async with asyncio.timeout(None) as quiet.timeout:
+        try:
+            while True:
+                quiet.start(first if first is not None and not seen else limit)
+                try:
+                    item = await anext(stream)
+                except StopAsyncIteration:
+                    break
+                finally:
+                    quiet.stop()
+                seen.append(item)
+                await asyncio.sleep(hold)
+        finally:
+            quiet.close()
+    return seen
+
+
+async def test_items_that_keep_coming_never_time_out():
+    # 20 items 10 ms apart (200 ms in all) under a 50 ms limit: the one timer re-arms itself.
+    assert await relay([0.01] * 20, limit=0.05) == list(range(20))
+
+
+async def test_a_provider_quiet_mid_stream_times_out_near_the_limit():
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        await relay([0.005, 0.005, 1.0], limit=0.05)
+    assert time.monotonic() - started < 0.5
+
+
+async def test_the_callers_time_with_an_item_does_not_count():
+    # Each item is kept 80 ms by the caller, longer than the 40 ms limit; the provider itself is prompt.
+    assert await relay([0.001] * 4, limit=0.04, hold=0.08) == list(range(4))
+
+
+async def test_a_long_first_wait_then_a_short_limit():
+    # The first wait may be long (the provider's retries); after it the shorter limit applies at once,
+    # although the timer was armed for the long one.
+    assert await relay([0.2, 0.01], limit=0.05, first=1.0) == [0, 1]
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        await relay([0.2, 0.01, 5.0], limit=0.05, first=1.0)
+    assert time.monotonic() - started < 0.8
+
+
+def test_frames_grow_only_when_a_process_streams_many_answers(monkeypatch, settings):
+    from chat.exchange import stream
+
+    settings.CHATLIMA_STREAM_BUSY_STREAMS = 200
+    factors = []
+    for live in (0, 200, 400, 20000):
+        monkeypatch.setattr(stream, "_live_streams", live)
+        factors.append(stream._busy_factor())
+    assert factors == [1.0, 1.0, 2.0, stream.MAX_INTERVAL_FACTOR]
+    settings.CHATLIMA_STREAM_BUSY_STREAMS = 0
+    assert stream._busy_factor() == 1.0
