@@ -22,6 +22,39 @@ from chatlima.text import unstorable_character
 logger = logging.getLogger(__name__)
 
 UNAUTHENTICATED_CLOSE = 4401
+# How long a stopping server waits for its exchanges in flight to settle.
+SHUTDOWN_SETTLE_SECONDS = 15
+
+# This process's own exchange tasks in flight (not shared state: each process waits for its own).
+_live_exchanges: set[asyncio.Task] = set()
+
+
+def _settles_in_flight():
+    """daphne's "before shutdown" trigger: a Deferred the reactor waits for, done once every exchange
+    task of this process has settled (or SHUTDOWN_SETTLE_SECONDS passed). Without it, a socket that
+    closed just as the server was stopping could leave its exchange `pending` (the loop stopped
+    before the disconnect's settle ran; the restart would settle it `interrupted`)."""
+    from twisted.internet import defer
+
+    tasks = [task for task in _live_exchanges if not task.done()]
+    if not tasks:
+        return None
+    return defer.Deferred.fromFuture(asyncio.ensure_future(asyncio.wait(tasks, timeout=SHUTDOWN_SETTLE_SECONDS)))
+
+
+def _wait_for_settles_at_shutdown() -> None:
+    """Register `_settles_in_flight` with the reactor daphne runs; nothing where none is installed
+    (tests, Celery): importing twisted's reactor would install one."""
+    import sys
+
+    if "twisted.internet.reactor" not in sys.modules:
+        return
+    from twisted.internet import reactor
+
+    reactor.addSystemEventTrigger("before", "shutdown", _settles_in_flight)
+
+
+_wait_for_settles_at_shutdown()
 TRY_AGAIN_LATER_CLOSE = 1013  # RFC 6455's "Try Again Later": the database had no free connection
 
 
@@ -199,6 +232,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             self.busy[busy_key] = token
         task = asyncio.ensure_future(self._run(req, busy_key, token))
         self.tasks[token] = task
+        _live_exchanges.add(task)
+        task.add_done_callback(_live_exchanges.discard)
 
     async def _run(self, req, busy_key: str | None, token: str) -> None:
         request_id: str | None = req.client_message_id
