@@ -109,18 +109,12 @@ class HistorySerializer(serializers.Serializer):
     count = serializers.IntegerField()
 
 
-class DaySerializer(serializers.Serializer):
+class DaySerializer(GroupStatsSerializer):
+    """One day and model of the daily rollups: the same figures as a group of usage rows."""
+
     date = serializers.DateField(help_text="The user's local day.")
     provider = serializers.CharField()
     model_name = serializers.CharField()
-    requests = serializers.IntegerField()
-    errors = serializers.IntegerField()
-    prompt_tokens = serializers.IntegerField()
-    completion_tokens = serializers.IntegerField()
-    total_tokens = serializers.IntegerField()
-    cached_tokens = serializers.IntegerField()
-    reasoning_tokens = serializers.IntegerField()
-    cost = serializers.CharField()
 
 
 class DailySerializer(serializers.Serializer):
