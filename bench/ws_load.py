@@ -418,6 +418,16 @@ def start_upstream(args: argparse.Namespace, env: dict[str, str]) -> subprocess.
     return process
 
 
+def server_log(args: argparse.Namespace):
+    """Where the server's log goes: the terminal, or with --quiet a file (never an unread pipe)."""
+    if not args.quiet:
+        return None
+    path = Path(args.server_log)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    print(f"server log: {path}")
+    return path.open("w")
+
+
 def start_celery_worker(env: dict[str, str], quiet: bool) -> subprocess.Popen:
     return subprocess.Popen(
         [str(Path(PY).with_name("celery")), "-A", "chatlima", "worker", "--pool=solo", "--concurrency=1",
@@ -443,7 +453,9 @@ async def run(args: argparse.Namespace) -> int:
         server = subprocess.Popen(
             [PY, "-m", "chatlima.serve", "--workers", str(args.workers), "-b", "127.0.0.1", "-p", str(port),
              "--app", args.asgi_app, "--websocket_connect_timeout", "60"],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE if args.quiet else None,
+            # --quiet sends the log to a file: a pipe nobody reads fills after ~600 log lines and then
+            # blocks the server mid-write (the "608 completed" stall of the first round was exactly that).
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=server_log(args),
         )
         if args.redis_url and not args.no_celery_worker:
             worker = start_celery_worker(env, args.quiet)
@@ -563,7 +575,8 @@ def main() -> int:
     parser.add_argument("--py-spy", default="", help="py-spy's path: profile the first daphne process (poisson / cpu modes)")
     parser.add_argument("--profile", default="/tmp/chatlima-bench-profiles/ws_load.txt", help="where that profile goes")
     parser.add_argument("--asgi-app", default="chatlima.asgi:application", help="what daphne serves")
-    parser.add_argument("--quiet", action="store_true", help="hide the server's log")
+    parser.add_argument("--quiet", action="store_true", help="send the server's log to --server-log")
+    parser.add_argument("--server-log", default="/tmp/chatlima-bench-profiles/ws_load-server.log")
     args = parser.parse_args()
     if args.url and not args.token:
         parser.error("--url needs --token")

@@ -7,6 +7,10 @@ cache every server process and machine shares: Redis when `REDIS_URL` is set, el
 * `RedisCache.clear()` removes only this cache's keys (its KEY_PREFIX). Django's is FLUSHDB, which
   would also drop the channel layer's and the Celery broker's keys in the same Redis database, and
   every other deployment's or test run's counts there.
+* `SharedConnectionPool` (Redis): one connection pool per process and URL. Django keeps a cache
+  object, and with it a pool, per asyncio context, so every WebSocket connection and every exchange's
+  settle opened a new Redis connection (200 cache calls in 200 tasks: 200 connections; with this: a
+  handful), and redis-py reads its package metadata for each new one.
 * `DatabaseCache.incr()` is one read-modify-write under a row lock that keeps the key's expiry.
   Django's is a get and then a set: two processes can both read 3 and write 4 (a failed login left
   uncounted), and the set moves the expiry to the default timeout.
@@ -17,10 +21,29 @@ from __future__ import annotations
 import base64
 import pickle
 import re
+import threading
 
+import redis as redis_lib
 from django.core.cache.backends import db, redis
 from django.db import connections, models, router, transaction
 from django.utils import timezone
+
+
+class SharedConnectionPool(redis_lib.ConnectionPool):
+    """`ConnectionPool.from_url` that hands every cache object of this process the same pool for the
+    same URL and options (redis-py's pool is thread-safe and starts afresh in a forked child)."""
+
+    _pools: dict[tuple, redis_lib.ConnectionPool] = {}
+    _lock = threading.Lock()
+
+    @classmethod
+    def from_url(cls, url: str, **options):
+        key = (url, tuple(sorted((name, repr(value)) for name, value in options.items())))
+        with cls._lock:
+            pool = cls._pools.get(key)
+            if pool is None:
+                pool = cls._pools[key] = super().from_url(url, **options)
+        return pool
 
 
 class RedisCache(redis.RedisCache):

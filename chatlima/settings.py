@@ -221,7 +221,8 @@ CACHE_KEY_PREFIX = env("CHATLIMA_CACHE_PREFIX") or "chatlima-" + __import__("has
 if REDIS_URL:
     _SHARED_CACHE = {
         "BACKEND": "chatlima.cache.RedisCache", "LOCATION": REDIS_URL, "KEY_PREFIX": CACHE_KEY_PREFIX,
-        "OPTIONS": {"socket_connect_timeout": 5, "socket_timeout": 5},
+        "OPTIONS": {"socket_connect_timeout": 5, "socket_timeout": 5,
+                    "pool_class": "chatlima.cache.SharedConnectionPool"},
     }
     CACHES = {"default": _SHARED_CACHE, "figures": dict(_SHARED_CACHE)}
 else:

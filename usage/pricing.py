@@ -37,6 +37,9 @@ ZERO = Decimal("0")
 # other processes follow within PRICE_MEMORY_SECONDS.
 PRICE_MEMORY_SECONDS = 30.0
 _remembered: dict[tuple[str, str, date], tuple[float, Price | None]] = {}
+# Which unpriced (provider, model, day)s this process has already warned about: a log's noise filter,
+# nothing decides on it. One warning per exchange flooded the log at volume.
+_warned_unpriced: set[tuple[str, str, date]] = set()
 
 
 class TokenFigures(Protocol):
@@ -102,7 +105,13 @@ def cost_of(model_id: str, usage: TokenFigures, on: date | datetime | None = Non
     """
     price = price_for(model_id, on, provider)
     if price is None:
-        logger.warning("no price for model %r on %s: cost left unknown", model_id, on or "today")
+        key = (provider or "", model_id, _day(on))
+        if key not in _warned_unpriced:
+            if len(_warned_unpriced) > 5000:
+                _warned_unpriced.clear()
+            _warned_unpriced.add(key)
+            logger.warning("no price for model %r on %s: cost left unknown (said once a day per process)",
+                           model_id, on or "today")
         return None
     return price.cost(usage, on)
 

@@ -101,6 +101,39 @@ def test_redis_clear_removes_its_own_keys_only():
         raw.delete(other_key)
 
 
+def test_redis_cache_objects_of_one_process_share_one_connection_pool():
+    """Django keeps a cache object per asyncio context: without the shared pool each exchange's settle
+    opened a Redis connection of its own (200 tasks, 200 connections)."""
+    url = os.environ.get("REDIS_URL")
+    if not url:
+        pytest.skip("needs REDIS_URL (a real Redis)")
+    import asyncio
+
+    import redis
+    from asgiref.sync import sync_to_async
+
+    raw = redis.Redis.from_url(url)
+    from django.conf import settings
+
+    # What settings.CACHES gives every Redis cache.
+    assert settings.CACHES["default"]["OPTIONS"]["pool_class"] == "chatlima.cache.SharedConnectionPool"
+    options = {"KEY_PREFIX": f"t-{uuid.uuid4().hex[:8]}", "OPTIONS": settings.CACHES["default"]["OPTIONS"]}
+
+    def one(n: int) -> None:  # a fresh cache object, as each context gets
+        RedisCache(url, options).add(f"k{n}", n, 30)
+
+    async def many() -> None:
+        await asyncio.gather(*(sync_to_async(one, thread_sensitive=False)(n) for n in range(100)))
+
+    opened = raw.info("stats")["total_connections_received"]
+    asyncio.run(many())
+    opened = raw.info("stats")["total_connections_received"] - opened
+    assert RedisCache(url, options).get("k99") == 99
+    # At most one per thread of the executor that ran them (the default: min(32, cpus + 4)), never one per call.
+    assert opened <= 40, opened
+    RedisCache(url, options).clear()
+
+
 def _migrate(database: str, *args: str, redis_url: str = "") -> subprocess.CompletedProcess:
     env = _server_env(f"sqlite:///{database}")
     env.pop("REDIS_URL", None)

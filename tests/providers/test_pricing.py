@@ -105,6 +105,15 @@ def test_unknown_model_costs_none_and_warns(caplog):
     assert "gpt-4o-mini-nonexistent" in caplog.text
 
 
+def test_an_unknown_model_is_warned_about_once_a_day_per_process_not_per_exchange(caplog):
+    with caplog.at_level(logging.WARNING, logger="usage.pricing"):
+        for _ in range(5):
+            assert cost_of("unpriced-model-once", usage(prompt=10)) is None
+        assert cost_of("unpriced-model-once", usage(prompt=10), date(2025, 3, 1)) is None
+    warnings = [r for r in caplog.records if "unpriced-model-once" in r.getMessage()]
+    assert len(warnings) == 2  # today's, and 2025-03-01's
+
+
 def test_offline_model_is_free():
     assert cost_of("offline-demo", usage(prompt=123, completion=456)) == Decimal("0E-8")
     assert price_for("offline-demo").source == "free"
