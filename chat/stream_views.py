@@ -8,8 +8,10 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from contextlib import aclosing
+from importlib import import_module
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.utils import timezone
@@ -36,8 +38,13 @@ def _bearer_user(request: HttpRequest):
 
 
 def _session_user(request: HttpRequest):
+    """The browser session's user. The doors run without SessionMiddleware (chatlima/doors.py), so
+    the session is opened here, read only: nothing the doors do writes to it."""
     from django.contrib.auth import get_user
 
+    if not hasattr(request, "session"):
+        engine = import_module(settings.SESSION_ENGINE)
+        request.session = engine.SessionStore(request.COOKIES.get(settings.SESSION_COOKIE_NAME))
     return get_user(request)
 
 

@@ -18,6 +18,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from accounts.ws_auth import AllowedHostsOrTokenOriginValidator, TokenOrSessionAuthMiddleware  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
 from chatlima.db import close_pools  # noqa: E402
+from chatlima.doors import DoorHandler, route_doors  # noqa: E402
 
 atexit.register(close_pools)
 
@@ -51,14 +52,13 @@ def warm_up() -> None:
         pass
 
 
-
-
 if settings.CHATLIMA_WARM_UP:
     warm_up()
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # The exchange doors skip the pages' middleware stack (chatlima/doors.py says why).
+        "http": route_doors(DoorHandler(), django_asgi_app),
         # An Origin from elsewhere is refused; a socket without one may authenticate only by ?token=.
         "websocket": AllowedHostsOrTokenOriginValidator(TokenOrSessionAuthMiddleware(URLRouter(websocket_urlpatterns))),
     }

@@ -306,7 +306,7 @@ def settle_reservation(user_id: int, reservation_id: int | None, tokens: int, co
 
     The figures are counted even when the hold already expired: budgets count usage rows, and a
     usage row is only written once. Callers that know the hold's size pass it, which saves a read.
-    Returns the budget as it now stands (read under the row lock this update holds).
+    Returns the budget as it now stands (as the update left it, under the row lock it holds).
     """
     assert transaction.get_connection().in_atomic_block, "settle_reservation() must run inside a transaction"
     release_tokens, release_cost = 0, Decimal("0")
@@ -314,9 +314,10 @@ def settle_reservation(user_id: int, reservation_id: int | None, tokens: int, co
         if held_tokens is None or held_cost is None:
             held_tokens, held_cost = BudgetReservation.objects.values_list("tokens", "cost").get(pk=reservation_id)
         release_tokens, release_cost = held_tokens, held_cost
-    with transaction.get_connection().cursor() as cursor:
-        cursor.execute(COUNT_SETTLED, [release_tokens, release_cost, tokens, cost or Decimal("0"), user_id])
-    return Budget.objects.get(user_id=user_id)
+    # RETURNING * (PostgreSQL, SQLite 3.35+) is the row as this UPDATE left it, under its lock: no
+    # second statement to read it back. raw() applies each column's converters as a query would.
+    params = [release_tokens, release_cost, tokens, cost or Decimal("0"), user_id]
+    return next(iter(Budget.objects.raw(COUNT_SETTLED + " RETURNING *", params)))
 
 
 def release_reservation(reservation_id: int, state: str = BudgetReservation.State.RELEASED) -> bool:

@@ -134,17 +134,18 @@ ADD_TO_CONVERSATION = (
 
 
 def add_to_conversation(conversation_pk: int, usage: Usage, cost: Decimal | None, actual: Decimal | None,
-                        version: int, preview: str | None) -> None:
+                        version: int, preview: str | None) -> Conversation:
     """Move a conversation's running totals by exactly one exchange's figures (the sums
     `Conversation.recompute_totals()` derives) and stamp it; a None `preview` keeps the last one.
-    Runs in the caller's transaction and takes the conversation's row lock to its commit."""
-    ops = connection.ops
-    with connection.cursor() as cursor:
-        cursor.execute(ADD_TO_CONVERSATION, [
-            usage.prompt_tokens, usage.completion_tokens, usage.total_tokens, usage.reasoning_tokens,
-            usage.cached_tokens, cost or Decimal("0"), actual, actual, version,
-            ops.adapt_datetimefield_value(timezone.now()), preview, conversation_pk,
-        ])
+    Runs in the caller's transaction and takes the conversation's row lock to its commit. Returns
+    the conversation's usage figures (USAGE_FIELDS) as the update left them (RETURNING; raw()
+    applies the columns' converters)."""
+    params = [
+        usage.prompt_tokens, usage.completion_tokens, usage.total_tokens, usage.reasoning_tokens,
+        usage.cached_tokens, cost or Decimal("0"), actual, actual, version,
+        connection.ops.adapt_datetimefield_value(timezone.now()), preview, conversation_pk,
+    ]
+    return next(iter(Conversation.objects.raw(f"{ADD_TO_CONVERSATION} RETURNING id, {', '.join(USAGE_FIELDS)}", params)))
 
 
 def _add_to_question(pk: int, usage: Usage, figures: str, version: int) -> tuple[int, str]:
@@ -209,9 +210,8 @@ def settle_exchange(target: SettleTarget, outcome: Outcome) -> Settled | None:
         elif target.user_message_pk:
             Message.objects.filter(pk=target.user_message_pk).update(
                 prompt_tokens=usage.prompt_tokens, figures_source=figures, version=version)
-        add_to_conversation(target.conversation_pk, usage, cost, actual, version,
-                            preview_of(outcome.text) if outcome.text else None)
-        conversation = Conversation(**Conversation.objects.values(*USAGE_FIELDS).get(pk=target.conversation_pk))
+        conversation = add_to_conversation(target.conversation_pk, usage, cost, actual, version,
+                                           preview_of(outcome.text) if outcome.text else None)
         # The usage row as just written, for the listeners: nothing is read back.
         settled_row = ApiUsageLog(
             pk=target.usage_log_id, request_id=target.request_id, user_id=target.user_id,

@@ -1,0 +1,69 @@
+"""The exchange doors' own ASGI handler: Django without the middleware stack the pages need.
+
+Django runs every hook of a `MiddlewareMixin` middleware (all of Django's own) of an async request
+through `sync_to_async(thread_sensitive=True)`: one shared thread, so each request's ~13 hops
+(security, sessions, common, CSRF with its `process_view`, auth, messages, X-Frame-Options, in
+and out) queue behind every other request's, and each hop waits for the GIL. For the streaming
+doors that was most of the SSE door's delay to its first chunk under load (README, performance).
+
+The doors (`POST /api/v1/chat/stream`, `POST /api/v1/chat/send` and the OpenAI-compatible `/v1/`)
+authenticate themselves (chat/stream_views.py, chat/openai_door.py: Bearer token, or the browser
+session with its CSRF token, read on the database thread they already take) and answer JSON or
+event streams, so they need only what every answer needs: the security headers and redirect
+(`SecurityMiddleware`, whose hooks only compute and here run on the event loop), the contract's
+refusals of bad input (`BadInputMiddleware`) and the JSON 503 when the database pool is exhausted
+(`ServiceUnavailableMiddleware`). Every other path goes through the whole stack as before.
+"""
+
+from __future__ import annotations
+
+from django.core.handlers.asgi import ASGIHandler
+from django.core.handlers.exception import convert_exception_to_response
+from django.middleware.security import SecurityMiddleware
+
+from chatlima.db import ServiceUnavailableMiddleware
+from chatlima.middleware import BadInputMiddleware
+
+DOOR_PATHS = frozenset({"/api/v1/chat/stream", "/api/v1/chat/send"})
+DOOR_PREFIX = "/v1/"
+
+
+def is_door(path: str) -> bool:
+    return path in DOOR_PATHS or path.startswith(DOOR_PREFIX)
+
+
+class InlineSecurityMiddleware(SecurityMiddleware):
+    """Django's SecurityMiddleware with its two hooks called on the event loop (they read settings
+    and headers only), instead of one thread hop each."""
+
+    async def __acall__(self, request):
+        response = self.process_request(request)
+        response = response or await self.get_response(request)
+        return self.process_response(request, response)
+
+
+class DoorHandler(ASGIHandler):
+    """Django's ASGI handler with the doors' middleware only (see the module docstring)."""
+
+    def load_middleware(self, is_async: bool = False) -> None:
+        # BaseHandler.load_middleware's own steps, over a fixed list instead of settings.MIDDLEWARE.
+        self._view_middleware = []
+        self._template_response_middleware = []
+        self._exception_middleware = []
+        handler = convert_exception_to_response(self._get_response_async if is_async else self._get_response)
+        unavailable = ServiceUnavailableMiddleware(handler)
+        # Django's exception hooks are always called synchronously (as in BaseHandler).
+        self._exception_middleware.append(self.adapt_method_mode(False, unavailable.process_exception))
+        for middleware in (BadInputMiddleware, InlineSecurityMiddleware):  # innermost first
+            handler = convert_exception_to_response(middleware(handler))
+        self._middleware_chain = handler
+
+
+def route_doors(doors, everything_else):
+    """An ASGI app sending the doors' HTTP requests to `doors`, every other one to `everything_else`."""
+
+    async def app(scope, receive, send):
+        target = doors if scope["type"] == "http" and is_door(scope.get("path", "")) else everything_else
+        return await target(scope, receive, send)
+
+    return app

@@ -1,0 +1,128 @@
+"""The doors' own ASGI handler (chatlima/doors.py), through `chatlima.asgi.application` itself.
+
+The streaming doors skip the pages' middleware stack; they must still authenticate both ways
+(Bearer; session with its CSRF token), refuse bad input with the contract's body, carry the security
+headers, and take no hop through Django's one thread-sensitive thread for middleware.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from asgiref import sync
+from asgiref.testing import ApplicationCommunicator
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+from django.contrib.sessions.backends.db import SessionStore
+from django.middleware.csrf import _get_new_csrf_string
+from knox.models import AuthToken
+
+from chatlima.asgi import application
+from chatlima.doors import is_door
+from tests.exchange.helpers import rows
+from tests.exchange.test_http_doors import parse_sse
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@database_sync_to_async
+def bearer(user) -> list[tuple[bytes, bytes]]:
+    return [(b"authorization", f"Bearer {AuthToken.objects.create(user)[1]}".encode())]
+
+
+@database_sync_to_async
+def session_cookie(user) -> str:
+    store = SessionStore()
+    store[SESSION_KEY] = str(user.pk)
+    store[BACKEND_SESSION_KEY] = settings.AUTHENTICATION_BACKENDS[0]
+    store[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    store.save()
+    return store.session_key
+
+
+async def call(path: str, body: bytes, headers: list[tuple[bytes, bytes]], method: str = "POST") -> tuple[dict, bytes]:
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
+        "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+        "headers": [(b"host", b"testserver"), (b"content-type", b"application/json"), *headers],
+        "client": ("127.0.0.1", 5000), "server": ("testserver", 80),
+    }
+    app = ApplicationCommunicator(application, scope)
+    await app.send_input({"type": "http.request", "body": body, "more_body": False})
+    start = await app.receive_output(timeout=20)
+    received = b""
+    while True:
+        message = await app.receive_output(timeout=20)
+        received += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    await app.wait(timeout=20)
+    start["headers"] = {k.decode().lower(): v.decode() for k, v in start["headers"]}
+    return start, received
+
+
+def test_which_paths_are_doors():
+    assert is_door("/api/v1/chat/stream") and is_door("/api/v1/chat/send") and is_door("/v1/chat/completions")
+    assert not is_door("/api/v1/conversations") and not is_door("/") and not is_door("/api/v1/chat/streams")
+
+
+async def test_sse_by_bearer_streams_with_the_security_headers(owner):
+    start, raw = await call("/api/v1/chat/stream", json.dumps({"message": "Hello"}).encode(), await bearer(owner))
+    assert start["status"] == 200 and start["headers"]["content-type"] == "text/event-stream"
+    assert start["headers"]["x-content-type-options"] == "nosniff"  # SecurityMiddleware, inline
+    events = parse_sse(raw)
+    assert events[0]["type"] == "message_saved" and events[-1]["type"] == "message_complete"
+    [row] = await rows(owner)
+    assert row.status == "success" and row.metadata["door"] == "sse"
+
+
+async def test_a_session_is_read_without_the_session_middleware_and_needs_its_csrf_token(owner):
+    cookie = await session_cookie(owner)
+    body = json.dumps({"message": "Hello"}).encode()
+    refused, raw = await call("/api/v1/chat/send", body, [(b"cookie", f"sessionid={cookie}".encode())])
+    assert refused["status"] == 403 and json.loads(raw)["error"]["code"] == "PERMISSION_DENIED"
+    secret = _get_new_csrf_string()
+    start, raw = await call("/api/v1/chat/send", body, [
+        (b"cookie", f"sessionid={cookie}; csrftoken={secret}".encode()), (b"x-csrftoken", secret.encode()),
+        (b"origin", b"http://testserver"), (b"referer", b"http://testserver/")])
+    assert start["status"] == 200, raw
+    assert json.loads(raw)["data"]["usage"]["total_tokens"] > 0
+    assert "set-cookie" not in start["headers"]  # nothing wrote the session
+    [row] = await rows(owner)
+    assert row.metadata["door"] == "send"
+
+
+async def test_no_credentials_and_bad_input_get_the_contracts_body(owner):
+    start, raw = await call("/api/v1/chat/stream", b'{"message": "hi"}', [])
+    assert start["status"] == 401 and json.loads(raw)["error"]["code"] == "UNAUTHENTICATED"
+    start, raw = await call("/api/v1/chat/stream", b"{" * 5000, await bearer(owner))  # too deep: BadInputMiddleware
+    assert 400 <= start["status"] < 500 and "error" in json.loads(raw)
+    start, raw = await call("/api/v1/chat/stream", b"[]", await bearer(owner), method="GET")
+    assert start["status"] == 405 and json.loads(raw)["error"]["code"]
+    assert await rows(owner) == []
+
+
+async def test_a_door_request_takes_no_hop_through_the_thread_sensitive_thread(owner, monkeypatch):
+    """Django's middleware hooks would each be a `sync_to_async(thread_sensitive=True)` call (12 for
+    this request through the whole stack, besides the handler's own 2); the exchange's own database
+    work goes through `run_db` (not thread-sensitive on PostgreSQL)."""
+    headers = await bearer(owner)
+    sensitive = []
+    original = sync.SyncToAsync.__init__
+
+    def counting(self, func, thread_sensitive=True, *args, **kwargs):
+        if thread_sensitive:
+            sensitive.append(getattr(func, "__qualname__", repr(func)))
+        original(self, func, thread_sensitive, *args, **kwargs)
+
+    monkeypatch.setattr(sync.SyncToAsync, "__init__", counting)
+    start, _ = await call("/api/v1/chat/send", json.dumps({"message": "Hello"}).encode(), headers)
+    assert start["status"] == 200
+    middleware = [name for name in sensitive if "Middleware" in name or "process_" in name]
+    assert middleware == [], middleware
+    if settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
+        # What remains is Django's ASGI handler itself: request_started's receivers, and the
+        # response's close() that sends request_finished; one hop each.
+        assert sorted(sensitive) == ["HttpResponseBase.close", "Signal.asend.<locals>.sync_send"], sensitive
