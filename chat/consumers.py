@@ -8,6 +8,7 @@ import logging
 from contextlib import aclosing
 from typing import Any
 
+from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from accounts.tokens import token_by_digest
@@ -114,6 +115,17 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             self.stopping = True
             await self._cancel_exchanges()
             raise
+
+    async def dispatch(self, message: dict) -> None:
+        """Channels' dispatch without its `aclose_old_connections()` before every message: that is a
+        hop through Django's one thread-sensitive thread for each frame and each connect, queued
+        behind every other socket's, to tidy a connection this consumer never uses. Its database
+        work runs in `run_db`, whose wrapper (channels' `database_sync_to_async`) closes old
+        connections around each call on the thread that does the work."""
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def connect(self) -> None:
         self.user = self.scope.get("user")

@@ -126,3 +126,31 @@ async def test_a_door_request_takes_no_hop_through_the_thread_sensitive_thread(o
         # What remains is Django's ASGI handler itself: request_started's receivers, and the
         # response's close() that sends request_finished; one hop each.
         assert sorted(sensitive) == ["HttpResponseBase.close", "Signal.asend.<locals>.sync_send"], sensitive
+
+
+async def test_a_websocket_frame_takes_no_hop_to_tidy_connections(owner, monkeypatch):
+    """Channels' dispatch runs `close_old_connections` through the thread-sensitive thread before
+    every message (connect, each frame, disconnect); the chat consumer's own dispatch does not (its
+    database work is in `run_db`)."""
+    from channels.testing import WebsocketCommunicator
+
+    token = await database_sync_to_async(lambda: AuthToken.objects.create(owner)[1])()
+    sensitive = []
+    original = sync.SyncToAsync.__init__
+
+    def counting(self, func, thread_sensitive=True, *args, **kwargs):
+        if thread_sensitive:
+            sensitive.append(getattr(func, "__qualname__", repr(func)))
+        original(self, func, thread_sensitive, *args, **kwargs)
+
+    monkeypatch.setattr(sync.SyncToAsync, "__init__", counting)
+    ws = WebsocketCommunicator(application, f"/ws/chat/?token={token}", headers=[(b"origin", b"http://testserver")])
+    assert (await ws.connect())[0]
+    await ws.send_json_to({"type": "send_message", "message": "Hello", "client_message_id": "msg_tidy"})
+    while (await ws.receive_json_from(timeout=20))["type"] != "message_complete":
+        pass
+    await ws.disconnect()
+    # Left: the one channels' websocket_disconnect makes as the socket ends (once per socket).
+    assert sensitive.count("close_old_connections") == 1, sensitive
+    [row] = await rows(owner)
+    assert row.status == "success"
