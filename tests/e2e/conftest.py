@@ -8,11 +8,12 @@ their own database for the module, which the server process and the test both re
 * PostgreSQL (`DATABASE_URL=postgres://...`): a fresh database `<name>_e2e_<pid>` on the same
   server, dropped afterwards (so parallel runs and other helpers' test databases never collide).
 
-`manage.py migrate` prepares it in a subprocess, daphne serves `chatlima.asgi:application` on a
-free port with the offline model at a quick pace, and Gemini and OpenAI pointed at the fake servers of
-tests/fakes (the real SDKs: Gemini's figures billed by a "provider", OpenAI's left to the estimate,
-which counts with the BPE tokenizer), and the tests read what was stored with plain SQL
-(the test process's own Django connection stays on pytest-django's test database, unused here).
+`manage.py migrate` prepares it in a subprocess, daphne (tests/daphne.py, as for every test that
+needs a real server) serves `chatlima.asgi:application` on a free port with the offline model at a
+quick pace, and Gemini and OpenAI pointed at the fake servers of tests/fakes (the real SDKs:
+Gemini's figures billed by a "provider", OpenAI's left to the estimate, which counts with the BPE
+tokenizer), and the tests read what was stored with plain SQL (the test process's own Django
+connection stays on pytest-django's test database, unused here).
 
 Chromium is Debian's (`/usr/bin/chromium`, `make e2e-deps`), driven by Playwright's
 `executable_path`; nothing is ever downloaded. Without it the tests skip, except in CI, where a
@@ -22,21 +23,19 @@ missing browser is a failure.
 from __future__ import annotations
 
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
 import pytest
 
+from tests.daphne import ROOT, Daphne, free_port  # noqa: F401 - free_port: still importable from here
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "screenshots"
 # Words of the offline model's answer arrive this many ms apart: quick, yet slow enough to watch.
 CHUNK_DELAY_MS = 8
@@ -46,12 +45,6 @@ MIN_OUTPUT_TOKENS = 64
 
 def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class E2EDatabase:
@@ -181,38 +174,12 @@ def fake_openai() -> Iterator:
 
 @pytest.fixture(scope="module")
 def server_url(e2e_db, fake_gemini, fake_openai, tmp_path_factory) -> Iterator[str]:
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("daphne") / "daphne.log"
-    log = open(log_path, "w")  # noqa: SIM115 - closed below, after the process
-    daphne = Path(sys.executable).with_name("daphne")
-    process = subprocess.Popen(
-        [str(daphne), "-b", "127.0.0.1", "-p", str(port), "chatlima.asgi:application"],
-        cwd=ROOT, env=_server_env(e2e_db.url, fake_gemini.base_url, fake_openai.base_url), stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/accounts/login/", timeout=2) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            log.close()
-            pytest.fail(f"daphne did not start:\n{log_path.read_text()[-3000:]}")
-        time.sleep(0.1)
+    env = _server_env(e2e_db.url, fake_gemini.base_url, fake_openai.base_url)
+    server = Daphne(env, tmp_path_factory.mktemp("daphne"), ready_path="/accounts/login/").start()
     try:
-        yield url
+        yield server.base
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+        server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import itertools
 import json
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
 from chat.markdown import plain_text
 from chatlima.formats import money_display
-from tests.e2e.conftest import ROOT, _server_env, free_port
+from tests.daphne import Daphne
+from tests.e2e.conftest import _server_env
 
 pytestmark = pytest.mark.e2e
 
@@ -31,53 +28,18 @@ SLOW_CHUNK_DELAY_MS = 120
 _names = itertools.count()
 
 
-class RestartableServer:
+class RestartableServer(Daphne):
     """One daphne on a fixed port: stop() terminates it, start() runs a new one on the same port."""
 
-    def __init__(self, database_url: str, log_dir: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = _server_env(database_url)
-        self.env["CHATLIMA_OFFLINE_CHUNK_DELAY_MS"] = str(SLOW_CHUNK_DELAY_MS)
-        self.log_dir = log_dir
-        self.process: subprocess.Popen | None = None
-        self.starts = 0
-
-    def start(self) -> None:
-        self.starts += 1
-        log = (self.log_dir / f"daphne-{self.starts}.log").open("w")
-        self.process = subprocess.Popen(
-            [str(Path(sys.executable).with_name("daphne")), "-b", "127.0.0.1", "-p", str(self.port),
-             "chatlima.asgi:application"],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        log.close()  # the child has its own copy
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"{self.url}/accounts/login/", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                pass
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                pytest.fail("daphne did not start:\n" + (self.log_dir / f"daphne-{self.starts}.log").read_text()[-3000:])
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+    def stop(self, timeout: float = 20) -> None:  # a server stopped mid-stream is given longer
+        super().stop(timeout)
 
 
 @pytest.fixture(scope="module")
 def server(e2e_db, tmp_path_factory) -> Iterator[RestartableServer]:
-    server = RestartableServer(e2e_db.url, tmp_path_factory.mktemp("daphne-restart"))
+    env = _server_env(e2e_db.url)
+    env["CHATLIMA_OFFLINE_CHUNK_DELAY_MS"] = str(SLOW_CHUNK_DELAY_MS)
+    server = RestartableServer(env, tmp_path_factory.mktemp("daphne-restart"), ready_path="/accounts/login/")
     server.start()
     try:
         yield server
@@ -88,14 +50,14 @@ def server(e2e_db, tmp_path_factory) -> Iterator[RestartableServer]:
 @pytest.fixture
 def up(server) -> RestartableServer:
     """The server, running (a test before may have left it down)."""
-    if server.process is None or server.process.poll() is not None:
+    if not server.running:
         server.start()
     return server
 
 
 @pytest.fixture
 def page(browser, up):
-    context = browser.new_context(viewport={"width": 1280, "height": 860}, base_url=up.url)
+    context = browser.new_context(viewport={"width": 1280, "height": 860}, base_url=up.base)
     page = context.new_page()
     page.set_default_timeout(20_000)
     page.sockets_seen = []

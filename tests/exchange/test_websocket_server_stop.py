@@ -11,50 +11,27 @@ import json
 import signal
 import subprocess
 import sys
-import time
-import urllib.request
-from pathlib import Path
 
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from tests.e2e.conftest import ROOT, _server_env, e2e_db, free_port  # noqa: F401 - e2e_db: the shared database
+from tests.daphne import ROOT, Daphne
+from tests.e2e.conftest import _server_env, e2e_db  # noqa: F401 - e2e_db: the shared database
 
 
-def start_server(database_url: str, log: Path) -> tuple[subprocess.Popen, int]:
+def _env(database_url: str) -> dict[str, str]:
     env = _server_env(database_url)
     env.pop("REDIS_URL", None)
     env["CHATLIMA_OFFLINE_CHUNK_DELAY_MS"] = "150"  # slow enough to stop it mid-answer
-    port = free_port()
-    process = subprocess.Popen(
-        [str(Path(sys.executable).with_name("daphne")), "-b", "127.0.0.1", "-p", str(port), "chatlima.asgi:application"],
-        cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
-                return process, port
-        except OSError:
-            time.sleep(0.1)
-    process.kill()
-    raise AssertionError(f"daphne did not start:\n{log.read_text()[-3000:]}")
-
-
-def register(port: int, username: str) -> str:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/api/v1/auth/register", method="POST",
-        data=json.dumps({"username": username, "password": "a-long-stop-password-1"}).encode(),
-        headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())["token"]
+    return env
 
 
 def test_stopping_the_server_mid_stream_settles_the_answer_as_cancelled(e2e_db, tmp_path):  # noqa: F811
-    process, port = start_server(e2e_db.url, tmp_path / "daphne.log")
+    server = Daphne(_env(e2e_db.url), tmp_path).start()
     try:
-        token = register(port, "stopped-server")
+        token = server.register("stopped-server", "a-long-stop-password-1")
         seen: list[dict] = []
-        with connect(f"ws://127.0.0.1:{port}/ws/chat/?token={token}") as ws:
+        with connect(f"{server.ws}?token={token}") as ws:
             ws.send(json.dumps({"type": "send_message", "client_message_id": "msg_1_serverstop",
                                 "message": " ".join(f"word{i}" for i in range(200))}))
             try:
@@ -62,14 +39,12 @@ def test_stopping_the_server_mid_stream_settles_the_answer_as_cancelled(e2e_db, 
                     event = json.loads(ws.recv(timeout=20))
                     seen.append(event)
                     if sum(e["type"] == "stream_chunk" for e in seen) == 5:
-                        process.send_signal(signal.SIGTERM)
+                        server.signal(signal.SIGTERM)
             except ConnectionClosed:
                 pass
-        assert process.wait(timeout=20) == 0
+        assert server.process.wait(timeout=20) == 0
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        server.stop()
 
     # The client saw the socket close, not an error it never asked for (it reads what was stored).
     assert [e["type"] for e in seen if e["type"] not in ("stream_chunk",)] == ["message_saved", "stream_start"]

@@ -13,70 +13,39 @@ from __future__ import annotations
 import http.cookiejar
 import json
 import re
-import subprocess
-import sys
 import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from tests.e2e.conftest import ROOT, _server_env, e2e_db, free_port  # noqa: F401 - e2e_db: the shared database
+from tests.daphne import Daphne
+from tests.e2e.conftest import _server_env, e2e_db  # noqa: F401 - e2e_db: the shared database
 
 PASSWORD = "a-long-socket-password-1"
 CLOSE_WITHIN = 10  # seconds: the contract's bound for closing a revoked or logged-out socket
 
 
-class Server:
-    def __init__(self, database_url: str, log: Path) -> None:
-        env = _server_env(database_url)
-        env.pop("REDIS_URL", None)  # no channel layer, no shared cache: only the database is shared
-        env.pop("CHATLIMA_WS_AUTH_CHECK_SECONDS", None)  # the default interval is what is measured
-        env["CHATLIMA_OFFLINE_CHUNK_DELAY_MS"] = "0"
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.ws = f"ws://127.0.0.1:{self.port}/ws/chat/"
-        daphne = Path(sys.executable).with_name("daphne")
-        self.log = log
-        self.process = subprocess.Popen(
-            [str(daphne), "-b", "127.0.0.1", "-p", str(self.port), "chatlima.asgi:application"],
-            cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{self.base}/health", timeout=2):
-                    return
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        pytest.fail(f"daphne did not start:\n{log.read_text()[-3000:]}")
+def _env(database_url: str) -> dict[str, str]:
+    env = _server_env(database_url)
+    env.pop("REDIS_URL", None)  # no channel layer, no shared cache: only the database is shared
+    env.pop("CHATLIMA_WS_AUTH_CHECK_SECONDS", None)  # the default interval is what is measured
+    env["CHATLIMA_OFFLINE_CHUNK_DELAY_MS"] = "0"
+    return env
 
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
 
-    def post_json(self, path: str, body: dict | None = None, token: str | None = None) -> tuple[int, dict]:
-        headers = {"Content-Type": "application/json"}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        request = urllib.request.Request(f"{self.base}{path}", data=json.dumps(body or {}).encode(),
-                                         headers=headers, method="POST")
-        with urllib.request.urlopen(request, timeout=10) as response:
-            raw = response.read()
-            return response.status, (json.loads(raw) if raw else {})
+class Server(Daphne):
+    """A daphne on the shared database, and the tokens of this module's users (all with PASSWORD)."""
 
     def token(self, username: str, register: bool = False) -> str:
-        path = "/api/v1/auth/register" if register else "/api/v1/auth/token"
-        return self.post_json(path, {"username": username, "password": PASSWORD})[1]["token"]
+        if register:
+            return self.register(username, PASSWORD)
+        status, body = self.post_json("/api/v1/auth/token", {"username": username, "password": PASSWORD})
+        assert status == 200, (status, body)
+        return body["token"]
 
 
 class Browser:
@@ -107,9 +76,9 @@ class Browser:
 @pytest.fixture(scope="module")
 def servers(e2e_db, tmp_path_factory) -> Iterator[tuple[Server, Server]]:  # noqa: F811 - the imported fixture
     logs = tmp_path_factory.mktemp("ws-servers")
-    a = Server(e2e_db.url, logs / "a.log")
+    a = Server(_env(e2e_db.url), logs, name="a").start()
     try:
-        b = Server(e2e_db.url, logs / "b.log")
+        b = Server(_env(e2e_db.url), logs, name="b").start()
     except BaseException:
         a.stop()
         raise

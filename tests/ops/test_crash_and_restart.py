@@ -11,18 +11,14 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
-from pathlib import Path
 
-import pytest
-
-from tests.e2e.conftest import ROOT, _server_env, free_port
+from tests.daphne import ROOT, Daphne
+from tests.e2e.conftest import _server_env
 from usage.tokens import count_tokens
 
 PACE_MS = 40  # the offline model's words arrive this far apart: a long answer takes several seconds
@@ -37,30 +33,6 @@ def _env(url: str) -> dict[str, str]:
                 "CHATLIMA_HEARTBEAT_STALE_SECONDS": str(STALE_SECONDS), "CHATLIMA_STREAM_BATCH_MS": "0"})
     env.pop("REDIS_URL", None)  # in-memory layer, tasks inline: each server stands alone
     return env
-
-
-def _start(url: str, log: Path) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    daphne = Path(sys.executable).with_name("daphne")
-    process = subprocess.Popen([str(daphne), "-b", "127.0.0.1", "-p", str(port), "chatlima.asgi:application"],
-                               cwd=ROOT, env=_env(url), stdout=log.open("w"), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
-                return process, port
-        except OSError:
-            time.sleep(0.1)
-    process.kill()
-    pytest.fail(f"daphne did not start:\n{log.read_text()[-3000:]}")
-
-
-def _token(port: int, username: str) -> str:
-    body = json.dumps({"username": username, "password": "a-long-crash-password-1"}).encode()
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/auth/register", data=body,
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())["token"]
 
 
 class SSEClient(threading.Thread):
@@ -97,12 +69,14 @@ class SSEClient(threading.Thread):
 
 
 def test_a_killed_server_loses_at_most_a_second_and_a_restart_leaves_the_other_server_alone(e2e_db, tmp_path):
-    victim, victim_port = _start(e2e_db.url, tmp_path / "victim.log")
-    other, other_port = _start(e2e_db.url, tmp_path / "other.log")
+    victim = Daphne(_env(e2e_db.url), tmp_path, name="victim")
+    other = Daphne(_env(e2e_db.url), tmp_path, name="other")
     try:
-        token = _token(victim_port, "crashtest")
-        dying = SSEClient(victim_port, token, "msg_dying")
-        living = [SSEClient(other_port, token, f"msg_living_{n}") for n in range(4)]
+        victim.start()
+        other.start()
+        token = victim.register("crashtest", "a-long-crash-password-1")
+        dying = SSEClient(victim.port, token, "msg_dying")
+        living = [SSEClient(other.port, token, f"msg_living_{n}") for n in range(4)]
         for client in [dying, *living]:
             client.start()
         # Let the answers stream for a while (several saves), then kill the victim outright.
@@ -110,9 +84,9 @@ def test_a_killed_server_loses_at_most_a_second_and_a_restart_leaves_the_other_s
         while len(dying.chunks) < 60 and time.monotonic() < deadline:
             time.sleep(0.02)
         assert len(dying.chunks) >= 60, "the stream never got going"
-        os.kill(victim.pid, signal.SIGKILL)
+        victim.signal(signal.SIGKILL)
         killed_at = time.monotonic()
-        victim.wait(timeout=10)
+        victim.process.wait(timeout=10)
         dying.join(timeout=10)
         seen = dying.text
         # The restart: what `make run` runs when a server starts, while the other server streams on.
@@ -126,10 +100,8 @@ def test_a_killed_server_loses_at_most_a_second_and_a_restart_leaves_the_other_s
         for client in living:
             client.join(timeout=60)
     finally:
-        for process in (victim, other):
-            if process.poll() is None:
-                process.terminate()
-                process.wait(timeout=10)
+        victim.stop()
+        other.stop()
 
     rows = {r["request_id"]: r for r in e2e_db.rows(
         "SELECT l.request_id, l.status, l.usage_source, l.prompt_tokens, l.completion_tokens, l.total_tokens, "

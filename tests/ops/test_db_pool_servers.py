@@ -14,18 +14,17 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import ROOT, _server_env, free_port
+from tests.daphne import ROOT, Daphne, stop_process
+from tests.e2e.conftest import _server_env
 
 ASK = "Tell me about tokens."
 
@@ -42,39 +41,9 @@ def _env(url: str, **extra: str) -> dict[str, str]:
     return env
 
 
-def _serve(env: dict[str, str], log: Path, workers: int) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "chatlima.serve", "--workers", str(workers), "-b", "127.0.0.1", "-p", str(port)],
-        cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
-                return process, port
-        except OSError:
-            time.sleep(0.1)
-    process.kill()
-    pytest.fail(f"the server did not start:\n{log.read_text()[-3000:]}")
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _token(port: int, username: str) -> str:
-    body = json.dumps({"username": username, "password": "a-long-pool-password-1"}).encode()
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/auth/register", data=body,
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=20) as response:
-        return json.loads(response.read())["token"]
+def _serve(env: dict[str, str], log_dir: Path, name: str, workers: int) -> Daphne:
+    """`python -m chatlima.serve --workers N`: a minute to start (several processes on a busy machine)."""
+    return Daphne(env, log_dir, name=name, workers=workers).start(timeout=60)
 
 
 def _post_stream(port: int, token: str, body: dict, timeout: float = 60) -> tuple[int, dict, list[dict]]:
@@ -122,7 +91,7 @@ def test_two_servers_and_a_celery_worker_stay_within_their_pools_under_a_burst(e
     _postgres_only(e2e_db)
     pool_size, workers, streams = 3, 2, 48
     env = _env(e2e_db.url, CHATLIMA_DB_POOL_SIZE=str(pool_size))
-    server, port = _serve(env, tmp_path / "serve.log", workers)
+    server = _serve(env, tmp_path, "serve", workers)
     worker = queue = None
     celery_children = 0
     redis_url = os.environ.get("REDIS_URL", "")
@@ -138,13 +107,13 @@ def test_two_servers_and_a_celery_worker_stay_within_their_pools_under_a_burst(e
                 cwd=ROOT, env={**env, "REDIS_URL": redis_url}, stdout=(tmp_path / "celery.log").open("w"),
                 stderr=subprocess.STDOUT,
             )
-        token = _token(port, "burster")
+        token = server.register("burster", "a-long-pool-password-1", timeout=20)
         results: list[tuple[int, str]] = []
         go = threading.Barrier(streams + 1)
 
         def one() -> None:
             go.wait()
-            status, _, events = _post_stream(port, token, {"message": ASK})
+            status, _, events = _post_stream(server.port, token, {"message": ASK})
             results.append((status, events[-1].get("type", "") if events else ""))
 
         clients = [threading.Thread(target=one, daemon=True) for _ in range(streams)]
@@ -163,9 +132,9 @@ def test_two_servers_and_a_celery_worker_stay_within_their_pools_under_a_burst(e
             client.join(120)
         most = peak.stop()
     finally:
-        _stop(server)
+        server.stop(timeout=15)
         if worker is not None:
-            _stop(worker)
+            stop_process(worker, timeout=15)
             import redis
 
             client = redis.Redis.from_url(redis_url)
@@ -174,7 +143,7 @@ def test_two_servers_and_a_celery_worker_stay_within_their_pools_under_a_burst(e
     assert peak.samples > 10
     bound = workers * pool_size + celery_children
     assert 0 < most <= bound, f"{most} connections at once; the pools allow {bound}"
-    log = (tmp_path / "serve.log").read_text()
+    log = server.log_text()
     assert "Traceback" not in log, log[-3000:]
 
 
@@ -193,26 +162,25 @@ def test_a_server_whose_pool_is_exhausted_answers_503_and_error_frames_then_reco
     import psycopg
     from websockets.sync.client import connect
 
-    log = tmp_path / "server.log"
-    server, port = _serve(_env(e2e_db.url, CHATLIMA_DB_POOL_SIZE="1", CHATLIMA_DB_POOL_TIMEOUT="1"), log, 1)
+    server = _serve(_env(e2e_db.url, CHATLIMA_DB_POOL_SIZE="1", CHATLIMA_DB_POOL_TIMEOUT="1"), tmp_path, "server", 1)
     blocker = None
     try:
-        token = _token(port, "exhausted")
-        with connect(f"ws://127.0.0.1:{port}/ws/chat/?token={token}", origin=f"http://127.0.0.1:{port}",
-                     open_timeout=20) as ws:
+        token = server.register("exhausted", "a-long-pool-password-1", timeout=20)
+        with connect(f"{server.ws}?token={token}", origin=server.base, open_timeout=20) as ws:
             # Another session holds a lock the server's next read must wait for: that request keeps the
             # pool's only connection while it waits.
             blocker = psycopg.connect(e2e_db.url)
             blocker.execute("LOCK TABLE knox_authtoken IN ACCESS EXCLUSIVE MODE")
             stuck: list = []
-            first = threading.Thread(target=lambda: stuck.append(_post_stream(port, token, {"message": ASK})), daemon=True)
+            first = threading.Thread(target=lambda: stuck.append(_post_stream(server.port, token, {"message": ASK})),
+                                     daemon=True)
             first.start()
             _wait_for_lock_waiter(e2e_db)
 
             began = time.monotonic()
-            status, headers, [body] = _post_stream(port, token, {"message": "Are you there?"})
+            status, headers, [body] = _post_stream(server.port, token, {"message": "Are you there?"})
             waited = time.monotonic() - began
-            rest = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+            rest = http.client.HTTPConnection("127.0.0.1", server.port, timeout=20)
             rest.request("GET", "/api/v1/conversations", headers={"Authorization": f"Bearer {token}"})
             rest_answer = rest.getresponse()
             rest_status, rest_body = rest_answer.status, json.loads(rest_answer.read())
@@ -229,7 +197,7 @@ def test_a_server_whose_pool_is_exhausted_answers_503_and_error_frames_then_reco
     finally:
         if blocker is not None:
             blocker.close()
-        _stop(server)
+        server.stop(timeout=15)
 
     assert status == 503 and 0.9 <= waited < 6, (status, waited)
     assert body["error"]["code"] == "SERVICE_UNAVAILABLE" and set(body["error"]) == {"code", "message", "details"}
@@ -244,5 +212,5 @@ def test_a_server_whose_pool_is_exhausted_answers_503_and_error_frames_then_reco
     rows = e2e_db.rows("SELECT l.status FROM api_usage_logs l JOIN accounts_user u ON u.id = l.user_id "
                        "WHERE u.username = 'exhausted'")
     assert [r["status"] for r in rows] == ["success", "success"]
-    text = log.read_text()
+    text = server.log_text()
     assert "Traceback" not in text and "Internal Server Error" not in text, text[-3000:]

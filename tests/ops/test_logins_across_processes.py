@@ -18,19 +18,15 @@ import http.client
 import json
 import os
 import re
-import subprocess
-import sys
 import threading
-import time
-import urllib.request
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
 
-from tests.e2e.conftest import ROOT, _server_env, free_port
+from tests.daphne import Daphne
+from tests.e2e.conftest import _server_env
 
 PASSWORD = "a-long-lockout-password-1"
 # Lower than the defaults (10 and 20, tests/accounts uses those): every failure costs the servers a
@@ -124,25 +120,6 @@ def _env(url: str, backend: str, prefix: str) -> dict[str, str]:
     return env
 
 
-def _start(env: dict[str, str], log: Path) -> subprocess.Popen:
-    port = free_port()
-    daphne = Path(sys.executable).with_name("daphne")
-    process = subprocess.Popen([str(daphne), "-b", "127.0.0.1", "-p", str(port), "chatlima.asgi:application"],
-                               cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
-    process.port = port
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
-                return process
-        except OSError:
-            if process.poll() is not None:
-                break
-            time.sleep(0.1)
-    process.kill()
-    pytest.fail(f"daphne did not start:\n{log.read_text()[-3000:]}")
-
-
 @pytest.fixture(scope="module", params=["database", "redis"])
 def servers(request, e2e_db, tmp_path_factory):
     backend = request.param
@@ -150,13 +127,14 @@ def servers(request, e2e_db, tmp_path_factory):
         pytest.skip("needs REDIS_URL (a real Redis)")
     env = _env(e2e_db.url, backend, f"lockout-test-{uuid.uuid4().hex[:10]}")
     logs = tmp_path_factory.mktemp(f"servers-{backend}")
-    processes = [_start(env, logs / "a.log"), _start(env, logs / "b.log")]
+    daphnes = [Daphne(env, logs, name="a"), Daphne(env, logs, name="b")]
     try:
-        yield Servers(backend, (processes[0].port, processes[1].port))
+        for daphne in daphnes:
+            daphne.start()
+        yield Servers(backend, (daphnes[0].port, daphnes[1].port))
     finally:
-        for process in processes:
-            process.terminate()
-            process.wait(timeout=10)
+        for daphne in daphnes:
+            daphne.stop()
 
 
 def _register(client: Client, username: str) -> str:
