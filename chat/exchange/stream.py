@@ -69,16 +69,35 @@ def _streams(change: int) -> None:
 class _QuietTimer:
     """The provider's silence limit with one timer per stream, not one `asyncio.timeout` per delta
     (a Timeout object and a timer-heap entry made and cancelled for every delta). The stream's loop
-    runs inside one `asyncio.timeout(None)` (`self.timeout`); `start(limit)` before each wait for the
-    provider's next item sets the deadline, `stop()` after it clears it, so the time spent with an
-    item (the caller's frames) never counts. The one timer looks at the deadline when it fires and
-    re-arms itself while items keep coming; an expired wait raises TimeoutError, as before."""
+    runs inside it (`async with _QuietTimer(loop) as quiet`, one `asyncio.timeout(None)`), and
+    `await quiet.next(stream, limit)` waits for the provider's next item at most `limit` seconds:
+    only that wait counts, never the time spent with an item (the caller's frames). The one timer
+    looks at the deadline when it fires and re-arms itself while items keep coming; an expired wait
+    raises TimeoutError, as before."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.deadline = float("inf")
         self.handle: asyncio.TimerHandle | None = None
-        self.timeout: asyncio.Timeout | None = None
+        self.timeout = asyncio.timeout(None)
+
+    async def __aenter__(self) -> _QuietTimer:
+        await self.timeout.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc) -> bool | None:
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
+        return await self.timeout.__aexit__(*exc)
+
+    async def next(self, stream: AsyncIterator, limit: float) -> Any:
+        """`stream`'s next item, within `limit` seconds; StopAsyncIteration at its end."""
+        self.start(limit)
+        try:
+            return await anext(stream)
+        finally:
+            self.deadline = float("inf")
 
     def _check(self) -> None:
         self.handle = None
@@ -95,13 +114,6 @@ class _QuietTimer:
         if self.handle is None:
             self.handle = self.loop.call_at(self.deadline, self._check)
 
-    def stop(self) -> None:
-        self.deadline = float("inf")
-
-    def close(self) -> None:
-        if self.handle is not None:
-            self.handle.cancel()
-            self.handle = None
 
 
 class Exchange:
@@ -148,46 +160,39 @@ class Exchange:
             # item may include the provider's own retries.
             gap = settings.PROVIDER_TIMEOUT_SECONDS
             wait = gap * (settings.PROVIDER_MAX_RETRIES + 1)
-            quiet = _QuietTimer(loop)
-            async with asyncio.timeout(None) as quiet.timeout:
-                try:
-                    while True:
-                        quiet.start(wait)
-                        try:
-                            item = await anext(stream)
-                        except StopAsyncIteration:
-                            break
-                        finally:
-                            quiet.stop()
-                        wait = gap
-                        if isinstance(item, Usage):
-                            usage = item
-                            continue
-                        if isinstance(item, Reasoning):
-                            if item.text:
-                                first_token = first_token or time.perf_counter()
-                                thoughts.append(item.text)
-                                live.estimated_tokens += count_tokens(item.text, target.model)
-                            continue
-                        if not item:
-                            continue
-                        if first_token is None:
-                            first_token = time.perf_counter()
-                        parts.append(item)
-                        pending.append(item)
-                        now = loop.time()
-                        # The first delta goes out at once (time to first token); later ones are batched, in
-                        # longer frames while the process streams many answers (_busy_factor).
-                        if len(parts) == 1 or now - last_flush >= interval * _busy_factor():
-                            batch = "".join(pending)
-                            pending.clear()
-                            tokens = count_tokens(batch, target.model)
-                            running += tokens
-                            live.estimated_tokens += tokens
-                            last_flush = now
-                            yield events.stream_chunk(target.request_id, batch, running)
-                finally:
-                    quiet.close()
+            async with _QuietTimer(loop) as quiet:
+                while True:
+                    try:
+                        item = await quiet.next(stream, wait)
+                    except StopAsyncIteration:
+                        break
+                    wait = gap
+                    if isinstance(item, Usage):
+                        usage = item
+                        continue
+                    if isinstance(item, Reasoning):
+                        if item.text:
+                            first_token = first_token or time.perf_counter()
+                            thoughts.append(item.text)
+                            live.estimated_tokens += count_tokens(item.text, target.model)
+                        continue
+                    if not item:
+                        continue
+                    if first_token is None:
+                        first_token = time.perf_counter()
+                    parts.append(item)
+                    pending.append(item)
+                    now = loop.time()
+                    # The first delta goes out at once (time to first token); later ones are batched, in
+                    # longer frames while the process streams many answers (_busy_factor).
+                    if len(parts) == 1 or now - last_flush >= interval * _busy_factor():
+                        batch = "".join(pending)
+                        pending.clear()
+                        tokens = count_tokens(batch, target.model)
+                        running += tokens
+                        live.estimated_tokens += tokens
+                        last_flush = now
+                        yield events.stream_chunk(target.request_id, batch, running)
             ended = time.perf_counter()
             if pending:
                 batch = "".join(pending)

@@ -11,8 +11,8 @@ from chat.exchange.stream import _QuietTimer
 
 
 async def relay(gaps: list[float], limit: float, hold: float = 0.0, first: float | None = None) -> list[int]:
-    """Items `gaps` seconds apart through the same loop shape as Exchange.events; `hold` is the time
-    the caller keeps each item (its frames) before asking for the next."""
+    """Items `gaps` seconds apart through the timer as Exchange.events uses it; `hold` is the time the
+    caller keeps each item (its frames) before asking for the next."""
 
     async def provider():
         for i, gap in enumerate(gaps):
@@ -20,21 +20,14 @@ async def relay(gaps: list[float], limit: float, hold: float = 0.0, first: float
             yield i
 
     stream, seen = provider(), []
-    quiet = _QuietTimer(asyncio.get_running_loop())
-    async with asyncio.timeout(None) as quiet.timeout:
-        try:
-            while True:
-                quiet.start(first if first is not None and not seen else limit)
-                try:
-                    item = await anext(stream)
-                except StopAsyncIteration:
-                    break
-                finally:
-                    quiet.stop()
-                seen.append(item)
-                await asyncio.sleep(hold)
-        finally:
-            quiet.close()
+    async with _QuietTimer(asyncio.get_running_loop()) as quiet:
+        while True:
+            try:
+                item = await quiet.next(stream, first if first is not None and not seen else limit)
+            except StopAsyncIteration:
+                break
+            seen.append(item)
+            await asyncio.sleep(hold)
     return seen
 
 
