@@ -63,6 +63,22 @@ async def call(path: str, body: bytes, headers: list[tuple[bytes, bytes]], metho
     return start, received
 
 
+@pytest.fixture
+def sensitive_hops(monkeypatch) -> list[str]:
+    """The names of the functions sent through Django's one thread-sensitive thread from now on
+    (each `sync_to_async(thread_sensitive=True)` made), in order."""
+    sensitive: list[str] = []
+    original = sync.SyncToAsync.__init__
+
+    def counting(self, func, thread_sensitive=True, *args, **kwargs):
+        if thread_sensitive:
+            sensitive.append(getattr(func, "__qualname__", repr(func)))
+        original(self, func, thread_sensitive, *args, **kwargs)
+
+    monkeypatch.setattr(sync.SyncToAsync, "__init__", counting)
+    return sensitive
+
+
 def test_which_paths_are_doors():
     assert is_door("/api/v1/chat/stream") and is_door("/api/v1/chat/send") and is_door("/v1/chat/completions")
     assert not is_door("/api/v1/conversations") and not is_door("/") and not is_door("/api/v1/chat/streams")
@@ -104,46 +120,30 @@ async def test_no_credentials_and_bad_input_get_the_contracts_body(owner):
     assert await rows(owner) == []
 
 
-async def test_a_door_request_takes_no_hop_through_the_thread_sensitive_thread(owner, monkeypatch):
+async def test_a_door_request_takes_no_hop_through_the_thread_sensitive_thread(owner, sensitive_hops):
     """Django's middleware hooks would each be a `sync_to_async(thread_sensitive=True)` call (12 for
     this request through the whole stack, besides the handler's own 2); the exchange's own database
     work goes through `run_db` (not thread-sensitive on PostgreSQL)."""
     headers = await bearer(owner)
-    sensitive = []
-    original = sync.SyncToAsync.__init__
-
-    def counting(self, func, thread_sensitive=True, *args, **kwargs):
-        if thread_sensitive:
-            sensitive.append(getattr(func, "__qualname__", repr(func)))
-        original(self, func, thread_sensitive, *args, **kwargs)
-
-    monkeypatch.setattr(sync.SyncToAsync, "__init__", counting)
+    sensitive_hops.clear()  # from here on: the request's own
     start, _ = await call("/api/v1/chat/send", json.dumps({"message": "Hello"}).encode(), headers)
     assert start["status"] == 200
-    middleware = [name for name in sensitive if "Middleware" in name or "process_" in name]
+    middleware = [name for name in sensitive_hops if "Middleware" in name or "process_" in name]
     assert middleware == [], middleware
     if settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
         # What remains is Django's ASGI handler itself: request_started's receivers, and the
         # response's close() that sends request_finished; one hop each.
-        assert sorted(sensitive) == ["HttpResponseBase.close", "Signal.asend.<locals>.sync_send"], sensitive
+        assert sorted(sensitive_hops) == ["HttpResponseBase.close", "Signal.asend.<locals>.sync_send"], sensitive_hops
 
 
-async def test_a_websocket_frame_takes_no_hop_to_tidy_connections(owner, monkeypatch):
+async def test_a_websocket_frame_takes_no_hop_to_tidy_connections(owner, sensitive_hops):
     """Channels' dispatch runs `close_old_connections` through the thread-sensitive thread before
     every message (connect, each frame, disconnect); the chat consumer's own dispatch does not (its
     database work is in `run_db`)."""
     from channels.testing import WebsocketCommunicator
 
     token = await database_sync_to_async(lambda: AuthToken.objects.create(owner)[1])()
-    sensitive = []
-    original = sync.SyncToAsync.__init__
-
-    def counting(self, func, thread_sensitive=True, *args, **kwargs):
-        if thread_sensitive:
-            sensitive.append(getattr(func, "__qualname__", repr(func)))
-        original(self, func, thread_sensitive, *args, **kwargs)
-
-    monkeypatch.setattr(sync.SyncToAsync, "__init__", counting)
+    sensitive_hops.clear()  # from here on: the socket's own
     ws = WebsocketCommunicator(application, f"/ws/chat/?token={token}", headers=[(b"origin", b"http://testserver")])
     assert (await ws.connect())[0]
     await ws.send_json_to({"type": "send_message", "message": "Hello", "client_message_id": "msg_tidy"})
@@ -151,6 +151,6 @@ async def test_a_websocket_frame_takes_no_hop_to_tidy_connections(owner, monkeyp
         pass
     await ws.disconnect()
     # Left: the one channels' websocket_disconnect makes as the socket ends (once per socket).
-    assert sensitive.count("close_old_connections") == 1, sensitive
+    assert sensitive_hops.count("close_old_connections") == 1, sensitive_hops
     [row] = await rows(owner)
     assert row.status == "success"
