@@ -25,37 +25,17 @@ import argparse
 import asyncio
 import json
 import os
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from ws_load import spawn_upstream  # noqa: E402
 
 BODY = json.dumps({"model": "bench-model", "messages": [{"role": "user", "content": "hi"}], "stream": True}).encode()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_upstream(chunks: int, delay_ms: float) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    process = subprocess.Popen([sys.executable, str(ROOT / "bench" / "upstream.py"), "--port", str(port),
-                                "--chunks", str(chunks), "--delay-ms", str(delay_ms)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return process, port
-        time.sleep(0.05)
-    process.kill()
-    raise SystemExit("bench/upstream.py did not start")
 
 
 async def raw_asyncio(port: int) -> tuple[float, int]:
@@ -121,14 +101,14 @@ def main() -> int:
     parser.add_argument("--delay-ms", type=float, default=3.0)
     args = parser.parse_args()
     rows = []
-    upstream, port = start_upstream(args.chunks, args.delay_ms)
+    upstream, port = spawn_upstream(args.chunks, args.delay_ms)
     try:
         for name, reader in (("raw asyncio read", raw_asyncio), ("httpx aiter_raw", httpx_raw),
                              ("ChatLima's path (SDK post, lines, sse_data, json)", chatlima_path)):
             rows.append((f"{name}, {args.delay_ms:g} ms apart", best_of(reader, port)))
     finally:
         upstream.terminate()
-    upstream, port = start_upstream(args.chunks, 0)
+    upstream, port = spawn_upstream(args.chunks, 0)
     try:
         rows.append(("ChatLima's path, back to back (parsing alone)", best_of(chatlima_path, port)))
     finally:

@@ -48,6 +48,7 @@ from ws_load import (
     percentile,
     prepare_users,
     server_env,
+    spawn_upstream,
     start_celery_worker,
     stop_processes,
     wait_for_port,
@@ -324,12 +325,9 @@ def report(n: int, pace: str, upstream: Result, results: list[Result]) -> None:
 
 async def main_async(args) -> int:
     pace = f"{args.chunks} chunks {args.delay_ms:g} ms apart"
-    up_port = free_port()
+    upstream, up_port = spawn_upstream(args.chunks, args.delay_ms)
     upstream_url = f"http://127.0.0.1:{up_port}/v1"
-    upstream = subprocess.Popen([PY, str(ROOT / "bench" / "upstream.py"), "--port", str(up_port),
-                                 "--chunks", str(args.chunks), "--delay-ms", str(args.delay_ms)])
     try:
-        await wait_for_port(up_port, 20)
         for n in args.clients:
             timeout = max(120, args.chunks * args.delay_ms / 1000 * 20)
             body = {"model": MODEL, "stream": True, "messages": [{"role": "user", "content": QUESTION}]}

@@ -402,18 +402,26 @@ def model_label(args: argparse.Namespace) -> str:
     return f"offline, {args.pace_ms} ms/word"
 
 
-def start_upstream(args: argparse.Namespace, env: dict[str, str]) -> subprocess.Popen:
-    """bench/upstream.py on a free port, as the server's OpenAI-compatible endpoint."""
+def spawn_upstream(chunks: int, delay_ms: float, timeout: float = 20) -> tuple[subprocess.Popen, int]:
+    """bench/upstream.py on a free port, `chunks` deltas `delay_ms` apart, once it listens (every
+    bench that needs the local upstream starts it here)."""
     port = free_port()
     process = subprocess.Popen([PY, str(ROOT / "bench" / "upstream.py"), "--port", str(port),
-                                "--chunks", str(args.upstream_chunks), "--delay-ms", str(args.upstream_delay_ms)])
-    env.update({"OPENAI_API_KEY": "bench", "OPENAI_BASE_URL": f"http://127.0.0.1:{port}/v1"})
-    deadline = time.monotonic() + 20
+                                "--chunks", str(chunks), "--delay-ms", str(delay_ms)])
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
-                break
+                return process, port
         time.sleep(0.1)
+    stop_processes(process)
+    raise SystemExit(f"bench/upstream.py did not listen on {port} within {timeout:g} s")
+
+
+def start_upstream(args: argparse.Namespace, env: dict[str, str]) -> subprocess.Popen:
+    """The local upstream as the server's OpenAI-compatible endpoint, its model in the catalogue."""
+    process, port = spawn_upstream(args.upstream_chunks, args.upstream_delay_ms)
+    env.update({"OPENAI_API_KEY": "bench", "OPENAI_BASE_URL": f"http://127.0.0.1:{port}/v1"})
     subprocess.run([PY, "manage.py", "refresh_models"], cwd=ROOT, env=env, check=True, capture_output=True)
     return process
 
