@@ -25,10 +25,10 @@ atexit.register(close_pools)
 
 def warm_up() -> None:
     """Load at start what a serving process would otherwise load on its first exchanges, on its event
-    loop: each configured provider's adapter and SDK (the openai SDK's lazy resources, anyio's asyncio
-    backend), genai-prices' bundled data and Celery's Redis transport. Measured: the first burst of
-    100 after a start spent ~2.5 s of the loop in imports, every client waiting (README, performance).
-    Settings only, no database."""
+    loop: each configured provider's adapter and SDK (anyio's asyncio backend, which the SDKs' HTTP
+    clients use), genai-prices' bundled data and Celery's Redis transport. Measured: the first burst
+    of 100 after a start spent ~2.5 s of the loop in imports, every client waiting (README,
+    performance). Settings only, no database."""
     import importlib
 
     from chat import providers
@@ -40,8 +40,7 @@ def warm_up() -> None:
                 providers.get_provider(name)
         except Exception:  # noqa: BLE001 - a provider that cannot load fails on its first use instead
             continue
-    for module in ("openai.resources.chat.completions", "anyio._backends._asyncio", "kombu.transport.redis",
-                   "genai_prices.data_snapshot"):
+    for module in ("anyio._backends._asyncio", "kombu.transport.redis"):
         try:
             importlib.import_module(module)
         except ImportError:

@@ -124,4 +124,3 @@ def close_pools() -> None:
                 close()
             except Exception:  # exiting anyway: nothing is left to report to
                 logger.debug("closing the %s pool at exit failed", alias, exc_info=True)
-

@@ -45,12 +45,13 @@ class InlineSecurityMiddleware(SecurityMiddleware):
 class DoorHandler(ASGIHandler):
     """Django's ASGI handler with the doors' middleware only (see the module docstring)."""
 
-    def load_middleware(self, is_async: bool = False) -> None:
-        # BaseHandler.load_middleware's own steps, over a fixed list instead of settings.MIDDLEWARE.
+    def load_middleware(self, is_async: bool = True) -> None:
+        # BaseHandler.load_middleware's own steps, over a fixed list instead of settings.MIDDLEWARE;
+        # an ASGI handler always loads them async.
         self._view_middleware = []
         self._template_response_middleware = []
         self._exception_middleware = []
-        handler = convert_exception_to_response(self._get_response_async if is_async else self._get_response)
+        handler = convert_exception_to_response(self._get_response_async)
         unavailable = ServiceUnavailableMiddleware(handler)
         # Django's exception hooks are always called synchronously (as in BaseHandler).
         self._exception_middleware.append(self.adapt_method_mode(False, unavailable.process_exception))
