@@ -55,7 +55,7 @@ def test_the_page_lists_each_attachment_with_its_tokens_and_cost(owner, owner_cl
     assert 'aria-label="Refetch Harbour timetable"' in html and "2026-11-30 09:05 UTC" in html
     assert html.count('aria-label="Refetch') == 1  # a file is not fetched again
     # The estimate line says the attachments' share, and the script gets the list.
-    assert re.search(r'id="next-estimate-attachments">, <span>14,345</span> of them attachments', html)
+    assert re.search(r'id="next-estimate-attachments">, including <span>14,345</span> of attachments', html)
     data = page_data(html)
     assert [a["name"] for a in data["attachments"]] == ["<b>notes</b>.md", "Harbour timetable"]
     assert data["gauge"]["attachment_tokens"] == 14_345

@@ -7,7 +7,7 @@
 // figure, marked data-source="local"; the server's answer replaces it, marked data-source="server".
 // A model with no price says "price unknown" (never $0.00), a free one "free", one whose provider gives no context
 // window says "context window unknown". The conversation's attachments (attachments.js) are in the
-// history figure, and their share is said apart ("N of them attachments", the server's attachment_tokens).
+// history figure, and their share is said apart ("including N of attachments", the server's attachment_tokens).
 import { costOf, countText, moneyNode } from "./money.js";
 import { data, modelInfo } from "./page.js";
 import { countTokens } from "./tokens.js";
