@@ -211,6 +211,8 @@ class RecordedProvider(FakeServer):
         data = reply.body.encode("utf-8")
         handler.send_response(reply.status)
         handler.send_header("Content-Type", reply.content_type)
+        # We close after the reply, so say so: otherwise a retry 0 s later may reuse the closing socket.
+        handler.send_header("Connection", "close")
         if reply.chunked:
             handler.send_header("Transfer-Encoding", "chunked")
             handler.end_headers()

@@ -221,6 +221,9 @@ class FakeServer:
         handler.send_header("Content-Type", "text/event-stream")
         handler.send_header("Cache-Control", "no-cache")
         handler.send_header("Transfer-Encoding", "chunked")
+        # Said, not only done: without the header the client pools the socket we are about to close
+        # and its next request (a retry 0 s later) can land on it and fail as "could not reach".
+        handler.send_header("Connection", "close")
         handler.end_headers()
 
         def chunk(text: str) -> None:

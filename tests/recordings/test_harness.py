@@ -61,6 +61,9 @@ def test_the_fake_sends_the_recorded_bytes(name):
         count_status, _, _ = _post(fake, "/v1beta/models/m:countTokens")
         assert fake.calls == 2 and len(fake.requests) == 3 and count_status == 503
     assert (again[0], again[2]) == (status, body)  # every request gets the same recording
+    # It closes the socket after each reply and says so: a client that pooled it could send its
+    # next request (a retry 0 s later) onto the closing socket and see "could not reach".
+    assert headers["connection"] == "close"
 
     if name in ERROR_STATUS:
         assert status == ERROR_STATUS[name]
