@@ -29,6 +29,7 @@ from django.utils import timezone
 from accounts.models import ApiToken, User
 from chatlima.errors import ClientError
 from chatlima.formats import money_display, money_str, utc_iso
+from chatlima.rows import first_where, update_where
 from usage.models import ApiUsageLog, Budget, BudgetReservation
 
 RATE_WINDOW_DAYS = 7
@@ -74,7 +75,7 @@ def current_budget(user: User, now: datetime | None = None, budget: Budget | Non
     The rollover is a compare-and-set on `period_start`, so two requests crossing the boundary
     together reset it once. A caller that has just read the row passes it as `budget`.
     """
-    budget = budget or Budget.objects.for_user(user)
+    budget = budget or first_where(Budget, user_id=user.pk) or Budget.objects.for_user(user)
     start, _ = period_bounds(budget.period, user.tzinfo, now)
     if budget.period_start < start:
         tokens, cost = used_in(user.pk, start)
@@ -276,8 +277,8 @@ def reserve(user: User, request_id: str, tokens: int, cost: Decimal | Pricing = 
 
 def _mark_closed(reservation_id: int, state: str) -> bool:
     """Move a reservation out of `held` (a compare-and-set: True for exactly one caller)."""
-    return BudgetReservation.objects.filter(pk=reservation_id, state=BudgetReservation.State.HELD).update(
-        state=state, closed_at=timezone.now()) == 1
+    return update_where(BudgetReservation, {"state": state, "closed_at": timezone.now()},
+                        pk=reservation_id, state=BudgetReservation.State.HELD) == 1
 
 
 def _close(reservation_id: int, state: str) -> BudgetReservation | None:

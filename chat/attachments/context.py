@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from chatlima.rows import select_where
 from chat.attachments.models import Attachment
 from usage.tokens import count_tokens, uses_bpe
 
@@ -48,7 +49,9 @@ def attachments_of(conversation) -> list[Attachment]:
     """The conversation's attachments with their text, oldest first (none for a new chat). Read only, one query."""
     if conversation is None or conversation.pk is None:
         return []
-    return list(Attachment.objects.filter(conversation=conversation).order_by("created_at", "pk"))
+    # Attachment.objects.filter(conversation=conversation).order_by("created_at", "pk"), uncompiled:
+    # every send of a conversation reads this, most often to find nothing.
+    return select_where(Attachment, order_by=("created_at", "pk"), conversation_id=conversation.pk)
 
 
 def context_of(attachments: list[Attachment], model: str) -> AttachmentContext:

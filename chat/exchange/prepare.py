@@ -16,7 +16,6 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import User
@@ -32,6 +31,7 @@ from chat.models import Conversation, Message, answer_settings, preview_of
 from chat.providers import base
 from chat.providers.base import ChatRequest, Turn, Usage
 from chatlima.errors import ClientError
+from chatlima.rows import first_where
 from usage import budgets
 from usage.models import ApiUsageLog
 from usage.pricing import cost_of
@@ -52,12 +52,31 @@ class Prepared:
     start_event: dict
 
 
-def _in_pages(rows, size: int):
-    """A queryset's rows, fetched `size` at a time until the caller stops: plain LIMIT/OFFSET reads,
-    since a PostgreSQL server-side cursor costs three round trips for what is usually one page."""
+# The live thread's history, newest first (the queryset it stands for is in build_context's
+# docstring); literal, as the other hot-path statements are (chat/exchange/__init__.py): the ORM
+# compiled it again for every page of every send.
+HISTORY = (
+    "SELECT id, role, content FROM chat_message WHERE conversation_id = %s AND role IN (%s, %s) "
+    "AND superseded_at IS NULL AND status <> %s AND content <> ''{before} "
+    "ORDER BY timestamp DESC, id DESC LIMIT %s OFFSET %s"
+)
+BEFORE = " AND (timestamp < %s OR (timestamp = %s AND id < %s))"
+
+
+def _history(conversation_pk: int, before: tuple | None, size: int):
+    """The live thread's (pk, role, content), newest first, fetched `size` at a time until the
+    caller stops: plain LIMIT/OFFSET reads, since a PostgreSQL server-side cursor costs three round
+    trips for what is usually one page."""
+    sql = HISTORY.format(before=BEFORE if before is not None else "")
+    params = [conversation_pk, Message.Role.USER, Message.Role.ASSISTANT, Message.Status.STREAMING]
+    if before is not None:
+        at = connection.ops.adapt_datetimefield_value(before[0])
+        params += [at, at, before[1]]
     start = 0
     while True:
-        page = list(rows[start:start + size])
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [*params, size, start])
+            page = cursor.fetchall()
         yield from page
         if len(page) < size:
             return
@@ -68,21 +87,15 @@ def build_context(conversation: Conversation | None, exclude_pk: int | None, mod
                   before: tuple | None = None) -> tuple[Turn, ...]:
     """Recent history of the live thread (no superseded message: chat/exchange/versions.py), newest
     first until the context token budget is spent, returned oldest first; with `before` (a message's
-    (timestamp, pk)), only what came before that message."""
+    (timestamp, pk)), only what came before that message. The rows are those of
+    `conversation.messages.filter(role__in=[USER, ASSISTANT], superseded_at__isnull=True)
+    .exclude(status=STREAMING).exclude(content="").order_by("-timestamp", "-pk")` (`HISTORY`)."""
     if conversation is None:
         return ()
     budget = settings.CHATLIMA_CONTEXT_TOKEN_BUDGET
     turns: list[Turn] = []
     spent = 0
-    recent = (
-        conversation.messages.filter(role__in=[Message.Role.USER, Message.Role.ASSISTANT], superseded_at__isnull=True)
-        .exclude(status=Message.Status.STREAMING).exclude(content="")
-    )
-    if before is not None:
-        at, pk = before
-        recent = recent.filter(Q(timestamp__lt=at) | Q(timestamp=at, pk__lt=pk))
-    recent = recent.order_by("-timestamp", "-pk").values_list("pk", "role", "content")
-    for pk, role, content in _in_pages(recent, CONTEXT_PAGE):
+    for pk, role, content in _history(conversation.pk, before, CONTEXT_PAGE):
         if pk == exclude_pk:
             continue
         cost = count_tokens(content, model)
@@ -151,7 +164,8 @@ def prepare_exchange(user: User, req: SendBody, supplied: Supplied | None = None
     """
     conversation: Conversation | None = None
     if req.conversation_id:
-        conversation = Conversation.objects.for_user(user).filter(public_id=req.conversation_id).first()
+        # Conversation.objects.for_user(user).filter(public_id=...), without compiling it each time.
+        conversation = first_where(Conversation, owner_id=user.pk, public_id=req.conversation_id, deleted_at=None)
         if conversation is None:
             raise ClientError("CONVERSATION_NOT_FOUND", "No such conversation.", {"conversation_id": req.conversation_id})
 

@@ -20,6 +20,7 @@ from chat.models import USAGE_FIELDS, Conversation, Message, preview_of
 from chat.providers import base
 from chat.providers.base import ChatRequest, Usage
 from chatlima.formats import quantize_money
+from chatlima.rows import update_where
 from usage import budgets
 from usage.models import ApiUsageLog, Budget, BudgetReservation
 from usage.pricing import cost_of
@@ -167,7 +168,7 @@ def settle_exchange(target: SettleTarget, outcome: Outcome) -> Settled | None:
 
     The usage row's move out of `pending` is a compare-and-set, so a live settle and a restart's
     `interrupted` settle can never both count the same exchange. Writes are plain UPDATEs (no
-    read-modify-write); lock order is the usage row, the budget row, then the sync clock, the same
+    read-modify-write; single-row ones through `chatlima.rows`, which skips the ORM's compiling); lock order is the usage row, the budget row, then the sync clock, the same
     order `prepare_exchange` takes the budget and the clock.
     """
     usage = outcome.usage
@@ -186,7 +187,7 @@ def settle_exchange(target: SettleTarget, outcome: Outcome) -> Settled | None:
         metadata={**target.metadata, **extra},
     )
     with transaction.atomic():
-        if not ApiUsageLog.objects.filter(pk=target.usage_log_id, status=S.PENDING).update(**figures_of_row):
+        if not update_where(ApiUsageLog, figures_of_row, pk=target.usage_log_id, status=S.PENDING):
             return None
         budget = budgets.settle_reservation(
             target.user_id, target.reservation_id, usage.total_tokens,
@@ -203,13 +204,13 @@ def settle_exchange(target: SettleTarget, outcome: Outcome) -> Settled | None:
             completion_id=usage.completion_id[:255], elapsed_ms=outcome.response_time_ms, cost=cost,
             actual_cost=actual, figures_source=figures,
         )
-        Message.objects.filter(pk=target.assistant_pk).update(**figures_of_answer)
+        update_where(Message, figures_of_answer, pk=target.assistant_pk)
         prompt_tokens = usage.prompt_tokens
         if target.user_message_pk and target.adds_prompt:
             prompt_tokens, figures = _add_to_question(target.user_message_pk, usage, figures, version)
         elif target.user_message_pk:
-            Message.objects.filter(pk=target.user_message_pk).update(
-                prompt_tokens=usage.prompt_tokens, figures_source=figures, version=version)
+            update_where(Message, {"prompt_tokens": usage.prompt_tokens, "figures_source": figures, "version": version},
+                         pk=target.user_message_pk)
         conversation = add_to_conversation(target.conversation_pk, usage, cost, actual, version,
                                            preview_of(outcome.text) if outcome.text else None)
         # The usage row as just written, for the listeners: nothing is read back.

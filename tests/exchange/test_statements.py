@@ -1,4 +1,4 @@
-"""The hot path's literal UPDATEs (chat/exchange/__init__.py) store what the ORM would."""
+"""The hot path's literal statements (chat/exchange/__init__.py) store and read what the ORM would."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from chat.exchange.prepare import _stamp_conversation
+from chat.exchange.prepare import _history, _stamp_conversation
 from chat.exchange.settle import add_to_conversation
-from chat.models import Conversation
+from chat.models import Conversation, Message
 from chat.providers.base import Usage
 from usage import budgets
 from usage.models import Budget
@@ -54,3 +54,32 @@ def test_a_settled_reservation_moves_the_budget_from_held_to_used(owner):
     budget = Budget.objects.get(user=owner)
     assert (budget.tokens_held, budget.cost_held) == (0, Decimal("0"))
     assert (budget.tokens_used, budget.cost_used) == (40, Decimal("0.00000007"))
+
+
+def test_the_history_read_is_the_querysets_rows_in_its_order(owner):
+    conversation = Conversation.objects.create(owner=owner, title="t")
+    other = Conversation.objects.create(owner=owner, title="other")
+    now = timezone.now()
+    made = []
+    kinds = [  # (role, content, status, superseded): only live, stored, non-empty user/assistant text counts
+        ("user", "q1", "complete", False), ("assistant", "a1", "complete", False),
+        ("system", "sys", "complete", False), ("user", "q2", "complete", True), ("assistant", "", "error", False),
+        ("assistant", "half", "streaming", False), ("assistant", "stopped", "cancelled", False),
+        ("user", "q3", "complete", False), ("user", "same instant", "complete", False),
+    ]
+    for n, (role, content, status, superseded) in enumerate(kinds):
+        made.append(Message.objects.create(
+            owner=owner, conversation=conversation, role=role, content=content, status=status,
+            timestamp=now + timezone.timedelta(seconds=min(n, 7)), superseded_at=now if superseded else None))
+    Message.objects.create(owner=owner, conversation=other, role="user", content="elsewhere", timestamp=now)
+    expected = list(
+        conversation.messages.filter(role__in=[Message.Role.USER, Message.Role.ASSISTANT], superseded_at__isnull=True)
+        .exclude(status=Message.Status.STREAMING).exclude(content="")
+        .order_by("-timestamp", "-pk").values_list("pk", "role", "content"))
+    assert [row[2] for row in expected] == ["same instant", "q3", "stopped", "a1", "q1"]
+    # Pages of 2 (LIMIT/OFFSET) give the same rows as one read.
+    assert [tuple(row) for row in _history(conversation.pk, None, 2)] == expected
+    # Before a message: strictly earlier rows, ties broken by pk (the last two share a timestamp).
+    cut = made[-1]
+    before = [tuple(row) for row in _history(conversation.pk, (cut.timestamp, cut.pk), 50)]
+    assert before == [row for row in expected if row[0] != cut.pk]
