@@ -36,10 +36,12 @@ def issue_token(user: User, name: str = "") -> tuple[ApiToken, str]:
 
 
 def named_token(auth_token: AuthToken) -> ApiToken:
-    """The ApiToken naming a knox token; a token issued before names existed gets an unnamed one."""
-    found = ApiToken.objects.filter(auth_token=auth_token).first()
-    if found is not None:
-        return found
+    """The ApiToken naming a knox token; a token issued before names existed gets an unnamed one.
+    No query when the token was read with its name (accounts.authentication selects it)."""
+    try:
+        return auth_token.named
+    except ApiToken.DoesNotExist:
+        pass
     try:
         with transaction.atomic():
             return ApiToken.objects.create(user_id=auth_token.user_id, token_key=auth_token.token_key,
@@ -106,3 +108,10 @@ def token_by_digest(digest: str) -> ApiToken | None:
     """The named token of a knox token's digest (a WebSocket's credential), None once revoked."""
     auth_token = AuthToken.objects.filter(pk=digest).first()
     return None if auth_token is None else named_token(auth_token)
+
+
+def delete_expired_tokens(now=None) -> int:
+    """Delete every knox token past its expiry (they no longer authenticate; their names stay, as a
+    revoked token's do, for the usage they recorded). One statement, its own transaction; run daily
+    by Celery beat (`accounts.delete_expired_tokens`). Returns how many were deleted."""
+    return AuthToken.objects.filter(expiry__lt=now or timezone.now()).delete()[1].get(AuthToken._meta.label, 0)

@@ -265,6 +265,8 @@ CELERY_BEAT_SCHEDULE = {
     "settle-stale-exchanges": {"task": "chat.tasks.settle_stale_exchanges", "schedule": 120.0},
     # The model catalogue and the providers' own prices, from every configured provider, daily.
     "refresh-models": {"task": "chat.tasks.refresh_models", "schedule": crontab(minute=15, hour=3)},
+    # API tokens past their expiry (refused when used; a request no longer sweeps the user's others).
+    "delete-expired-tokens": {"task": "accounts.delete_expired_tokens", "schedule": crontab(minute=50, hour=2)},
 }
 # With a broker, a user's rollups are refreshed at most once per this many seconds after their exchanges.
 CHATLIMA_ROLLUP_REFRESH_SECONDS = envint("CHATLIMA_ROLLUP_REFRESH_SECONDS", 30)
