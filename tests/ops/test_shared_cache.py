@@ -176,3 +176,17 @@ def test_migrating_existing_users_gives_each_its_canonical_name_and_refuses_clas
     with sqlite3.connect(database) as conn:
         keys = dict(conn.execute("SELECT username, username_key FROM accounts_user"))
     assert keys == {"Alice": "alice", "bob": "bob", "robert": "robert"}
+
+
+def test_redis_cache_calls_share_one_client_per_pool():
+    """Django built a `redis.Redis` for every cache call (60 us each); ours is made once per pool."""
+    from django.conf import settings
+
+    url = "redis://127.0.0.1:6379/15"  # never connected to: making a client opens no connection
+    options = {"KEY_PREFIX": "t-clients", "OPTIONS": settings.CACHES["default"]["OPTIONS"]}
+    first, second = RedisCache(url, options), RedisCache(url, options)
+    client = first._cache.get_client(write=True)
+    assert client is first._cache.get_client() is second._cache.get_client(write=True)
+    assert client.connection_pool is second._cache._get_connection_pool(True)
+    other_db = RedisCache("redis://127.0.0.1:6379/14", options)._cache.get_client()
+    assert other_db is not client and other_db.connection_pool is not client.connection_pool
