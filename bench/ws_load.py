@@ -358,7 +358,9 @@ async def cpu_split(args: argparse.Namespace, sockets: list, daphnes: list[int])
         print("server CPU per exchange / per frame: needs a server started here")
         return
     rounds = []
-    for cap in (args.cpu_short_tokens, args.cpu_long_tokens):
+    # A first, uncounted round warms what a process does once (imports, pooled connections, caches):
+    # without it the short round carried that, and the split moved by 2x between runs.
+    for cap in (args.cpu_short_tokens, args.cpu_short_tokens, args.cpu_long_tokens):
         idle: asyncio.Queue = asyncio.Queue()
         for ws in sockets[:args.cpu_concurrency]:
             idle.put_nowait(ws)
@@ -378,7 +380,7 @@ async def cpu_split(args: argparse.Namespace, sockets: list, daphnes: list[int])
         cpu = sum(cpu_seconds(pid) for pid in daphnes) - before
         errors = sum(1 for r in results if r["error"])
         rounds.append((len(results), sum(r["frames"] for r in results), cpu, errors))
-    (e1, f1, c1, x1), (e2, f2, c2, x2) = rounds
+    (e1, f1, c1, x1), (e2, f2, c2, x2) = rounds[1:]
     per_frame = (c2 / e2 - c1 / e1) / (f2 / e2 - f1 / e1) if f2 / e2 != f1 / e1 else float("nan")
     per_exchange = c1 / e1 - f1 / e1 * per_frame
     print(f"CPU split: {e1} exchanges x {f1 / e1:.1f} frames = {c1:.2f} s, {e2} x {f2 / e2:.1f} frames = {c2:.2f} s "
