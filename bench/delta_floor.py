@@ -4,13 +4,14 @@
 
 Starts bench/upstream.py streaming `--chunks` deltas `--delay-ms` apart (each delta its own TCP
 segment and HTTP chunk, as providers send them) and reads one stream at a time four ways, printing
-the client's CPU per delta (best of three streams):
+the client's CPU per delta (best of five streams):
 
   * raw asyncio: `StreamReader.read` on a plain socket, counting events (the machine's floor: one
     wake-up and one read per delta);
   * httpx `aiter_raw`: the same through httpx/httpcore/h11 (what the openai SDK reads with);
-  * ChatLima's path: the SDK's `post`, `aiter_lines`, chat/providers/openai_compat.py's `sse_data`
-    and `json.loads`;
+  * the SDK's `post`, `aiter_lines`, chat/providers/openai_compat.py's `sse_data` and `json.loads`,
+    first on the SDK's own httpx client (httpcore's anyio backend), then on the adapter's
+    (chat/providers/transport.py, plain asyncio): ChatLima's path;
   * ChatLima's path with the deltas back to back (`--delay-ms 0` for that run): the parsing alone,
     since the upstream's writes then share reads.
 
@@ -65,16 +66,19 @@ async def httpx_raw(port: int) -> tuple[float, int]:
         return time.process_time() - started, events
 
 
-async def chatlima_path(port: int) -> tuple[float, int]:
+async def chatlima_path(port: int, anyio: bool = False) -> tuple[float, int]:
     import django
     import httpx
     import openai
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatlima.settings")
     django.setup()
-    from chat.providers.openai_compat import sse_data
+    from chat.providers.openai_compat import openai_client, sse_data
 
-    client = openai.AsyncOpenAI(api_key="bench", base_url=f"http://127.0.0.1:{port}/v1", max_retries=0)
+    if anyio:  # the SDK's own httpx client: httpcore's anyio backend
+        client = openai.AsyncOpenAI(api_key="bench", base_url=f"http://127.0.0.1:{port}/v1", max_retries=0)
+    else:  # the adapter's client (chat/providers/transport.py: plain asyncio)
+        client = openai_client("bench", f"http://127.0.0.1:{port}/v1", 60)
     response = await client.post("/chat/completions", body=json.loads(BODY), cast_to=httpx.Response, stream=True)
     started, events = time.process_time(), 0
     try:
@@ -83,11 +87,12 @@ async def chatlima_path(port: int) -> tuple[float, int]:
             events += 1
     finally:
         await response.aclose()
-        await client.close()
+        if anyio:
+            await client.close()
     return time.process_time() - started, events
 
 
-def best_of(reader, port: int, runs: int = 3) -> float:
+def best_of(reader, port: int, runs: int = 5) -> float:
     best = float("inf")
     for _ in range(runs):
         cpu, events = asyncio.run(reader(port))
@@ -103,8 +108,10 @@ def main() -> int:
     rows = []
     upstream, port = spawn_upstream(args.chunks, args.delay_ms)
     try:
-        for name, reader in (("raw asyncio read", raw_asyncio), ("httpx aiter_raw", httpx_raw),
-                             ("ChatLima's path (SDK post, lines, sse_data, json)", chatlima_path)):
+        for name, reader in (("raw asyncio read", raw_asyncio), ("httpx aiter_raw (anyio)", httpx_raw),
+                             ("SDK post, lines, sse_data, json on the SDK's own client (anyio)",
+                              lambda port: chatlima_path(port, anyio=True)),
+                             ("ChatLima's path: the same on the adapter's client (asyncio)", chatlima_path)):
             rows.append((f"{name}, {args.delay_ms:g} ms apart", best_of(reader, port)))
     finally:
         upstream.terminate()
@@ -113,7 +120,7 @@ def main() -> int:
         rows.append(("ChatLima's path, back to back (parsing alone)", best_of(chatlima_path, port)))
     finally:
         upstream.terminate()
-    print(f"client CPU per streamed delta ({args.chunks} deltas a stream, best of 3):")
+    print(f"client CPU per streamed delta ({args.chunks} deltas a stream, best of 5):")
     for name, us in rows:
         print(f"  {us:8.1f} us  {name}")
     return 0

@@ -35,7 +35,7 @@ def _where(model: type[models.Model], names: tuple[str, ...], nulls: tuple[bool,
     quote = connection.ops.quote_name
     return " AND ".join(
         f"{quote(_field(model, n).column)} IS NULL" if null else f"{quote(_field(model, n).column)} = %s"
-        for n, null in zip(names, nulls)
+        for n, null in zip(names, nulls, strict=True)
     )
 
 

@@ -25,20 +25,24 @@ A message's text goes through these modules in this order, each once:
 
 Hot-path statements. An exchange writes about a dozen rows. Three UPDATEs whose F() expressions
 are costly to compile are literal SQL (`settle.ADD_TO_CONVERSATION`, `prepare.STAMP_CONVERSATION`,
-`usage.budgets.COUNT_SETTLED`); the other writes use the ORM, whose cost there is small. Client CPU
-per statement on PostgreSQL (2,000 calls each; "by hand" is a statement built without the ORM):
+`usage.budgets.COUNT_SETTLED`), and so is the history read (`prepare.HISTORY`). The single-table
+reads and single-row updates go through `chatlima.rows` (`first_where`, `select_where`,
+`update_where`: the field names and values a queryset would take, the SQL built once per shape).
+The INSERTs use the ORM's `create()`, whose compiling is a small part of its cost. Client CPU per
+statement on PostgreSQL (2,000 calls each; "by hand" is a statement built without the ORM):
 
     statement                                ORM      by hand
     conversation totals (6 F() + 3 sets)     1.1 ms   0.3 ms    literal
     budget settle (4 F())                    0.9 ms   0.2 ms    literal
     prepare's conversation (1 F() + 6 sets)  0.7 ms   0.25 ms   literal
-    usage row compare-and-set (14 sets)      0.65 ms  0.2 ms    ORM
-    answer, user message (3 to 12 sets)      0.5 ms   0.2 ms    ORM
-    an INSERT (create())                     0.55 ms  0.45 ms   ORM
+    usage row compare-and-set (14 sets)      0.65 ms  0.2 ms    chatlima.rows
+    answer, user message (3 to 12 sets)      0.4 ms   0.13 ms   chatlima.rows
+    conversation read (25 columns)           0.8 ms   0.16 ms   chatlima.rows
+    an INSERT (create())                     0.36 ms  0.28 ms   ORM
 
-Server CPU per exchange, bench/ws_load.py (2 daphne workers, Redis, 500 short exchanges, four
-interleaved rounds): every write by hand 19.3 ms, every write through the ORM 25.4 ms, this mix
-20.3 ms.
+bench/prepare_settle.py runs prepare + settle alone (one thread, 10 sends per conversation):
+12.4-14.7 ms of CPU per exchange with every read and single-row update through the ORM, 8.3-9.7 ms
+with this mix. bench/ws_load.py's split (one daphne process, warm): 12.9-13.8 -> 7.8-9.1 ms.
 """
 
 from chat.exchange.body import SendBody, parse_send_body

@@ -1,0 +1,189 @@
+"""The OpenAI-compatible providers' connections on plain asyncio, not anyio.
+
+A provider streams each delta as its own TCP segment, so the server wakes once per delta for every
+live answer. The openai SDK reads through httpx and httpcore, whose network backend under asyncio is
+anyio's: every read opens an anyio cancel scope (`fail_after`) and goes through anyio's stream on
+top of an asyncio protocol. `bench/delta_floor.py` measures the CPU one delta costs the reader:
+the same SDK, the same h11 parsing and the same line splitting cost 335-347 us per delta through
+anyio and 201-268 us through this backend (a raw asyncio read of the same socket: 185-226 us).
+
+httpcore's network backend is its documented extension point (`AsyncNetworkBackend`,
+`AsyncNetworkStream`); httpx's transport does not take one, so `AsyncioTransport` sets it on the
+connection pool it built (its `_network_backend`; tests/providers/test_transport.py fails if a new
+httpcore renames it). A proxy from the environment keeps httpx's own transport and anyio. TLS is
+asyncio's `start_tls`; errors are httpcore's (ConnectError, ReadError, ReadTimeout, ...), which
+httpx and then the SDK turn into the same exceptions as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from collections.abc import Iterable
+from typing import Any
+
+import httpcore2
+import httpx2
+from httpcore2._utils import is_socket_readable  # the check httpcore's own backends use
+
+
+class _Buffer(asyncio.Protocol):
+    """What arrived on one connection, and one reader waiting for more."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.ended = False
+        self.error: BaseException | None = None
+        self.waiter: asyncio.Future | None = None
+        self.writable: asyncio.Future | None = None  # set while the transport's write buffer is full
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def _wake(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        self.data += data
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self.ended = True
+        self._wake()
+        return False  # close the transport
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.ended = True
+        self.error = exc
+        self._wake()
+        self.resume_writing()
+
+    def pause_writing(self) -> None:
+        self.writable = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        if self.writable is not None and not self.writable.done():
+            self.writable.set_result(None)
+        self.writable = None
+
+
+async def _within(awaitable, timeout: float | None, error: type[Exception]):
+    if timeout is None:
+        return await awaitable
+    try:
+        async with asyncio.timeout(timeout):
+            return await awaitable
+    except TimeoutError as exc:
+        raise error(f"no progress within {timeout} s") from exc
+
+
+class AsyncioStream(httpcore2.AsyncNetworkStream):
+    def __init__(self, transport: asyncio.Transport, buffer: _Buffer) -> None:
+        self.transport = transport
+        self.buffer = buffer
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        buffer = self.buffer
+        if not buffer.data and not buffer.ended:
+            buffer.waiter = asyncio.get_running_loop().create_future()
+            try:
+                await _within(buffer.waiter, timeout, httpcore2.ReadTimeout)
+            finally:
+                buffer.waiter = None
+        if buffer.data:
+            data = bytes(buffer.data[:max_bytes])
+            del buffer.data[:max_bytes]
+            return data
+        if buffer.error is not None:
+            raise httpcore2.ReadError(str(buffer.error) or type(buffer.error).__name__)
+        return b""  # the peer closed the connection
+
+    async def write(self, data: bytes, timeout: float | None = None) -> None:
+        if not data:
+            return
+        if self.transport.is_closing():
+            raise httpcore2.WriteError("the connection is closed")
+        self.transport.write(data)
+        if self.buffer.writable is not None:
+            await _within(asyncio.shield(self.buffer.writable), timeout, httpcore2.WriteTimeout)
+
+    async def aclose(self) -> None:
+        self.transport.close()
+
+    async def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
+                        timeout: float | None = None) -> AsyncioStream:
+        loop = asyncio.get_running_loop()
+        try:
+            transport = await _within(
+                loop.start_tls(self.transport, self.buffer, ssl_context, server_hostname=server_hostname),
+                timeout, httpcore2.ConnectTimeout)
+        except (OSError, ssl.SSLError) as exc:
+            self.transport.close()
+            raise httpcore2.ConnectError(str(exc)) from exc
+        self.buffer.transport = transport
+        return AsyncioStream(transport, self.buffer)
+
+    def get_extra_info(self, info: str) -> Any:
+        sock = self.transport.get_extra_info("socket")
+        if info == "ssl_object":
+            return self.transport.get_extra_info("ssl_object")
+        if info == "client_addr":
+            return self.transport.get_extra_info("sockname")
+        if info == "server_addr":
+            return self.transport.get_extra_info("peername")
+        if info == "socket":
+            return sock
+        if info == "is_readable":
+            # A pooled connection the server has closed (or sent to unasked) must not be reused.
+            return bool(self.buffer.data) or self.buffer.ended or (sock is not None and is_socket_readable(sock))
+        return None
+
+
+class AsyncioBackend(httpcore2.AsyncNetworkBackend):
+    async def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                          socket_options: Iterable | None = None) -> AsyncioStream:
+        loop = asyncio.get_running_loop()
+        try:
+            transport, buffer = await _within(loop.create_connection(
+                _Buffer, host, port, local_addr=(local_address, 0) if local_address else None),
+                timeout, httpcore2.ConnectTimeout)
+        except OSError as exc:
+            raise httpcore2.ConnectError(str(exc)) from exc
+        sock = transport.get_extra_info("socket")
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for option in socket_options or ():
+            sock.setsockopt(*option)
+        return AsyncioStream(transport, buffer)
+
+    async def connect_unix_socket(self, path: str, timeout: float | None = None,
+                                  socket_options: Iterable | None = None) -> AsyncioStream:
+        loop = asyncio.get_running_loop()
+        try:
+            transport, buffer = await _within(loop.create_unix_connection(_Buffer, path), timeout,
+                                              httpcore2.ConnectTimeout)
+        except OSError as exc:
+            raise httpcore2.ConnectError(str(exc)) from exc
+        return AsyncioStream(transport, buffer)
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+class AsyncioTransport(httpx2.AsyncHTTPTransport):
+    """httpx's transport (same TLS settings, limits and pooling) with its connections on
+    `AsyncioBackend`; behind a proxy it stays httpx's own."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        if type(self._pool) is httpcore2.AsyncConnectionPool:
+            self._pool._network_backend = AsyncioBackend()
+
+
+def async_http_client() -> httpx2.AsyncClient:
+    """The httpx client the openai SDK would make (its limits, timeout and redirects), on asyncio."""
+    from openai import DEFAULT_CONNECTION_LIMITS, DefaultAsyncHttpxClient
+
+    return DefaultAsyncHttpxClient(transport=AsyncioTransport(limits=DEFAULT_CONNECTION_LIMITS))

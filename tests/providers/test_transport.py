@@ -1,0 +1,163 @@
+"""chat/providers/transport.py: the OpenAI-compatible providers' connections on plain asyncio.
+
+* the SDK client the adapter uses really streams over `AsyncioStream` (httpcore's response names
+  its network stream), so a renamed httpcore attribute cannot silently bring anyio back;
+* TLS: a local HTTPS server with its own certificate answers when that certificate is trusted, and
+  an untrusted one is a ConnectError (no request sent);
+* a pooled connection the server closed without saying so is not reused: the next request opens a
+  new one and succeeds;
+* a server that never answers is a ReadTimeout, a closed port a ConnectError, a connection cut
+  mid-body a ReadError/RemoteProtocolError: the errors httpx maps and the SDK classifies as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import socket
+import ssl
+import threading
+
+import httpx2
+import pytest
+
+from chat.providers.openai_compat import openai_client
+from chat.providers.transport import AsyncioStream, AsyncioTransport
+
+pytestmark = pytest.mark.asyncio
+
+
+class Server(threading.Thread):
+    """A one-thread HTTP/1.1 server on a raw socket: `reply(n, conn)` answers its n-th request."""
+
+    def __init__(self, reply, tls: ssl.SSLContext | None = None) -> None:
+        super().__init__(daemon=True)
+        self.reply, self.tls = reply, tls
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.requests = 0
+        self.connections = 0
+
+    def run(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            try:
+                if self.tls is not None:
+                    conn = self.tls.wrap_socket(conn, server_side=True)
+                while True:
+                    data = b""
+                    while b"\r\n\r\n" not in data:
+                        chunk = conn.recv(65536)
+                        if not chunk:
+                            raise ConnectionError
+                        data += chunk
+                    self.requests += 1
+                    if not self.reply(self.requests, conn):
+                        break
+            except (OSError, ConnectionError, ssl.SSLError):
+                pass
+            finally:
+                conn.close()
+
+    def stop(self) -> None:
+        self.sock.close()
+
+
+def ok(body: bytes = b"hello", close: bool = False):
+    def reply(n: int, conn) -> bool:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        return not close
+    return reply
+
+
+def _certificate(tmp_path):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+async def test_the_sdk_client_streams_over_asyncio():
+    server = Server(ok(b'{"data": []}'))
+    server.start()
+    try:
+        client = openai_client("k", f"http://127.0.0.1:{server.port}/v1", 5)
+        async with client._client.stream("GET", f"http://127.0.0.1:{server.port}/v1/models") as response:
+            assert isinstance(response.extensions["network_stream"], AsyncioStream)
+            assert (await response.aread()) == b'{"data": []}'
+    finally:
+        server.stop()
+
+
+async def test_tls_with_a_trusted_and_an_untrusted_certificate(tmp_path):
+    cert, key = _certificate(tmp_path)
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(cert, key)
+    server = Server(ok(b"secret"), tls=tls)
+    server.start()
+    try:
+        trusted = ssl.create_default_context(cafile=str(cert))
+        async with httpx2.AsyncClient(transport=AsyncioTransport(verify=trusted)) as client:
+            response = await client.get(f"https://localhost:{server.port}/")
+            assert (response.status_code, response.text) == (200, "secret")
+            assert response.extensions["network_stream"].get_extra_info("ssl_object") is not None
+        async with httpx2.AsyncClient(transport=AsyncioTransport()) as client:  # the system's roots only
+            with pytest.raises(httpx2.ConnectError):
+                await client.get(f"https://localhost:{server.port}/")
+        assert server.requests == 1
+    finally:
+        server.stop()
+
+
+async def test_a_connection_the_server_closed_is_not_reused():
+    server = Server(ok(close=True))  # closes after each reply without `Connection: close`
+    server.start()
+    try:
+        async with httpx2.AsyncClient(transport=AsyncioTransport()) as client:
+            first = await client.get(f"http://127.0.0.1:{server.port}/")
+            await asyncio.sleep(0.05)  # the FIN arrives
+            second = await client.get(f"http://127.0.0.1:{server.port}/")
+        assert (first.status_code, second.status_code) == (200, 200)
+        assert (server.requests, server.connections) == (2, 2)
+    finally:
+        server.stop()
+
+
+async def test_timeouts_refusals_and_cuts_are_httpx_errors():
+    silent = Server(lambda n, conn: threading.Event().wait(2) and False)
+    cut = Server(lambda n, conn: conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part") and False)
+    silent.start()
+    cut.start()
+    closed = socket.create_server(("127.0.0.1", 0))
+    closed_port = closed.getsockname()[1]
+    closed.close()
+    try:
+        async with httpx2.AsyncClient(transport=AsyncioTransport(), timeout=0.3) as client:
+            with pytest.raises(httpx2.ReadTimeout):
+                await client.get(f"http://127.0.0.1:{silent.port}/")
+            with pytest.raises(httpx2.ConnectError):
+                await client.get(f"http://127.0.0.1:{closed_port}/")
+            with pytest.raises((httpx2.ReadError, httpx2.RemoteProtocolError)):
+                await client.get(f"http://127.0.0.1:{cut.port}/")
+    finally:
+        silent.stop()
+        cut.stop()
