@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from chatlima.rows import select_where
 from chat.attachments.models import Attachment
+from chatlima.rows import select_where
 from usage.tokens import count_tokens, uses_bpe
 
 PREAMBLE = "The user attached these files and web pages to the conversation; use them as context."
