@@ -84,15 +84,39 @@ class AsyncioStream(httpcore2.AsyncNetworkStream):
     def __init__(self, transport: asyncio.Transport, buffer: _Buffer) -> None:
         self.transport = transport
         self.buffer = buffer
+        # The read timeout as one timer per connection, re-armed only when it fires early (as the
+        # exchange's silence timer does): not an `asyncio.timeout` with its own timer per read.
+        self.deadline: float | None = None
+        self.timer: asyncio.TimerHandle | None = None
+
+    def _expire(self) -> None:
+        self.timer = None
+        if self.deadline is None:
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() < self.deadline:
+            self.timer = loop.call_at(self.deadline, self._expire)
+            return
+        waiter = self.buffer.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(httpcore2.ReadTimeout("the provider sent nothing within the read timeout"))
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         buffer = self.buffer
         if not buffer.data and not buffer.ended:
-            buffer.waiter = asyncio.get_running_loop().create_future()
+            loop = asyncio.get_running_loop()
+            waiter = buffer.waiter = loop.create_future()
+            if timeout is not None:
+                self.deadline = loop.time() + timeout
+                if self.timer is None or self.timer.when() > self.deadline:
+                    if self.timer is not None:
+                        self.timer.cancel()
+                    self.timer = loop.call_at(self.deadline, self._expire)
             try:
-                await _within(buffer.waiter, timeout, httpcore2.ReadTimeout)
+                await waiter
             finally:
                 buffer.waiter = None
+                self.deadline = None
         if buffer.data:
             data = bytes(buffer.data[:max_bytes])
             del buffer.data[:max_bytes]
@@ -111,6 +135,9 @@ class AsyncioStream(httpcore2.AsyncNetworkStream):
             await _within(asyncio.shield(self.buffer.writable), timeout, httpcore2.WriteTimeout)
 
     async def aclose(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         self.transport.close()
 
     async def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,

@@ -6,6 +6,8 @@
   an untrusted one is a ConnectError (no request sent);
 * a pooled connection the server closed without saying so is not reused: the next request opens a
   new one and succeeds;
+* the read timeout counts each wait, not the whole response: a reply that trickles in for longer
+  than the timeout arrives whole, one that stops mid-way is a ReadTimeout after what it sent;
 * a server that never answers is a ReadTimeout, a closed port a ConnectError, a connection cut
   mid-body a ReadError/RemoteProtocolError: the errors httpx maps and the SDK classifies as before.
 """
@@ -161,3 +163,39 @@ async def test_timeouts_refusals_and_cuts_are_httpx_errors():
     finally:
         silent.stop()
         cut.stop()
+
+
+def _trickle(pieces: int, gap: float, stall_after: int | None = None):
+    """A chunked reply of `pieces` pieces `gap` s apart; with `stall_after`, silence after that many."""
+    def reply(n: int, conn) -> bool:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for i in range(pieces):
+            if stall_after is not None and i >= stall_after:
+                threading.Event().wait(3)
+                return False
+            conn.sendall(b"1\r\n%d\r\n" % (i % 10))
+            threading.Event().wait(gap)
+        conn.sendall(b"0\r\n\r\n")
+        return False
+    return reply
+
+
+async def test_the_read_timeout_is_per_wait_not_per_response():
+    steady, stalling = Server(_trickle(6, 0.12)), Server(_trickle(6, 0.05, stall_after=2))
+    steady.start()
+    stalling.start()
+    try:
+        async with httpx2.AsyncClient(transport=AsyncioTransport(), timeout=0.4) as client:
+            started = asyncio.get_running_loop().time()
+            response = await client.get(f"http://127.0.0.1:{steady.port}/")
+            assert response.text == "012345"
+            assert asyncio.get_running_loop().time() - started > 0.5  # longer than the timeout, in all
+            seen = []
+            with pytest.raises(httpx2.ReadTimeout):
+                async with client.stream("GET", f"http://127.0.0.1:{stalling.port}/") as stream:
+                    async for piece in stream.aiter_raw():
+                        seen.append(piece)
+            assert b"".join(seen) == b"01"
+    finally:
+        steady.stop()
+        stalling.stop()
