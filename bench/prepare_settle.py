@@ -5,8 +5,10 @@ thread, with production settings, against the database of `--database-url` (Post
 
 No stream, no socket, no frames: the figure issue 17 budgets at 3 ms ("prepare + settle"). Each
 exchange is a new message in a conversation of up to `--turns` exchanges (its history is sent
-along, as in a real chat; the first starts the conversation); it prints CPU per exchange for each part, the statements each part runs, and,
-with --profile N, cProfile's N costliest functions by own time.
+along, as in a real chat; the first starts the conversation). Each part runs as `run_db` runs it:
+the pooled connection goes back to the pool after it. It prints CPU per exchange for each part and
+the statements each part runs; with --profile N, cProfile's N costliest functions by own CPU time
+(and BENCH_CALLEES=regex: what those functions call; BENCH_SHOW_SQL=1: the statements).
 """
 
 from __future__ import annotations

@@ -168,8 +168,9 @@ def settle_exchange(target: SettleTarget, outcome: Outcome) -> Settled | None:
 
     The usage row's move out of `pending` is a compare-and-set, so a live settle and a restart's
     `interrupted` settle can never both count the same exchange. Writes are plain UPDATEs (no
-    read-modify-write; single-row ones through `chatlima.rows`, which skips the ORM's compiling); lock order is the usage row, the budget row, then the sync clock, the same
-    order `prepare_exchange` takes the budget and the clock.
+    read-modify-write; the single-row ones through `chatlima.rows`, which skips the ORM's
+    compiling); lock order is the usage row, the budget row, then the sync clock, the same order
+    `prepare_exchange` takes the budget and the clock.
     """
     usage = outcome.usage
     cost = _money(cost_of(target.model, usage))

@@ -15,6 +15,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from knox.models import AuthToken
+from rest_framework import exceptions
 from rest_framework.test import APIRequestFactory
 
 from accounts.authentication import BearerTokenAuthentication
@@ -43,8 +44,6 @@ def test_a_good_token_and_its_name_take_one_query(owner):
                                     lambda s: "x" * 8])
 def test_wrong_or_garbled_tokens_are_refused(owner, mangle):
     _, secret = issue_token(owner, "phone")
-    from rest_framework import exceptions
-
     with pytest.raises(exceptions.AuthenticationFailed):
         _check(mangle(secret))
 
@@ -55,8 +54,6 @@ def test_an_expired_token_is_refused_and_deleted_the_others_wait_for_the_task(ow
     other_expired, _ = issue_token(owner, "forgotten device")
     past = timezone.now() - timezone.timedelta(seconds=1)
     AuthToken.objects.filter(pk__in=[expired.auth_token_id, other_expired.auth_token_id]).update(expiry=past)
-    from rest_framework import exceptions
-
     with pytest.raises(exceptions.AuthenticationFailed):
         _check(old)
     assert not AuthToken.objects.filter(pk=expired.auth_token_id).exists()  # deleted on use
@@ -66,7 +63,8 @@ def test_an_expired_token_is_refused_and_deleted_the_others_wait_for_the_task(ow
     assert delete_expired_tokens() == 1
     assert not AuthToken.objects.filter(pk=other_expired.auth_token_id).exists()
     assert _check(live)[0].pk == owner.pk  # the live one stays
-    assert set(ApiToken.objects.filter(user=owner).values_list("name", flat=True)) == {"live", "expired", "forgotten device"}
+    names = set(ApiToken.objects.filter(user=owner).values_list("name", flat=True))
+    assert names == {"live", "expired", "forgotten device"}
 
 
 def test_a_token_without_a_name_gets_an_unnamed_one(owner):
