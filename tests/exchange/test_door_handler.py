@@ -122,8 +122,9 @@ async def test_no_credentials_and_bad_input_get_the_contracts_body(owner):
 
 async def test_a_door_request_takes_no_hop_through_the_thread_sensitive_thread(owner, sensitive_hops):
     """Django's middleware hooks would each be a `sync_to_async(thread_sensitive=True)` call (12 for
-    this request through the whole stack, besides the handler's own 2); the exchange's own database
-    work goes through `run_db` (not thread-sensitive on PostgreSQL)."""
+    this request through the whole stack), and its ASGI handler sends request_started and
+    request_finished through it too (2 more); the exchange's own database work goes through
+    `run_db` (not thread-sensitive on PostgreSQL)."""
     headers = await bearer(owner)
     sensitive_hops.clear()  # from here on: the request's own
     start, _ = await call("/api/v1/chat/send", json.dumps({"message": "Hello"}).encode(), headers)
@@ -131,9 +132,30 @@ async def test_a_door_request_takes_no_hop_through_the_thread_sensitive_thread(o
     middleware = [name for name in sensitive_hops if "Middleware" in name or "process_" in name]
     assert middleware == [], middleware
     if settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
-        # What remains is Django's ASGI handler itself: request_started's receivers, and the
-        # response's close() that sends request_finished; one hop each.
-        assert sorted(sensitive_hops) == ["HttpResponseBase.close", "Signal.asend.<locals>.sync_send"], sensitive_hops
+        assert sensitive_hops == [], sensitive_hops  # the signals too are sent on the event loop
+
+
+async def test_the_door_handler_sends_djangos_request_signals_once_each(owner):
+    from django.core import signals
+
+    seen: list[str] = []
+
+    def started(sender, **kwargs):
+        seen.append("started")
+
+    def finished(sender, **kwargs):
+        seen.append("finished")
+
+    signals.request_started.connect(started)
+    signals.request_finished.connect(finished)
+    try:
+        start, _ = await call("/api/v1/chat/send", json.dumps({"message": "Hello"}).encode(), await bearer(owner))
+        refused, _ = await call("/api/v1/chat/send", b"{}", [])
+    finally:
+        signals.request_started.disconnect(started)
+        signals.request_finished.disconnect(finished)
+    assert (start["status"], refused["status"]) == (200, 401)
+    assert seen == ["started", "finished", "started", "finished"]
 
 
 async def test_a_websocket_frame_takes_no_hop_to_tidy_connections(owner, sensitive_hops):
