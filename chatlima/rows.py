@@ -8,9 +8,10 @@ the same model field names and values, adapt each value with its field
 cached per (model, fields). Equality only, `None` meaning IS NULL: anything richer stays a queryset.
 No library does this (django-cachalot and friends cache results, not SQL), hence these few lines.
 
-`select_where` builds its ORDER BY from field names ("-" for descending) each call; the rest of its
-text is cached. Each runs in the caller's transaction, if any, on the default connection; an UPDATE takes the rows'
-locks to that transaction's end, as `QuerySet.update()` does.
+`select_where` orders by field names ("-" for descending). Each runs in the caller's transaction,
+if any, on the default connection; an UPDATE takes the rows' locks to that transaction's end, as
+`QuerySet.update()` does. The cached texts are keyed by the database vendor, as quoting and the
+column converters are the vendor's.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def _field(model: type[models.Model], name: str) -> models.Field:
 
 
 @lru_cache(maxsize=256)
-def _where(model: type[models.Model], names: tuple[str, ...], nulls: tuple[bool, ...]) -> str:
+def _where(model: type[models.Model], names: tuple[str, ...], nulls: tuple[bool, ...], vendor: str) -> str:
     quote = connection.ops.quote_name
     return " AND ".join(
         f"{quote(_field(model, n).column)} IS NULL" if null else f"{quote(_field(model, n).column)} = %s"
@@ -44,11 +45,11 @@ def _where_params(model: type[models.Model], where: dict[str, Any]) -> tuple[str
     nulls = tuple(v is None for v in where.values())
     params = [_field(model, n).get_db_prep_value(v, connection, prepared=False)
               for n, v in where.items() if v is not None]
-    return _where(model, names, nulls), params
+    return _where(model, names, nulls, connection.vendor), params
 
 
 @lru_cache(maxsize=256)
-def _update_sql(model: type[models.Model], names: tuple[str, ...]) -> str:
+def _update_sql(model: type[models.Model], names: tuple[str, ...], vendor: str) -> str:
     quote = connection.ops.quote_name
     sets = ", ".join(f"{quote(_field(model, n).column)} = %s" for n in names)
     return f"UPDATE {quote(model._meta.db_table)} SET {sets} WHERE "
@@ -61,7 +62,7 @@ def update_where(model: type[models.Model], values: dict[str, Any], **where: Any
     sets = [_field(model, n).get_db_prep_save(v, connection) for n, v in values.items()]
     condition, params = _where_params(model, where)
     with connection.cursor() as cursor:
-        cursor.execute(_update_sql(model, names) + condition, [*sets, *params])
+        cursor.execute(_update_sql(model, names, connection.vendor) + condition, [*sets, *params])
         return cursor.rowcount
 
 
@@ -81,7 +82,8 @@ def _select(model: type[models.Model], vendor: str) -> tuple[str, list[str], lis
     return f"SELECT {columns} FROM {quote(model._meta.db_table)} WHERE ", [f.attname for f in fields], converting
 
 
-def _order(model: type[models.Model], order_by: tuple[str, ...]) -> str:
+@lru_cache(maxsize=64)
+def _order(model: type[models.Model], order_by: tuple[str, ...], vendor: str) -> str:
     quote = connection.ops.quote_name
     return ", ".join(f"{quote(_field(model, n.lstrip('-')).column)}{' DESC' if n.startswith('-') else ''}"
                      for n in order_by)
@@ -94,7 +96,7 @@ def select_where(model: type[M], *, order_by: tuple[str, ...] = (), limit: int |
     condition, params = _where_params(model, where)
     sql += condition
     if order_by:
-        sql += " ORDER BY " + _order(model, order_by)
+        sql += " ORDER BY " + _order(model, order_by, connection.vendor)
     if limit is not None:
         sql += " LIMIT %s"
         params.append(limit)

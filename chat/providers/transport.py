@@ -3,9 +3,11 @@
 A provider streams each delta as its own TCP segment, so the server wakes once per delta for every
 live answer. The openai SDK reads through httpx and httpcore, whose network backend under asyncio is
 anyio's: every read opens an anyio cancel scope (`fail_after`) and goes through anyio's stream on
-top of an asyncio protocol. `bench/delta_floor.py` measures the CPU one delta costs the reader:
-the same SDK, the same h11 parsing and the same line splitting cost 335-347 us per delta through
-anyio and 201-268 us through this backend (a raw asyncio read of the same socket: 185-226 us).
+top of an asyncio protocol. The CPU one delta costs the reader (the
+same SDK, h11 parsing and line splitting; interleaved, median of 10 streams of 200 deltas 3 ms
+apart): 369-469 us through anyio, 298-348 us through this backend; `bench/delta_floor.py` prints
+both beside a raw asyncio read of the same socket (90-110 us). Under heavy load several deltas
+share one read and the difference shrinks (README, performance notes, third round).
 
 httpcore's network backend is its documented extension point (`AsyncNetworkBackend`,
 `AsyncNetworkStream`); httpx's transport does not take one, so `AsyncioTransport` sets it on the
@@ -37,10 +39,6 @@ class _Buffer(asyncio.Protocol):
         self.error: BaseException | None = None
         self.waiter: asyncio.Future | None = None
         self.writable: asyncio.Future | None = None  # set while the transport's write buffer is full
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport) -> None:
-        self.transport = transport
 
     def _wake(self) -> None:
         if self.waiter is not None and not self.waiter.done():
@@ -150,7 +148,6 @@ class AsyncioStream(httpcore2.AsyncNetworkStream):
         except (OSError, ssl.SSLError) as exc:
             self.transport.close()
             raise httpcore2.ConnectError(str(exc)) from exc
-        self.buffer.transport = transport
         return AsyncioStream(transport, self.buffer)
 
     def get_extra_info(self, info: str) -> Any:
@@ -169,31 +166,30 @@ class AsyncioStream(httpcore2.AsyncNetworkStream):
         return None
 
 
+async def _connect(opening, timeout: float | None, socket_options: Iterable | None) -> AsyncioStream:
+    """A new connection from `opening` (the loop's create_connection coroutine), within `timeout`."""
+    try:
+        transport, buffer = await _within(opening, timeout, httpcore2.ConnectTimeout)
+    except OSError as exc:
+        raise httpcore2.ConnectError(str(exc)) from exc
+    sock = transport.get_extra_info("socket")
+    for option in socket_options or ():
+        sock.setsockopt(*option)
+    return AsyncioStream(transport, buffer)
+
+
 class AsyncioBackend(httpcore2.AsyncNetworkBackend):
     async def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
                           socket_options: Iterable | None = None) -> AsyncioStream:
-        loop = asyncio.get_running_loop()
-        try:
-            transport, buffer = await _within(loop.create_connection(
-                _Buffer, host, port, local_addr=(local_address, 0) if local_address else None),
-                timeout, httpcore2.ConnectTimeout)
-        except OSError as exc:
-            raise httpcore2.ConnectError(str(exc)) from exc
-        sock = transport.get_extra_info("socket")
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        for option in socket_options or ():
-            sock.setsockopt(*option)
-        return AsyncioStream(transport, buffer)
+        opening = asyncio.get_running_loop().create_connection(
+            _Buffer, host, port, local_addr=(local_address, 0) if local_address else None)
+        # As anyio's backend does: each small write (a request, a delta) goes out at once.
+        return await _connect(opening, timeout, [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1), *(socket_options or ())])
 
     async def connect_unix_socket(self, path: str, timeout: float | None = None,
                                   socket_options: Iterable | None = None) -> AsyncioStream:
-        loop = asyncio.get_running_loop()
-        try:
-            transport, buffer = await _within(loop.create_unix_connection(_Buffer, path), timeout,
-                                              httpcore2.ConnectTimeout)
-        except OSError as exc:
-            raise httpcore2.ConnectError(str(exc)) from exc
-        return AsyncioStream(transport, buffer)
+        return await _connect(asyncio.get_running_loop().create_unix_connection(_Buffer, path), timeout,
+                              socket_options)
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
