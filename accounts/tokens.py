@@ -106,7 +106,7 @@ def update_token(token: ApiToken, changes: dict) -> ApiToken:
 
 def token_by_digest(digest: str) -> ApiToken | None:
     """The named token of a knox token's digest (a WebSocket's credential), None once revoked."""
-    auth_token = AuthToken.objects.filter(pk=digest).first()
+    auth_token = AuthToken.objects.filter(pk=digest).select_related("named").first()  # the name in the same read
     return None if auth_token is None else named_token(auth_token)
 
 
