@@ -27,7 +27,7 @@ from urllib.parse import parse_qs
 from channels.auth import AuthMiddleware
 from channels.db import database_sync_to_async
 from channels.security.websocket import OriginValidator
-from channels.sessions import CookieMiddleware, SessionMiddleware
+from channels.sessions import CookieMiddleware, InstanceSessionWrapper, SessionMiddleware
 from django.conf import settings
 from django.contrib.auth import SESSION_KEY
 from django.contrib.auth.models import AnonymousUser
@@ -127,8 +127,20 @@ class _TokenAuthMiddleware(AuthMiddleware):
         scope[CREDENTIAL_SCOPE_KEY] = credential
 
 
+class SocketSessionMiddleware(SessionMiddleware):
+    """channels' SessionMiddleware, handing a WebSocket the server's own `send`. Its wrapper saves
+    a session only on `http.response.start`, which a socket never sends, so on a socket it only looked
+    at the session for every frame on the way out (7% of a streaming process's send path, py-spy).
+    HTTP scopes keep the wrapper."""
+
+    async def __call__(self, scope, receive, send):
+        wrapper = InstanceSessionWrapper(scope, send)
+        await wrapper.resolve_session()
+        return await self.inner(wrapper.scope, receive, send if scope["type"] == "websocket" else wrapper.send)
+
+
 def TokenOrSessionAuthMiddleware(inner):  # noqa: N802 - mirrors channels' AuthMiddlewareStack
-    return CookieMiddleware(SessionMiddleware(_TokenAuthMiddleware(inner)))
+    return CookieMiddleware(SocketSessionMiddleware(_TokenAuthMiddleware(inner)))
 
 
 # --- revocation ----------------------------------------------------------------------------------

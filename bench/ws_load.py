@@ -344,6 +344,9 @@ async def poisson_run(args: argparse.Namespace, sockets: list, model: Model, dap
     print(f"overhead to first chunk (ms): p50 {percentile(overhead, 50):.1f}  p99 {percentile(overhead, 99):.1f}"
           "  (target: p99 <= 100)")
     print(f"stream duration / model pace: p50 {percentile(ratios, 50):.2f}  p99 {percentile(ratios, 99):.2f}")
+    frames = [r["frames"] for r in ok]
+    print(f"frames per exchange (every event): p50 {percentile(frames, 50):.0f}  min {min(frames, default=0)}"
+          f"  max {max(frames, default=0)}")
     print(f"errors: {len(errors)}" + (f" (first: {errors[0]})" if errors else ""))
     if daphnes:
         print(f"server CPU during the arrivals: {cpu:.1f} s = {cpu / max(len(ok), 1) * 1000:.2f} ms per exchange "

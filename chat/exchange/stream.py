@@ -22,6 +22,7 @@ from chat import partials, providers
 from chat.exchange import events
 from chat.exchange.body import SendBody, parse_send_body
 from chat.exchange.prepare import Prepared, prepare_exchange
+from chat.exchange.relay import Relay, loop_lag
 from chat.exchange.replay import Replay
 from chat.exchange.settle import Outcome, charged_usage, settle_exchange
 from chat.exchange.supplied import Supplied, Via
@@ -49,71 +50,24 @@ MAX_INTERVAL_FACTOR = 8
 _live_streams = 0  # streams this process is relaying now (a load figure of this process only)
 
 
-def _busy_factor() -> float:
-    """How many batch intervals one frame spans: 1 up to CHATLIMA_STREAM_BUSY_STREAMS live streams
-    in this process, then growing with them (at most MAX_INTERVAL_FACTOR; 0 = never). Each frame
-    costs the server about the same whatever its size (daphne, autobahn, JSON), so a busy process
-    sends fewer, longer frames: the client sees the same text, and the whole answer sooner than from
-    a process falling behind."""
+def _busy_factor(interval: float) -> float:
+    """How many batch intervals one frame spans (at most MAX_INTERVAL_FACTOR): 1 while the process
+    keeps up, and more when its event loop runs late (`relay.loop_lag`: 1 + the lag over the
+    interval) or it relays more than CHATLIMA_STREAM_BUSY_STREAMS live streams (their number over
+    that; 0 = never). Each frame costs the server about the same whatever its size (daphne,
+    autobahn, JSON, and with the relay the provider's reads), so a busy process sends fewer, longer
+    frames: the client sees the same text, and the whole answer sooner than from a process falling
+    behind."""
+    factor = 1.0 + loop_lag() / interval if interval > 0 else 1.0
     per = settings.CHATLIMA_STREAM_BUSY_STREAMS
-    if per <= 0 or _live_streams <= per:
-        return 1.0
-    return min(MAX_INTERVAL_FACTOR, _live_streams / per)
+    if per > 0 and _live_streams > per:
+        factor = max(factor, _live_streams / per)
+    return min(MAX_INTERVAL_FACTOR, factor)
 
 
 def _streams(change: int) -> None:
     global _live_streams
     _live_streams += change
-
-
-class _QuietTimer:
-    """The provider's silence limit with one timer per stream, not one `asyncio.timeout` per delta
-    (a Timeout object and a timer-heap entry made and cancelled for every delta). The stream's loop
-    runs inside it (`async with _QuietTimer(loop) as quiet`, one `asyncio.timeout(None)`), and
-    `await quiet.next(stream, limit)` waits for the provider's next item at most `limit` seconds:
-    only that wait counts, never the time spent with an item (the caller's frames). The one timer
-    looks at the deadline when it fires and re-arms itself while items keep coming; an expired wait
-    raises TimeoutError, as before."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.deadline = float("inf")
-        self.handle: asyncio.TimerHandle | None = None
-        self.timeout = asyncio.timeout(None)
-
-    async def __aenter__(self) -> _QuietTimer:
-        await self.timeout.__aenter__()
-        return self
-
-    async def __aexit__(self, *exc) -> bool | None:
-        if self.handle is not None:
-            self.handle.cancel()
-            self.handle = None
-        return await self.timeout.__aexit__(*exc)
-
-    async def next(self, stream: AsyncIterator, limit: float) -> Any:
-        """`stream`'s next item, within `limit` seconds; StopAsyncIteration at its end."""
-        self.start(limit)
-        try:
-            return await anext(stream)
-        finally:
-            self.deadline = float("inf")
-
-    def _check(self) -> None:
-        self.handle = None
-        if self.loop.time() >= self.deadline:
-            self.timeout.reschedule(self.loop.time())  # expires now: cancels the waiting task
-        elif self.deadline != float("inf"):
-            self.handle = self.loop.call_at(self.deadline, self._check)
-
-    def start(self, limit: float) -> None:
-        self.deadline = self.loop.time() + limit
-        if self.handle is not None and self.handle.when() > self.deadline:
-            self.handle.cancel()
-            self.handle = None
-        if self.handle is None:
-            self.handle = self.loop.call_at(self.deadline, self._check)
-
 
 
 class Exchange:
@@ -144,14 +98,13 @@ class Exchange:
         error_code = error_message = ""
         retries = 0
         started = first_token = ended = None
-        stream = None
+        stream = relay = None
         counted = False
         try:
             yield p.saved_event
             yield p.start_event
             provider = providers.get_provider(target.provider)
             started = time.perf_counter()
-            last_flush = loop.time()
             partials.saver().add(live)
             _streams(+1)
             counted = True
@@ -159,46 +112,33 @@ class Exchange:
             # A provider that goes quiet must not hold the exchange (and its hold) forever; the first
             # item may include the provider's own retries.
             gap = settings.PROVIDER_TIMEOUT_SECONDS
-            wait = gap * (settings.PROVIDER_MAX_RETRIES + 1)
-            async with _QuietTimer(loop) as quiet:
-                while True:
-                    try:
-                        item = await quiet.next(stream, wait)
-                    except StopAsyncIteration:
-                        break
-                    wait = gap
+            relay = Relay(stream, gap * (settings.PROVIDER_MAX_RETRIES + 1), gap)
+            # The first delta goes out at once (time to first token); then one frame at most per
+            # interval, with all that arrived meanwhile (chat/exchange/relay.py), in longer frames
+            # while the process streams many answers (_busy_factor).
+            not_before = float("-inf")
+            while items := await relay.take(not_before):
+                for item in items:
                     if isinstance(item, Usage):
                         usage = item
-                        continue
-                    if isinstance(item, Reasoning):
+                    elif isinstance(item, Reasoning):
                         if item.text:
                             first_token = first_token or time.perf_counter()
                             thoughts.append(item.text)
                             live.estimated_tokens += count_tokens(item.text, target.model)
-                        continue
-                    if not item:
-                        continue
-                    if first_token is None:
-                        first_token = time.perf_counter()
-                    parts.append(item)
-                    pending.append(item)
-                    now = loop.time()
-                    # The first delta goes out at once (time to first token); later ones are batched, in
-                    # longer frames while the process streams many answers (_busy_factor).
-                    if len(parts) == 1 or now - last_flush >= interval * _busy_factor():
-                        batch = "".join(pending)
-                        pending.clear()
-                        tokens = count_tokens(batch, target.model)
-                        running += tokens
-                        live.estimated_tokens += tokens
-                        last_flush = now
-                        yield events.stream_chunk(target.request_id, batch, running)
-            ended = time.perf_counter()
-            if pending:
-                batch = "".join(pending)
-                pending.clear()
-                running += count_tokens(batch, target.model)
-                yield events.stream_chunk(target.request_id, batch, running)
+                    elif item:
+                        first_token = first_token or time.perf_counter()
+                        parts.append(item)
+                        pending.append(item)
+                if pending:
+                    batch = "".join(pending)
+                    pending.clear()
+                    tokens = count_tokens(batch, target.model)
+                    running += tokens
+                    live.estimated_tokens += tokens
+                    not_before = loop.time() + interval * _busy_factor(interval)
+                    yield events.stream_chunk(target.request_id, batch, running)
+            ended = relay.ended_at
         except TimeoutError:
             status = S.TIMEOUT
             error_code, error_message = "TIMEOUT", "The provider did not answer in time."
@@ -220,9 +160,9 @@ class Exchange:
             partials.saver().remove(live)
             if counted:
                 _streams(-1)
-            ended = ended or time.perf_counter()
+            ended = ended or (relay.ended_at if relay is not None else None) or time.perf_counter()
             result = await _shielded(self._finish(
-                stream, parts, thoughts, usage, status, error_code, error_message, retries, started, first_token,
+                relay, stream, parts, thoughts, usage, status, error_code, error_message, retries, started, first_token,
                 ended,
             ))
         for event in result or []:
@@ -232,11 +172,13 @@ class Exchange:
         """Settle as cancelled an exchange whose stream never started (no provider call; the settle's
         one transaction, as `events()` ends)."""
         if not self.settled:
-            await _shielded(self._finish(None, [], [], None, S.CANCELLED, "CANCELLED", "The exchange was cancelled.",
+            await _shielded(self._finish(None, None, [], [], None, S.CANCELLED, "CANCELLED", "The exchange was cancelled.",
                                          0, None, None, None))
 
-    async def _finish(self, stream, parts, thoughts, usage, status, error_code, error_message, retries,
+    async def _finish(self, relay, stream, parts, thoughts, usage, status, error_code, error_message, retries,
                       started, first_token, ended) -> list[dict]:
+        if relay is not None:
+            await relay.close()  # the reader stops before its stream is closed
         if stream is not None:
             try:
                 # Closing the provider's generator closes its HTTP stream.

@@ -23,6 +23,7 @@ import asyncio
 import socket
 import ssl
 from collections.abc import Iterable
+from contextvars import ContextVar
 from typing import Any
 
 import httpcore2
@@ -78,6 +79,50 @@ async def _within(awaitable, timeout: float | None, error: type[Exception]):
         raise error(f"no progress within {timeout} s") from exc
 
 
+class ReadPace:
+    """An exchange's hold on its provider connection between frames (chat/exchange/relay.py).
+
+    The reading task calls `pace_reads(pace)` once; each read it then makes on one of these
+    connections registers that connection with the pace. `hold(seconds)` stops reading its socket for
+    that long (asyncio's `pause_reading`: the kernel keeps what arrives), so the deltas sent
+    meanwhile come in one read instead of one wake-up each. `forget()` releases the connection, as
+    the stream ends: a connection going back to the pool is never left held. Reads on other
+    transports (a proxy's, google-genai's) register nothing, and `hold` does nothing for them."""
+
+    __slots__ = ("handle", "stream", "waits")
+
+    def __init__(self) -> None:
+        self.stream: AsyncioStream | None = None
+        self.handle: asyncio.TimerHandle | None = None
+        self.waits = 0  # reads that waited for the socket: the wake-ups the provider cost
+
+    def hold(self, seconds: float) -> None:
+        stream = self.stream
+        if stream is None or self.handle is not None or stream.transport.is_closing():
+            return
+        stream.transport.pause_reading()
+        self.handle = asyncio.get_running_loop().call_later(seconds, self.release)
+
+    def release(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
+            if self.stream is not None and not self.stream.transport.is_closing():
+                self.stream.transport.resume_reading()
+
+    def forget(self) -> None:
+        self.release()
+        self.stream = None
+
+
+_pace: ContextVar[ReadPace | None] = ContextVar("chatlima_read_pace", default=None)
+
+
+def pace_reads(pace: ReadPace) -> None:
+    """The reads this task (and what it starts) makes from now on register with `pace`."""
+    _pace.set(pace)
+
+
 class AsyncioStream(httpcore2.AsyncNetworkStream):
     def __init__(self, transport: asyncio.Transport, buffer: _Buffer) -> None:
         self.transport = transport
@@ -101,7 +146,13 @@ class AsyncioStream(httpcore2.AsyncNetworkStream):
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         buffer = self.buffer
+        pace = _pace.get()
+        if pace is not None and pace.stream is not self:
+            pace.forget()  # a retry's new connection: the old one is not held any more
+            pace.stream = self
         if not buffer.data and not buffer.ended:
+            if pace is not None:
+                pace.waits += 1
             loop = asyncio.get_running_loop()
             waiter = buffer.waiter = loop.create_future()
             if timeout is not None:

@@ -1,4 +1,4 @@
-"""The provider's silence limit (chat.exchange.stream._QuietTimer): one timer per stream, not one per delta."""
+"""The provider's silence limit (chat.exchange.relay.QuietTimer): one timer per stream, not one per delta."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from chat.exchange.stream import _QuietTimer
+from chat.exchange.relay import QuietTimer
 
 
 async def relay(gaps: list[float], limit: float, hold: float = 0.0, first: float | None = None) -> list[int]:
@@ -20,7 +20,7 @@ async def relay(gaps: list[float], limit: float, hold: float = 0.0, first: float
             yield i
 
     stream, seen = provider(), []
-    async with _QuietTimer(asyncio.get_running_loop()) as quiet:
+    async with QuietTimer(asyncio.get_running_loop()) as quiet:
         while True:
             try:
                 item = await quiet.next(stream, first if first is not None and not seen else limit)
@@ -58,14 +58,40 @@ async def test_a_long_first_wait_then_a_short_limit():
     assert time.monotonic() - started < 0.8
 
 
-def test_frames_grow_only_when_a_process_streams_many_answers(monkeypatch, settings):
+async def test_frames_grow_when_a_process_streams_many_answers(monkeypatch, settings):
     from chat.exchange import stream
 
     settings.CHATLIMA_STREAM_BUSY_STREAMS = 200
     factors = []
     for live in (0, 200, 400, 20000):
         monkeypatch.setattr(stream, "_live_streams", live)
-        factors.append(stream._busy_factor())
+        factors.append(round(stream._busy_factor(0.05), 1))
     assert factors == [1.0, 1.0, 2.0, stream.MAX_INTERVAL_FACTOR]
     settings.CHATLIMA_STREAM_BUSY_STREAMS = 0
-    assert stream._busy_factor() == 1.0
+    assert round(stream._busy_factor(0.05), 1) == 1.0
+
+
+async def test_frames_grow_when_the_event_loop_runs_late():
+    from chat.exchange import relay, stream
+
+    assert stream._busy_factor(0.05) < 1.2  # a loop that keeps up
+    loop = asyncio.get_running_loop()
+    stop = loop.time() + 1.5
+
+    def hog() -> None:  # a callback holding the loop 60 ms, again and again: a busy process
+        time.sleep(0.06)
+        if loop.time() < stop:
+            loop.call_soon(hog)
+
+    loop.call_soon(hog)
+    factors = []
+    while loop.time() < stop:
+        factors.append(stream._busy_factor(0.05))
+        await asyncio.sleep(0.05)
+    assert relay.loop_lag() > 0.02
+    # Late by tens of milliseconds: frames span about twice the interval, more the longer it lasts.
+    assert factors[-1] > 1.5
+    assert factors[-1] > factors[0]
+    assert max(factors) <= stream.MAX_INTERVAL_FACTOR
+    await asyncio.sleep(1.3)  # caught up: the average falls back
+    assert stream._busy_factor(0.05) < factors[-1]
