@@ -7,7 +7,8 @@ No stream, no socket, no frames: the figure issue 17 budgets at 3 ms ("prepare +
 exchange is a new message in a conversation of up to `--turns` exchanges (its history is sent
 along, as in a real chat; the first starts the conversation). Each part runs as `run_db` runs it:
 the pooled connection goes back to the pool after it. It prints CPU per exchange for each part and
-the statements each part runs; with --profile N, cProfile's N costliest functions by own CPU time
+the statements each part runs, and PostgreSQL's own CPU for them (read from /proc: the database
+runs on this machine); with --profile N, cProfile's N costliest functions by own CPU time
 (and BENCH_CALLEES=regex: what those functions call; BENCH_SHOW_SQL=1: the statements).
 """
 
@@ -115,7 +116,25 @@ def main() -> int:
         settle_exchange(prepared.target, Outcome(status="success", text=answer,
                                                  usage=charged_usage(prepared.chat_request, answer)))
 
+    def backend_cpu() -> float | None:
+        """CPU seconds of this database's PostgreSQL backends (same machine: /proc), or None."""
+        if connection.vendor != "postgresql":
+            return None
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+            pids = [row[0] for row in cursor.fetchall()]
+        as_run_db(lambda: None)
+        total = 0
+        for pid in pids:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                return None
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total / os.sysconf("SC_CLK_TCK")
+
     profiler = cProfile.Profile(time.process_time) if args.profile else None  # CPU, not wall time
+    database_cpu = backend_cpu()
     prepare_cpu = settle_cpu = 0.0
     wall = time.perf_counter()
     if profiler:
@@ -128,10 +147,14 @@ def main() -> int:
         profiler.disable()
     wall = time.perf_counter() - wall
     n = args.exchanges
+    after = backend_cpu()
+    database_cpu = None if database_cpu is None or after is None else after - database_cpu
     print(f"{n} exchanges on {connection.vendor}, {args.turns or n} per conversation, one thread, {wall:.1f} s")
     print(f"prepare: {prepare_cpu / n * 1000:.2f} ms CPU per exchange, {len(prepare_queries)} statements")
     print(f"settle:  {settle_cpu / n * 1000:.2f} ms CPU per exchange, {len(settle_queries)} statements")
     print(f"prepare + settle: {(prepare_cpu + settle_cpu) / n * 1000:.2f} ms  (target <= 3 ms)")
+    if database_cpu is not None:
+        print(f"PostgreSQL's own CPU for them (its backends, this machine): {database_cpu / n * 1000:.2f} ms per exchange")
     if profiler:
         print("  (profiled: cProfile adds its own cost to these figures)")
         stats = pstats.Stats(profiler)

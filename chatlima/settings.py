@@ -171,6 +171,17 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and CHATLIM
         "name": "chatlima",
     }
 
+# PostgreSQL prepares a statement a connection has run CHATLIMA_DB_PREPARE_THRESHOLD times (psycopg's
+# prepared statements, which need its server-side binding): an exchange's twenty-odd statements are
+# the same texts every time, and parsing and planning them again was a third of the database's own
+# CPU (bench/prepare_settle.py: 3.4-5.3 -> 2.4-2.6 ms per exchange). 0 = never (client-side
+# binding, Django's default), as behind PgBouncer in transaction mode. Restart the servers after a
+# migration (as a deploy does): a statement prepared before it may fail on a table it changed.
+CHATLIMA_DB_PREPARE_THRESHOLD = envint("CHATLIMA_DB_PREPARE_THRESHOLD", 5)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and CHATLIMA_DB_PREPARE_THRESHOLD > 0:
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        server_side_binding=True, prepare_threshold=CHATLIMA_DB_PREPARE_THRESHOLD)
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
 LOGIN_URL = "/accounts/login/"

@@ -6,6 +6,8 @@ A message's text goes through these modules in this order, each once:
                  `SendMessage`); refusals are INVALID_MESSAGE naming the field.
     stream.py    `start_exchange(user, body)` runs the preparing on a database thread (`run_db`) and
                  returns an `Exchange` (or a `Replay`) whose `events()` streams API.md's events.
+    relay.py     `Relay`: the provider's stream read in a task of its own, its connection held
+                 between frames, so a frame carries all that arrived (and the silence limit).
     prepare.py   `prepare_exchange`: everything that can refuse the request before a stream starts
                  (conversation, idempotency, model, the budget hold, which may lower
                  `max_tokens` to what the budget has left), then the user message, a

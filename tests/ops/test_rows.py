@@ -112,3 +112,21 @@ def test_select_where_orders_and_limits_as_the_queryset(chat):
         assert [m.content for m in select_where(Message, order_by=order, limit=2,
                                                 conversation_id=conversation.pk)] == expected[:2]
     assert select_where(Message, conversation_id=conversation.pk, role="assistant") == []
+
+
+def test_postgresql_prepares_a_statement_the_connection_runs_often(chat, settings):
+    """CHATLIMA_DB_PREPARE_THRESHOLD (5): the sixth run of one statement is a prepared one, and its
+    answers stay right (chatlima/settings.py)."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("prepared statements are PostgreSQL's")
+    assert connection.settings_dict["OPTIONS"]["prepare_threshold"] == settings.CHATLIMA_DB_PREPARE_THRESHOLD > 0
+    _, _, conversation = chat
+    for _ in range(settings.CHATLIMA_DB_PREPARE_THRESHOLD + 1):
+        row = first_where(Conversation, owner_id=conversation.owner_id, public_id=conversation.public_id)
+        assert row.pk == conversation.pk and row.estimated_cost == Decimal("0.00012345")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [text for (text,) in cursor.fetchall()]
+    assert any('FROM "chat_conversation"' in text for text in prepared), prepared
