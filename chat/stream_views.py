@@ -21,10 +21,11 @@ from rest_framework import exceptions
 
 from accounts.authentication import BearerTokenAuthentication
 from accounts.tokens import named_token
-from chat.exchange import Exchange, Replay, start_exchange
+from chat.exchange import Exchange, Replay, parse_send_body, prepare_exchange
+from chat.exchange.stream import prepared_exchange
 from chat.exchange.supplied import Via
 from chat.payloads import iso
-from chatlima.db import ServiceUnavailable, run_db, service_unavailable_response
+from chatlima.db import ServiceUnavailable, service_unavailable_response
 from chatlima.errors import HTTP_STATUS, ClientError, error_response
 
 
@@ -70,19 +71,21 @@ def _user(request: HttpRequest):
     return user
 
 
-async def authenticate(request: HttpRequest):
-    """`_user` in one hop through `run_db`: on PostgreSQL a thread of the pool, not channels' one
-    thread-sensitive thread, where every request's token lookup queued behind the others'."""
-    return await run_db(_user, request)
-
-
 async def _open(request: HttpRequest, door: str) -> Exchange | Replay:
-    user = await authenticate(request)
-    try:
-        body = json.loads(request.body or b"null")
-    except ValueError as exc:
-        raise ClientError("INVALID_MESSAGE", "The body must be JSON.", {"field": "body"}) from exc
-    return await start_exchange(user, body, via=Via(door, getattr(request, "chatlima_api_token", None)))
+    """The credentials, the body and the preparing in one database hop (`prepared_exchange`) on a
+    thread of the pool: not channels' one thread-sensitive thread, and not two hops, each queued
+    behind every other request's in a burst."""
+
+    def check_and_prepare():
+        user = _user(request)
+        try:
+            body = json.loads(request.body or b"null")
+        except ValueError as exc:
+            raise ClientError("INVALID_MESSAGE", "The body must be JSON.", {"field": "body"}) from exc
+        via = Via(door, getattr(request, "chatlima_api_token", None))
+        return user, prepare_exchange(user, parse_send_body(body), None, via)
+
+    return await prepared_exchange(check_and_prepare)
 
 
 def _refusal(err: ClientError) -> HttpResponse:

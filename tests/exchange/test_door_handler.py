@@ -135,6 +135,41 @@ async def test_a_door_request_takes_no_hop_through_the_thread_sensitive_thread(o
         assert sensitive_hops == [], sensitive_hops  # the signals too are sent on the event loop
 
 
+@pytest.fixture
+def database_hops(monkeypatch) -> list[str]:
+    """The functions the HTTP doors and the pipeline send through `chatlima.db.run_db` from now on."""
+    import chat.exchange.stream
+    import chat.stream_views
+    from chatlima import db
+
+    hops: list[str] = []
+
+    async def counting(fn, *args, **kwargs):
+        hops.append(getattr(fn, "__qualname__", repr(fn)))
+        return await db.run_db(fn, *args, **kwargs)
+
+    for module in (chat.exchange.stream, chat.stream_views):
+        monkeypatch.setattr(module, "run_db", counting, raising=False)
+    return hops
+
+
+@pytest.mark.parametrize("path", ["/api/v1/chat/stream", "/api/v1/chat/send"])
+async def test_an_http_door_checks_credentials_and_prepares_in_one_database_hop(owner, database_hops, path):
+    """The Bearer check, the body and prepare share one hop (chat/stream_views.py `_open`); the
+    settle is the other. Refusals still come before anything is stored."""
+    headers = await bearer(owner)
+    database_hops.clear()
+    start, _ = await call(path, json.dumps({"message": "Hello"}).encode(), headers)
+    assert start["status"] == 200
+    assert database_hops == ["_open.<locals>.check_and_prepare", "_settle_and_describe"], database_hops
+    database_hops.clear()
+    start, raw = await call(path, b'{"message": ', headers)
+    assert start["status"] == 400 and json.loads(raw)["error"]["code"] == "INVALID_MESSAGE"
+    start, raw = await call(path, json.dumps({"message": "Hello"}).encode(), [(b"authorization", b"Bearer nope")])
+    assert start["status"] == 401 and json.loads(raw)["error"]["code"] == "UNAUTHENTICATED"
+    assert len(await rows(owner)) == 1
+
+
 async def test_the_door_handler_sends_djangos_request_signals_once_each(owner):
     from django.core import signals
 
