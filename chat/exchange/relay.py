@@ -83,7 +83,8 @@ class Relay:
     `first_wait` bounds the wait for the first item (it may include the provider's own retries),
     `gap` each later one. However the stream ends, `end` says how: `Relay.DONE`, or the exception
     that ended it, which `take` raises once every item before it has been taken. `close()` stops the
-    reader (cancelled) and must run before the stream itself is closed."""
+    reader (cancelled) and must run before the stream itself is closed; `drain()` then hands over
+    what was read and never taken, which is part of the answer all the same."""
 
     DONE = object()
 
@@ -149,6 +150,11 @@ class Relay:
         if not self.task.done():
             self.task.cancel()
         await asyncio.wait({self.task})
+
+    def drain(self) -> list[Any]:
+        """What was read and not taken (after `close`: nothing more comes)."""
+        items, self.items = self.items, []
+        return items
 
 
 class LoopLag:

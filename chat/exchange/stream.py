@@ -179,6 +179,15 @@ class Exchange:
                       started, first_token, ended) -> list[dict]:
         if relay is not None:
             await relay.close()  # the reader stops before its stream is closed
+            # What it read that no frame took (a cancel or a disconnect mid-interval) arrived all the
+            # same: it is part of the partial answer and of what is charged.
+            for item in relay.drain():
+                if isinstance(item, Usage):
+                    usage = usage or item
+                elif isinstance(item, Reasoning):
+                    thoughts.append(item.text)
+                elif item:
+                    parts.append(item)
         if stream is not None:
             try:
                 # Closing the provider's generator closes its HTTP stream.

@@ -230,6 +230,35 @@ async def test_closing_the_stream_mid_answer_keeps_the_partial_answer_and_its_us
     assert b.tokens_held == 0 and b.tokens_used == row.total_tokens
 
 
+async def test_a_cancel_mid_interval_keeps_what_was_read_but_not_yet_sent(owner, paced):
+    """The relay (chat/exchange/relay.py) reads words while no frame is due: a cancel then loses
+    none of them. One frame a second, a word every 15 ms, cancelled 300 ms after the first frame."""
+    paced.CHATLIMA_STREAM_BATCH_MS = 1000
+    exchange = await start_exchange(owner, {"message": "Tell me a long story", "client_message_id": "msg_mid"})
+    first = asyncio.Event()
+    sent: list[str] = []
+
+    async def consume():
+        async with aclosing(exchange.events()) as events:
+            async for event in events:
+                if event["type"] == "stream_chunk":
+                    sent.append(event["chunk"])
+                    first.set()
+
+    task = asyncio.ensure_future(consume())
+    await first.wait()
+    await asyncio.sleep(0.3)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    [row] = await rows(owner)
+    answer = await message(owner, exchange.prepared.target.assistant_public_id)
+    assert row.status == answer.status == "cancelled"
+    assert len(sent) == 1 and answer.content.startswith(sent[0])
+    assert len(answer.content.split()) >= len(sent[0].split()) + 5  # the words read after the frame
+    assert answer.completion_tokens == row.completion_tokens >= count_tokens(answer.content, "offline-demo")
+
+
 async def test_a_cancelled_task_still_settles_even_when_cancelled_again_while_settling(owner, paced):
     exchange = await start_exchange(owner, {"message": "Tell me a long story", "client_message_id": "msg_cc"})
     got_chunk = asyncio.Event()

@@ -114,3 +114,12 @@ async def test_closing_mid_stream_cancels_the_reader():
     assert relay.task.cancelled()
     with pytest.raises(asyncio.CancelledError):
         await relay.take(float("-inf"))
+
+
+async def test_what_was_read_and_never_taken_is_handed_over_after_close():
+    relay = Relay(scripted(["a", "b", "c"], stall=5), 10, 10)
+    assert await relay.take(float("-inf")) == ["a"]
+    await asyncio.sleep(0.05)  # "b" and "c" arrive while no frame is due
+    await relay.close()
+    assert relay.drain() == ["b", "c"]
+    assert relay.drain() == []
