@@ -21,8 +21,7 @@ from rest_framework import exceptions
 
 from accounts.authentication import BearerTokenAuthentication
 from accounts.tokens import named_token
-from chat.exchange import Exchange, Replay, parse_send_body, prepare_exchange
-from chat.exchange.stream import prepared_exchange
+from chat.exchange import Exchange, Replay, parse_send_body, prepare_exchange, prepared_exchange
 from chat.exchange.supplied import Via
 from chat.payloads import iso
 from chatlima.db import ServiceUnavailable, service_unavailable_response

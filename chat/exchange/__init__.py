@@ -52,10 +52,10 @@ from chat.exchange.prepare import Prepared, build_context, prepare_exchange
 from chat.exchange.recovery import has_fresh_pending, settle_interrupted_exchanges, stale_before
 from chat.exchange.replay import Replay
 from chat.exchange.settle import Outcome, Settled, SettleTarget, charged_usage, settle_exchange
-from chat.exchange.stream import SETTLE_ATTEMPTS, Exchange, start_exchange
+from chat.exchange.stream import SETTLE_ATTEMPTS, Exchange, prepared_exchange, start_exchange
 
 __all__ = [
     "SETTLE_ATTEMPTS", "Exchange", "Outcome", "Prepared", "Replay", "SendBody", "SettleTarget", "Settled",
-    "build_context", "charged_usage", "has_fresh_pending", "parse_send_body", "prepare_exchange",
+    "build_context", "charged_usage", "has_fresh_pending", "parse_send_body", "prepare_exchange", "prepared_exchange",
     "settle_exchange", "settle_interrupted_exchanges", "stale_before", "start_exchange",
 ]

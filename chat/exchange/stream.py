@@ -46,6 +46,21 @@ def _settle_and_describe(user: User, prepared: Prepared, outcome: Outcome) -> li
     return events.settled(prepared.target.request_id, user, done, outcome)
 
 
+def _sorted(items: list, usage: Usage | None) -> tuple[list[str], list[str], Usage | None]:
+    """A relay's items as answer text, reasoning text and the usage (the latest one; else `usage`)."""
+    texts: list[str] = []
+    reasoning: list[str] = []
+    for item in items:
+        if isinstance(item, Usage):
+            usage = item
+        elif isinstance(item, Reasoning):
+            if item.text:
+                reasoning.append(item.text)
+        elif item:
+            texts.append(item)
+    return texts, reasoning, usage
+
+
 MAX_INTERVAL_FACTOR = 8
 _live_streams = 0  # streams this process is relaying now (a load figure of this process only)
 
@@ -91,13 +106,12 @@ class Exchange:
         live = partials.LiveAnswer(assistant_pk=target.assistant_pk, reservation_id=target.reservation_id)
         parts = live.parts
         thoughts: list[str] = []
-        pending: list[str] = []
         running = 0
         usage: Usage | None = None
         status = S.SUCCESS
         error_code = error_message = ""
         retries = 0
-        started = first_token = ended = None
+        started = first_token = None
         stream = relay = None
         counted = False
         try:
@@ -115,30 +129,23 @@ class Exchange:
             relay = Relay(stream, gap * (settings.PROVIDER_MAX_RETRIES + 1), gap)
             # The first delta goes out at once (time to first token); then one frame at most per
             # interval, with all that arrived meanwhile (chat/exchange/relay.py), in longer frames
-            # while the process streams many answers (_busy_factor).
+            # while the process is busy (_busy_factor).
             not_before = float("-inf")
             while items := await relay.take(not_before):
-                for item in items:
-                    if isinstance(item, Usage):
-                        usage = item
-                    elif isinstance(item, Reasoning):
-                        if item.text:
-                            first_token = first_token or time.perf_counter()
-                            thoughts.append(item.text)
-                            live.estimated_tokens += count_tokens(item.text, target.model)
-                    elif item:
-                        first_token = first_token or time.perf_counter()
-                        parts.append(item)
-                        pending.append(item)
-                if pending:
-                    batch = "".join(pending)
-                    pending.clear()
+                texts, reasoning, usage = _sorted(items, usage)
+                if (texts or reasoning) and first_token is None:
+                    first_token = time.perf_counter()
+                if reasoning:
+                    thoughts.extend(reasoning)
+                    live.estimated_tokens += count_tokens("".join(reasoning), target.model)
+                if texts:
+                    parts.extend(texts)
+                    batch = "".join(texts)
                     tokens = count_tokens(batch, target.model)
                     running += tokens
                     live.estimated_tokens += tokens
                     not_before = loop.time() + interval * _busy_factor(interval)
                     yield events.stream_chunk(target.request_id, batch, running)
-            ended = relay.ended_at
         except TimeoutError:
             status = S.TIMEOUT
             error_code, error_message = "TIMEOUT", "The provider did not answer in time."
@@ -160,7 +167,8 @@ class Exchange:
             partials.saver().remove(live)
             if counted:
                 _streams(-1)
-            ended = ended or (relay.ended_at if relay is not None else None) or time.perf_counter()
+            # When the reader saw the stream end; now when it had not (a cancel: it stops in `_finish`).
+            ended = relay.ended_at if relay is not None and relay.ended_at is not None else time.perf_counter()
             result = await _shielded(self._finish(
                 relay, stream, parts, thoughts, usage, status, error_code, error_message, retries, started, first_token,
                 ended,
@@ -181,13 +189,9 @@ class Exchange:
             await relay.close()  # the reader stops before its stream is closed
             # What it read that no frame took (a cancel or a disconnect mid-interval) arrived all the
             # same: it is part of the partial answer and of what is charged.
-            for item in relay.drain():
-                if isinstance(item, Usage):
-                    usage = usage or item
-                elif isinstance(item, Reasoning):
-                    thoughts.append(item.text)
-                elif item:
-                    parts.append(item)
+            texts, reasoning, usage = _sorted(relay.drain(), usage)
+            parts.extend(texts)
+            thoughts.extend(reasoning)
         if stream is not None:
             try:
                 # Closing the provider's generator closes its HTTP stream.
