@@ -1,4 +1,4 @@
-"""ChatLima settings: one file, every value read from the environment.
+"""ChatLima settings: one file, every value read from the environment (chatlima/env.py parses them).
 
 A fresh machine needs nothing set: SQLite, the in-memory channel layer,
 inline Celery tasks and the offline model.
@@ -6,80 +6,17 @@ inline Celery tasks and the offline model.
 
 from __future__ import annotations
 
-import os
 import re
 from datetime import timedelta
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import dj_database_url
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
+from chatlima.env import bad_value, env, envbool, envdecimal, envfloat, envint, envlimit
+
 BASE_DIR = Path(__file__).resolve().parent.parent
-
-
-def env(name: str, default: str = "") -> str:
-    """A string; unset or empty means the default."""
-    return os.environ.get(name) or default
-
-
-def _bad(name: str, value: str, wanted: str) -> ImproperlyConfigured:
-    return ImproperlyConfigured(f"{name}={value!r} is not {wanted}")
-
-
-def envbool(name: str, default: bool) -> bool:
-    """1/true/yes/on or 0/false/no/off; anything else stops the start (a typo must not flip a switch)."""
-    value = os.environ.get(name, "").strip().lower()
-    if not value:
-        return default
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise _bad(name, value, "a boolean (1/0, true/false, yes/no, on/off)")
-
-
-def envint(name: str, default: int) -> int:
-    value = os.environ.get(name, "").strip()
-    if not value:
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise _bad(name, value, "a whole number") from None
-
-
-def envlimit(name: str, default: int | None) -> int | None:
-    """A whole number, or None (unlimited) when the variable is set but empty."""
-    value = os.environ.get(name)
-    if value is None:
-        return default
-    return envint(name, 0) if value.strip() else None
-
-
-def envfloat(name: str, default: float) -> float:
-    value = os.environ.get(name, "").strip()
-    if not value:
-        return default
-    try:
-        return float(value)
-    except ValueError:
-        raise _bad(name, value, "a number") from None
-
-
-def envdecimal(name: str, default: Decimal | None) -> Decimal | None:
-    """A Decimal, or None (unlimited) when the variable is set but empty."""
-    value = os.environ.get(name)
-    if value is None:
-        return default
-    if not value.strip():
-        return None
-    try:
-        return Decimal(value.strip())
-    except InvalidOperation:
-        raise _bad(name, value, "a decimal number") from None
-
 
 DEBUG = envbool("DJANGO_DEBUG", True)
 _DEV_SECRET = "django-insecure-chatlima-development-only"
@@ -344,7 +281,7 @@ def openai_endpoints(names: str) -> dict[str, dict]:
         if not name:
             continue
         if not re.fullmatch(r"[a-z][a-z0-9_-]{0,31}", name) or name in BUILTIN_PROVIDERS or name in endpoints:
-            raise _bad("CHATLIMA_OPENAI_ENDPOINTS", name, "a new lower-case endpoint name")
+            raise bad_value("CHATLIMA_OPENAI_ENDPOINTS", name, "a new lower-case endpoint name")
         prefix = f"CHATLIMA_ENDPOINT_{name.upper().replace('-', '_')}_"
         base_url = env(prefix + "BASE_URL")
         if not base_url:
