@@ -30,8 +30,9 @@ are costly to compile are literal SQL (`settle.ADD_TO_CONVERSATION`, `prepare.ST
 `usage.budgets.COUNT_SETTLED`), and so is the history read (`prepare.HISTORY`). The single-table
 reads and single-row updates go through `chatlima.rows` (`first_where`, `select_where`,
 `update_where`: the field names and values a queryset would take, the SQL built once per shape).
-The INSERTs use the ORM's `create()`, whose compiling is a small part of its cost. Client CPU per
-statement on PostgreSQL (2,000 calls each; "by hand" is a statement built without the ORM):
+The INSERTs go through `chatlima.rows.insert_rows` (what `create()` stores, without building an
+instance first or compiling the INSERT). Client CPU per statement on PostgreSQL (2,000 calls each;
+"by hand" is a statement built without the ORM):
 
     statement                                ORM      by hand
     conversation totals (6 F() + 3 sets)     1.1 ms   0.3 ms    literal
@@ -40,11 +41,11 @@ statement on PostgreSQL (2,000 calls each; "by hand" is a statement built withou
     usage row compare-and-set (14 sets)      0.65 ms  0.2 ms    chatlima.rows
     answer, user message (3 to 12 sets)      0.4 ms   0.13 ms   chatlima.rows
     conversation read (25 columns)           0.8 ms   0.16 ms   chatlima.rows
-    an INSERT (create())                     0.36 ms  0.28 ms   ORM
+    an INSERT (a message)                    0.37 ms  0.25 ms   chatlima.rows
 
 bench/prepare_settle.py runs prepare + settle alone (one thread, 10 sends per conversation):
 12.4-14.7 ms of CPU per exchange with every read and single-row update through the ORM, 8.3-9.7 ms
-with this mix. bench/ws_load.py's split (one daphne process, warm): 12.9-13.8 -> 7.8-9.1 ms.
+with this mix, 7.3-9.4 -> 6.7-7.2 ms (interleaved) once the INSERTs went through insert_rows too. bench/ws_load.py's split (one daphne process, warm): 12.9-13.8 -> 7.8-9.1 ms.
 """
 
 from chat.exchange.body import SendBody, parse_send_body

@@ -5,7 +5,9 @@
   matches, and `None` in a filter means IS NULL;
 * `update_where` changes exactly the rows the filter names, adapts values as `update()` does
   (decimal, JSON, datetime), and returns the count;
-* a name that is not a column is refused.
+* a name that is not a column is refused;
+* `insert_rows` stores the rows `create()` stores (defaults, `auto_now_add`, a related instance
+  or its pk, JSON and decimals), several in one INSERT, and returns them with their keys.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts.models import User
 from chat.models import Conversation, Message
-from chatlima.rows import first_where, select_where, update_where
+from chatlima.rows import first_where, insert_rows, select_where, update_where
 from usage.models import ApiUsageLog
 
 
@@ -130,3 +134,46 @@ def test_postgresql_prepares_a_statement_the_connection_runs_often(chat, setting
         cursor.execute("SELECT statement FROM pg_prepared_statements")
         prepared = [text for (text,) in cursor.fetchall()]
     assert any('FROM "chat_conversation"' in text for text in prepared), prepared
+
+
+def test_insert_rows_stores_what_create_stores(chat):
+    user, _, conversation = chat
+    at = timezone.now() - timedelta(minutes=3)
+    values = dict(owner=user, conversation=conversation, role=Message.Role.ASSISTANT, content="Hi",
+                  model="m-1", timestamp=at, cost=Decimal("0.00000123"), version=7)
+    created = Message.objects.create(**values)
+    [inserted] = insert_rows(Message, values)
+    assert inserted.pk is not None and inserted.pk != created.pk and inserted._state.adding is False
+    stored = Message.objects.get(pk=inserted.pk)
+    twin = Message.objects.get(pk=created.pk)
+    differ = {"id", "public_id", "created_at"}  # a new key, a new default id, a new stamp
+    assert {k: v for k, v in _fields(stored).items() if k not in differ} == {
+        k: v for k, v in _fields(twin).items() if k not in differ}
+    assert _fields(inserted) == _fields(stored)  # the instance holds what the row holds
+    assert stored.public_id.startswith("msg_") and stored.public_id != twin.public_id
+    assert stored.status == Message.Status.COMPLETE and stored.content_type == "markdown"
+    assert stored.created_at is not None and stored.created_at >= twin.created_at
+
+
+def test_insert_rows_writes_several_rows_in_one_statement(chat):
+    user, _, conversation = chat
+    with CaptureQueriesContext(connection) as queries:
+        first, second = insert_rows(
+            ApiUsageLog,
+            dict(request_id="r-1", user=user, conversation_id=conversation.pk, provider="p", model_name="m",
+                 metadata={"held": 12, "note": "é"}, cost_estimate=Decimal("0.5")),
+            dict(request_id="r-2", user_id=user.pk, provider="p", model_name="m"),
+        )
+    assert len([q for q in queries.captured_queries if q["sql"].startswith("INSERT")]) == 1
+    rows = {r.request_id: r for r in ApiUsageLog.objects.filter(user=user)}
+    assert rows["r-1"].pk == first.pk and rows["r-2"].pk == second.pk
+    assert rows["r-1"].metadata == {"held": 12, "note": "é"} and rows["r-1"].cost_estimate == Decimal("0.5")
+    assert rows["r-1"].conversation_id == conversation.pk and rows["r-2"].conversation_id is None
+    assert rows["r-2"].metadata == {} and rows["r-2"].status == ApiUsageLog.Status.PENDING
+
+
+def test_insert_rows_refuses_a_name_that_is_not_a_field(chat):
+    user, _, conversation = chat
+    with pytest.raises(TypeError, match="no field"):
+        insert_rows(Message, dict(owner=user, conversation=conversation, role="user", colour="red"))
+    assert not Message.objects.filter(owner=user).exists()

@@ -183,7 +183,9 @@ def test_redis_cache_calls_share_one_client_per_pool():
     from django.conf import settings
 
     url = "redis://127.0.0.1:6379/15"  # never connected to: making a client opens no connection
-    options = {"KEY_PREFIX": "t-clients", "OPTIONS": settings.CACHES["default"]["OPTIONS"]}
+    # What settings.CACHES gives a Redis cache (without REDIS_URL the settings' cache is local).
+    shared = {"socket_connect_timeout": 5, "socket_timeout": 5, "pool_class": "chatlima.cache.SharedConnectionPool"}
+    options = {"KEY_PREFIX": "t-clients", "OPTIONS": settings.CACHES["default"].get("OPTIONS", shared)}
     first, second = RedisCache(url, options), RedisCache(url, options)
     client = first._cache.get_client(write=True)
     assert client is first._cache.get_client() is second._cache.get_client(write=True)
