@@ -11,7 +11,12 @@ own TCP segment: every live answer woke the server once per delta (about 200 us 
   * `take(not_before)` first waits out the interval since the last frame. Meanwhile the provider's
     connection is held (`chat.providers.transport.ReadPace`: its socket is not read, the kernel
     keeps what arrives), so the deltas of one interval come in one read. Only the OpenAI-compatible
-    providers' connections can be held (their transport is ours); the others just read on.
+    providers' connections can be held (their transport is ours); the others just read on, and
+    `take` sleeps out the interval instead.
+  * A held stream's exchange wakes once per frame: the hold's end says the interval is over, and
+    the exchange runs when the read after it brings the frame's deltas (or at once, if some were
+    read before). It used to sleep out the interval on a timer of its own too, wake at its end to
+    find nothing yet (the socket had only just been resumed), and wait again.
 
 The text a client sees is the same, at most one interval later, as when a frame waited for the next
 delta after the interval. Timing: the first delta still goes out at once, and the stream's end
@@ -94,6 +99,8 @@ class Relay:
         self.end: Any = None
         self.ended_at: float | None = None
         self.waiter: asyncio.Future | None = None
+        self.early = False  # a take is waiting out a hold: what arrives meanwhile waits with it
+        self.wakes = 0  # times a take resumed (a sleep's end or an arrival): the exchange's wake-ups
         self.pace = ReadPace()
         self.task = self.loop.create_task(self._read(stream, first_wait, gap))
 
@@ -121,22 +128,32 @@ class Relay:
             self._wake()
 
     def _wake(self) -> None:
-        if self.waiter is not None and not self.waiter.done():
+        if not self.early and self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(None)
+
+    def _due(self) -> None:
+        """The hold is over (its time is up, or the stream ended): the waiting take may run."""
+        self.early = False
+        if self.items or self.end is not None:
+            self._wake()
 
     async def take(self, not_before: float) -> list[Any]:
         """What has arrived, once the loop's clock reaches `not_before` and there is something (or the
         stream has ended: then [] once all is taken, or its exception raised)."""
         delay = not_before - self.loop.time()
         if delay > 0 and self.end is None:
-            self.pace.hold(delay)
-            await asyncio.sleep(delay)
-        while not self.items and self.end is None:
+            if self.pace.hold(delay, self._due):
+                self.early = True
+            else:
+                await asyncio.sleep(delay)
+                self.wakes += 1
+        while (self.early or not self.items) and self.end is None:
             self.waiter = self.loop.create_future()
             try:
                 await self.waiter
             finally:
                 self.waiter = None
+                self.wakes += 1
         if self.items:
             items, self.items = self.items, []
             return items

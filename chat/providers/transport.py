@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from typing import Any
 
@@ -87,21 +87,28 @@ class ReadPace:
     that long (asyncio's `pause_reading`: the kernel keeps what arrives), so the deltas sent
     meanwhile come in one read instead of one wake-up each. `forget()` releases the connection, as
     the stream ends: a connection going back to the pool is never left held. Reads on other
-    transports (a proxy's, google-genai's) register nothing, and `hold` does nothing for them."""
+    transports (a proxy's, google-genai's) register nothing, and `hold` does nothing for them.
+    `hold(seconds, then)` calls `then()` once the hold ends, however it ends (its time is up, or
+    `release`/`forget`), so the holder needs no timer of its own."""
 
-    __slots__ = ("handle", "stream", "waits")
+    __slots__ = ("handle", "stream", "then", "waits")
 
     def __init__(self) -> None:
         self.stream: AsyncioStream | None = None
         self.handle: asyncio.TimerHandle | None = None
+        self.then: Callable[[], None] | None = None
         self.waits = 0  # reads that waited for the socket: the wake-ups the provider cost
 
-    def hold(self, seconds: float) -> None:
+    def hold(self, seconds: float, then: Callable[[], None] | None = None) -> bool:
+        """Stop reading for `seconds`; False (and nothing held, `then` not kept) where no
+        connection of ours is registered or one is already held."""
         stream = self.stream
         if stream is None or self.handle is not None or stream.transport.is_closing():
-            return
+            return False
         stream.transport.pause_reading()
         self.handle = asyncio.get_running_loop().call_later(seconds, self.release)
+        self.then = then
+        return True
 
     def release(self) -> None:
         if self.handle is not None:
@@ -109,6 +116,9 @@ class ReadPace:
             self.handle = None
             if self.stream is not None and not self.stream.transport.is_closing():
                 self.stream.transport.resume_reading()
+            then, self.then = self.then, None
+            if then is not None:
+                then()
 
     def forget(self) -> None:
         self.release()

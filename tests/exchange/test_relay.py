@@ -6,6 +6,7 @@ apart taken once per 100 ms:
   * every delta arrives, in order, in about one batch per interval;
   * the held connection brings an interval's deltas in one read (a handful of socket waits), where
     an exchange that never waits between frames wakes for about every delta;
+  * the exchange wakes once per frame while its connection is held (no timer of its own);
   * a connection is never left held once its stream ends, however it ends;
 then, with scripted streams: items before an error are taken before the error is raised; a quiet
 provider is a TimeoutError; close() while held stops the reader and leaves nothing running.
@@ -52,6 +53,9 @@ async def test_a_held_connection_brings_each_intervals_deltas_in_one_read(fake_o
     # 30 deltas over ~300 ms, one take per 100 ms: the first delta alone, then a few batches.
     assert 2 <= len(batches) <= 7, [len(b) for b in batches]
     assert relay.pace.waits <= 10, relay.pace.waits
+    # One wake-up per frame (the last take's, at the stream's end, too); a sleep of the take's own
+    # beside the hold made it two: one at the interval's end finding nothing yet, one on arrival.
+    assert relay.wakes <= len(batches) + 1, (relay.wakes, len(batches))
     assert relay.pace.stream is None and relay.pace.handle is None  # released as the stream ended
 
 
@@ -123,3 +127,64 @@ async def test_what_was_read_and_never_taken_is_handed_over_after_close():
     await relay.close()
     assert relay.drain() == ["b", "c"]
     assert relay.drain() == []
+
+
+
+class HeldStream:
+    """What a read on the adapter's connection registers with the pace (transport.AsyncioStream),
+    for the scripted streams, which have no connection: its transport notes pauses and resumes."""
+
+    class Transport:
+        def __init__(self) -> None:
+            self.paused = 0
+            self.resumed = 0
+
+        def pause_reading(self) -> None:
+            self.paused += 1
+
+        def resume_reading(self) -> None:
+            self.resumed += 1
+
+        def is_closing(self) -> bool:
+            return False
+
+    def __init__(self) -> None:
+        self.transport = self.Transport()
+
+
+async def test_what_arrives_during_a_hold_waits_for_its_end_in_one_wake_up():
+    relay = Relay(scripted(["a", "b", "c"], stall=5), 5, 5)
+    loop = asyncio.get_running_loop()
+    assert await relay.take(float("-inf")) == ["a"]
+    relay.pace.stream = held = HeldStream()
+    wakes, started = relay.wakes, loop.time()
+    assert await relay.take(started + 0.1) == ["b", "c"]  # both arrived within the first few ms
+    assert loop.time() - started >= 0.095
+    assert relay.wakes - wakes == 1  # the hold's end, not a timer of the take's own as well
+    assert held.transport.paused == held.transport.resumed == 1
+    await relay.close()
+
+
+async def test_a_stream_that_ends_during_a_hold_ends_the_take_at_once():
+    """The reader finds the end in what it had already read, during the hold: the connection is
+    released as the stream ends, and the take hands over the rest without waiting the interval out."""
+    relay = Relay(scripted(["a", "b"]), 5, 5)
+    loop = asyncio.get_running_loop()
+    assert await relay.take(float("-inf")) == ["a"]
+    relay.pace.stream = HeldStream()
+    started = loop.time()
+    assert await relay.take(started + 5) == ["b"]
+    assert loop.time() - started < 1
+    assert await relay.take(loop.time() + 5) == []
+    assert relay.pace.handle is None and relay.pace.stream is None
+    await relay.close()
+
+
+async def test_a_take_with_no_connection_to_hold_sleeps_out_its_interval():
+    relay = Relay(scripted(["a", "b"], stall=5), 5, 5)
+    loop = asyncio.get_running_loop()
+    assert await relay.take(float("-inf")) == ["a"]
+    started = loop.time()
+    assert await relay.take(started + 0.05) == ["b"]
+    assert loop.time() - started >= 0.045
+    await relay.close()
