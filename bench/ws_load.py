@@ -316,7 +316,9 @@ async def poisson_run(args: argparse.Namespace, sockets: list, model: Model, dap
         ws = await idle.get()
         waited.append(time.perf_counter() - at)
         try:
-            results.append(await one_exchange(ws, message_body(args), args.timeout))
+            result = await one_exchange(ws, message_body(args), args.timeout)
+            result["at"] = at - began
+            results.append(result)
         finally:
             idle.put_nowait(ws)
 
@@ -344,6 +346,12 @@ async def poisson_run(args: argparse.Namespace, sockets: list, model: Model, dap
     print(f"overhead to first chunk (ms): p50 {percentile(overhead, 50):.1f}  p99 {percentile(overhead, 99):.1f}"
           "  (target: p99 <= 100)")
     print(f"stream duration / model pace: p50 {percentile(ratios, 50):.2f}  p99 {percentile(ratios, 99):.2f}")
+    # Where the slow starts fall: spread over the run (the load), or in bursts (something periodic).
+    slow = [r for r, o in zip(ok, overhead, strict=True) if o > 100]
+    buckets = [0] * (int(args.duration // 5) + 1)
+    for r in slow:
+        buckets[min(int(r["at"] // 5), len(buckets) - 1)] += 1
+    print(f"first chunk over 100 ms: {len(slow)} of {len(ok)}; by 5 s of arrivals: {buckets}")
     frames = [r["frames"] for r in ok]
     print(f"frames per exchange (every event): p50 {percentile(frames, 50):.0f}  min {min(frames, default=0)}"
           f"  max {max(frames, default=0)}")
