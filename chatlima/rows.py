@@ -8,11 +8,11 @@ the same model field names and values, adapt each value with its field
 cached per (model, fields). Equality only, `None` meaning IS NULL: anything richer stays a queryset.
 No library does this (django-cachalot and friends cache results, not SQL), hence these few lines.
 
-`insert_rows` stores new rows as `create()` would (each field's default for what is not given,
-`auto_now`/`auto_now_add` stamped), several rows in one INSERT; it skips the instance `create()`
-builds first and the INSERT's compiling (chat/exchange/__init__.py has the figures), and returns
-instances built from the stored values. `select_where` orders by field names ("-" for descending). Each runs in the caller's transaction,
-if any, on the default connection; an UPDATE takes the rows' locks to that transaction's end, as
+`insert_row` stores a new row as `create()` would (each field's default for what is not given,
+`auto_now`/`auto_now_add` stamped, a related instance given kept on the instance); it skips the
+instance `create()` builds first and the INSERT's compiling (chat/exchange/__init__.py has the
+figures). `select_where` orders by field names ("-" for descending). Each runs in the caller's
+transaction, if any, on the default connection; an UPDATE takes the rows' locks to that transaction's end, as
 `QuerySet.update()` does. The cached texts are keyed by the database vendor, as quoting and the
 column converters are the vendor's.
 """
@@ -134,14 +134,13 @@ def first_where(model: type[M], **where: Any) -> M | None:
 
 
 @lru_cache(maxsize=64)
-def _insert(model: type[models.Model], rows: int, vendor: str) -> tuple[str, tuple[models.Field, ...]]:
-    """The INSERT of `rows` rows of every concrete column but a database-made primary key, RETURNING it."""
+def _insert(model: type[models.Model], vendor: str) -> tuple[str, tuple[models.Field, ...]]:
+    """The INSERT of every concrete column but a database-made primary key, RETURNING that key."""
     quote = connection.ops.quote_name
     pk = model._meta.pk
     fields = tuple(f for f in model._meta.concrete_fields if f is not pk or not f.db_returning)
-    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
     columns = ", ".join(quote(f.column) for f in fields)
-    sql = f"INSERT INTO {quote(model._meta.db_table)} ({columns}) VALUES {', '.join([row] * rows)}"
+    sql = f"INSERT INTO {quote(model._meta.db_table)} ({columns}) VALUES ({', '.join(['%s'] * len(fields))})"
     if pk not in fields:
         sql += f" RETURNING {quote(pk.column)}"
     return sql, fields
@@ -150,43 +149,43 @@ def _insert(model: type[models.Model], rows: int, vendor: str) -> tuple[str, tup
 @lru_cache(maxsize=64)
 def _names(model: type[models.Model]) -> frozenset[str]:
     fields = model._meta.concrete_fields
-    return frozenset([f.name for f in fields] + [f.attname for f in fields] + ["pk"])
+    return frozenset([f.name for f in fields] + [f.attname for f in fields])
 
 
-def _value(field: models.Field, given: dict[str, Any], now) -> Any:
-    for key in (field.name, field.attname):
-        if key in given:
-            value = given[key]
-            return value.pk if isinstance(value, models.Model) and field.is_relation else value
-    if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
-        return now
-    return field.get_default()
-
-
-def insert_rows(model: type[M], *rows: dict[str, Any]) -> list[M]:
-    """`[model.objects.create(**values) for values in rows]` in one INSERT (plain values: field names
-    or attnames, a related field's instance or its pk); the instances it returns hold the stored
-    values and their primary keys. Runs in the caller's transaction, if any. Where the database
-    cannot return the keys of a multi-row INSERT, it is `create()` row by row."""
+def insert_row(model: type[M], /, **values: Any) -> M:
+    """`model.objects.create(**values)` for plain values (field names or attnames; a related field
+    takes an instance or its pk). The instance returned holds the stored values and its primary key,
+    and the related instances given, as create()'s does. Runs in the caller's transaction, if any.
+    Where the database cannot return the new key from an INSERT, it is `create()`."""
     db = _db()
-    if not db.features.can_return_rows_from_bulk_insert:
-        return [model.objects.create(**values) for values in rows]
-    sql, fields = _insert(model, len(rows), db.vendor)
-    for values in rows:
-        unknown = set(values) - _names(model)
-        if unknown:
-            raise TypeError(f"{model.__name__} has no field {', '.join(sorted(unknown))}")
+    if not db.features.can_return_columns_from_insert:
+        return model.objects.create(**values)
+    unknown = set(values) - _names(model)
+    if unknown:
+        raise TypeError(f"{model.__name__} has no field {', '.join(sorted(unknown))}")
+    sql, fields = _insert(model, db.vendor)
     now = timezone.now()
-    stored = [[_value(f, values, now) for f in fields] for values in rows]
-    params = [f.get_db_prep_save(v, db) for row in stored for f, v in zip(fields, row, strict=True)]
+    related: list[tuple[models.Field, models.Model]] = []
+    stored: dict[models.Field, Any] = {}
+    for field in fields:
+        if field.name in values:
+            value = values[field.name]
+            if field.is_relation and isinstance(value, models.Model):
+                related.append((field, value))
+                value = value.pk
+        elif field.attname in values:
+            value = values[field.attname]
+        elif getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
+            value = now
+        else:
+            value = field.get_default()
+        stored[field] = value
     with db.cursor() as cursor:
-        cursor.execute(sql, params)
-        keys = [r[0] for r in cursor.fetchall()] if model._meta.pk not in fields else None
+        cursor.execute(sql, [f.get_db_prep_save(v, db) for f, v in stored.items()])
+        if model._meta.pk not in stored:
+            stored[model._meta.pk] = cursor.fetchone()[0]
     # from_db's positional path: a fraction of what the keyword path of Model.__init__ costs.
-    concrete = model._meta.concrete_fields
-    made = []
-    for i, row in enumerate(stored):
-        by_field = dict(zip(fields, row, strict=True))
-        values = [keys[i] if keys is not None and f is model._meta.pk else by_field[f] for f in concrete]
-        made.append(model.from_db(db.alias, None, values))
-    return made
+    instance = model.from_db(db.alias, None, [stored[f] for f in model._meta.concrete_fields])
+    for field, value in related:
+        field.set_cached_value(instance, value)
+    return instance

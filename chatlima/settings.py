@@ -166,11 +166,13 @@ else:
 CACHE_KEY_PREFIX = env("CHATLIMA_CACHE_PREFIX") or "chatlima-" + __import__("hashlib").sha256(
     "|".join(str(DATABASES["default"].get(k) or "") for k in ("ENGINE", "HOST", "PORT", "NAME")).encode()
 ).hexdigest()[:12]
+# What every Redis cache is given (tests/ops/test_shared_cache.py builds its caches with them too).
+REDIS_CACHE_OPTIONS = {"socket_connect_timeout": 5, "socket_timeout": 5,
+                       "pool_class": "chatlima.cache.SharedConnectionPool"}
 if REDIS_URL:
     _SHARED_CACHE = {
         "BACKEND": "chatlima.cache.RedisCache", "LOCATION": REDIS_URL, "KEY_PREFIX": CACHE_KEY_PREFIX,
-        "OPTIONS": {"socket_connect_timeout": 5, "socket_timeout": 5,
-                    "pool_class": "chatlima.cache.SharedConnectionPool"},
+        "OPTIONS": dict(REDIS_CACHE_OPTIONS),
     }
     CACHES = {"default": _SHARED_CACHE, "figures": dict(_SHARED_CACHE)}
 else:

@@ -29,7 +29,7 @@ from django.utils import timezone
 from accounts.models import ApiToken, User
 from chatlima.errors import ClientError
 from chatlima.formats import money_display, money_str, utc_iso
-from chatlima.rows import first_where, insert_rows, update_where
+from chatlima.rows import first_where, insert_row, update_where
 from usage.models import ApiUsageLog, Budget, BudgetReservation
 
 RATE_WINDOW_DAYS = 7
@@ -268,10 +268,10 @@ def reserve(user: User, request_id: str, tokens: int, cost: Decimal | Pricing = 
         raise ClientError("TOKEN_LIMIT_EXCEEDED", _refusal_message(details), details)
     now = timezone.now()
     ttl = ttl_seconds if ttl_seconds is not None else settings.CHATLIMA_RESERVATION_TTL_SECONDS
-    [reservation] = insert_rows(BudgetReservation, dict(
-        user=user, request_id=request_id, tokens=tokens + output, cost=held_cost, created_at=now,
+    reservation = insert_row(
+        BudgetReservation, user=user, request_id=request_id, tokens=tokens + output, cost=held_cost, created_at=now,
         expires_at=now + timedelta(seconds=ttl), api_token=api_token,
-    ))
+    )
     return Hold(reservation.pk, tokens + output, held_cost, output, output < output_tokens)
 
 

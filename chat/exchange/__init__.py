@@ -30,7 +30,7 @@ are costly to compile are literal SQL (`settle.ADD_TO_CONVERSATION`, `prepare.ST
 `usage.budgets.COUNT_SETTLED`), and so is the history read (`prepare.HISTORY`). The single-table
 reads and single-row updates go through `chatlima.rows` (`first_where`, `select_where`,
 `update_where`: the field names and values a queryset would take, the SQL built once per shape).
-The INSERTs go through `chatlima.rows.insert_rows` (what `create()` stores, without building an
+The INSERTs go through `chatlima.rows.insert_row` (what `create()` stores, without building an
 instance first or compiling the INSERT). Client CPU per statement on PostgreSQL (2,000 calls each;
 "by hand" is a statement built without the ORM):
 
@@ -45,7 +45,8 @@ instance first or compiling the INSERT). Client CPU per statement on PostgreSQL 
 
 bench/prepare_settle.py runs prepare + settle alone (one thread, 10 sends per conversation):
 12.4-14.7 ms of CPU per exchange with every read and single-row update through the ORM, 8.3-9.7 ms
-with this mix, 7.3-9.4 -> 6.7-7.2 ms (interleaved) once the INSERTs went through insert_rows too. bench/ws_load.py's split (one daphne process, warm): 12.9-13.8 -> 7.8-9.1 ms.
+with this mix, and 7.3-9.4 -> 6.7-7.2 ms (interleaved) once the INSERTs went through insert_row
+too. bench/ws_load.py's split (one daphne process, warm): 12.9-13.8 -> 7.8-9.1 ms.
 """
 
 from chat.exchange.body import SendBody, parse_send_body

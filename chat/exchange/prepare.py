@@ -31,7 +31,7 @@ from chat.models import Conversation, Message, answer_settings, preview_of
 from chat.providers import base
 from chat.providers.base import ChatRequest, Turn, Usage
 from chatlima.errors import ClientError
-from chatlima.rows import first_where, insert_rows
+from chatlima.rows import first_where, insert_row
 from usage import budgets
 from usage.models import ApiUsageLog
 from usage.pricing import cost_of
@@ -222,13 +222,13 @@ def prepare_exchange(user: User, req: SendBody, supplied: Supplied | None = None
                 public_id = new_conversation_id()
                 if supplied is not None:
                     title, public_id = supplied.title, supplied.new_conversation_id or public_id
-                [conversation] = insert_rows(Conversation, dict(
-                    owner=user, public_id=public_id, title=title, model=model,
+                conversation = insert_row(
+                    Conversation, owner=user, public_id=public_id, title=title, model=model,
                     system_prompt=req.system_prompt or "", temperature=req.temperature, max_tokens=req.max_tokens,
                     created_at=now, updated_at=now, version=version,
                     message_count=added, last_message_preview=preview_of(req.message), last_message_at=now,
                     last_model=model,
-                ))
+                )
                 before = Conversation(owner=user).usage_dict()
             else:
                 before = conversation.usage_dict()
@@ -238,32 +238,30 @@ def prepare_exchange(user: User, req: SendBody, supplied: Supplied | None = None
             if version_of is not None and version_of.question is not None:
                 user_message = version_of.question  # asked again: no new user message
             elif reuse is None:
-                [user_message] = insert_rows(Message, dict(
-                    owner=user, conversation=conversation, public_id=request_id, role=Message.Role.USER,
+                user_message = insert_row(
+                    Message, owner=user, conversation=conversation, public_id=request_id, role=Message.Role.USER,
                     content=req.message, model=model, timestamp=now, version=version,
                     replaces=version_of.old if version_of is not None else None,
-                ))
-                if version_of is not None:
-                    user_message.replaces_public_id = version_of.old.public_id
+                )
             else:
                 user_message = reuse
                 Message.objects.filter(pk=reuse.pk).update(version=version)
-            [assistant] = insert_rows(Message, dict(
-                owner=user, conversation=conversation, role=Message.Role.ASSISTANT, content="", model=model,
+            assistant = insert_row(
+                Message, owner=user, conversation=conversation, role=Message.Role.ASSISTANT, content="", model=model,
                 timestamp=now + timedelta(microseconds=1), status=Message.Status.STREAMING,
                 user_message=user_message, version=version,
                 replaces=version_of.old if version_of is not None and version_of.adds_prompt else None,
-            ))
+            )
             metadata = {**_row_metadata(estimate, max_tokens, hold), **attached.metadata()}
             if version_of is not None:
                 metadata.update(version_of.metadata())
             if via is not None:
                 metadata.update(via.metadata())
-            [row] = insert_rows(ApiUsageLog, dict(
-                request_id=request_id, user=user, conversation=conversation, message=assistant,
+            row = insert_row(
+                ApiUsageLog, request_id=request_id, user=user, conversation=conversation, message=assistant,
                 provider=provider, model_name=model, status=ApiUsageLog.Status.PENDING, created_at=now,
                 metadata=metadata, api_token=via.api_token if via else None,
-            ))
+            )
     except IntegrityError:
         # Another request stored this client_message_id first: answer as a retry of it.
         known = versions.known_regeneration(user, req)

@@ -129,7 +129,6 @@ async def test_what_was_read_and_never_taken_is_handed_over_after_close():
     assert relay.drain() == []
 
 
-
 class HeldStream:
     """What a read on the adapter's connection registers with the pace (transport.AsyncioStream),
     for the scripted streams, which have no connection: its transport notes pauses and resumes."""

@@ -6,8 +6,9 @@
 * `update_where` changes exactly the rows the filter names, adapts values as `update()` does
   (decimal, JSON, datetime), and returns the count;
 * a name that is not a column is refused;
-* `insert_rows` stores the rows `create()` stores (defaults, `auto_now_add`, a related instance
-  or its pk, JSON and decimals), several in one INSERT, and returns them with their keys.
+* `insert_row` stores the row `create()` stores (defaults, `auto_now_add`, a related instance or
+  its pk, JSON and decimals) in one INSERT, and returns it with its key and the related instances
+  given, as create()'s instance has them.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from chat.models import Conversation, Message
-from chatlima.rows import first_where, insert_rows, select_where, update_where
+from chatlima.rows import first_where, insert_row, select_where, update_where
 from usage.models import ApiUsageLog
 
 
@@ -136,13 +137,13 @@ def test_postgresql_prepares_a_statement_the_connection_runs_often(chat, setting
     assert any('FROM "chat_conversation"' in text for text in prepared), prepared
 
 
-def test_insert_rows_stores_what_create_stores(chat):
+def test_insert_row_stores_what_create_stores(chat):
     user, _, conversation = chat
     at = timezone.now() - timedelta(minutes=3)
     values = dict(owner=user, conversation=conversation, role=Message.Role.ASSISTANT, content="Hi",
                   model="m-1", timestamp=at, cost=Decimal("0.00000123"), version=7)
     created = Message.objects.create(**values)
-    [inserted] = insert_rows(Message, values)
+    inserted = insert_row(Message, **values)
     assert inserted.pk is not None and inserted.pk != created.pk and inserted._state.adding is False
     stored = Message.objects.get(pk=inserted.pk)
     twin = Message.objects.get(pk=created.pk)
@@ -155,25 +156,23 @@ def test_insert_rows_stores_what_create_stores(chat):
     assert stored.created_at is not None and stored.created_at >= twin.created_at
 
 
-def test_insert_rows_writes_several_rows_in_one_statement(chat):
+def test_insert_row_writes_one_statement_and_keeps_the_related_instances(chat):
     user, _, conversation = chat
     with CaptureQueriesContext(connection) as queries:
-        first, second = insert_rows(
-            ApiUsageLog,
-            dict(request_id="r-1", user=user, conversation_id=conversation.pk, provider="p", model_name="m",
-                 metadata={"held": 12, "note": "é"}, cost_estimate=Decimal("0.5")),
-            dict(request_id="r-2", user_id=user.pk, provider="p", model_name="m"),
-        )
-    assert len([q for q in queries.captured_queries if q["sql"].startswith("INSERT")]) == 1
-    rows = {r.request_id: r for r in ApiUsageLog.objects.filter(user=user)}
-    assert rows["r-1"].pk == first.pk and rows["r-2"].pk == second.pk
-    assert rows["r-1"].metadata == {"held": 12, "note": "é"} and rows["r-1"].cost_estimate == Decimal("0.5")
-    assert rows["r-1"].conversation_id == conversation.pk and rows["r-2"].conversation_id is None
-    assert rows["r-2"].metadata == {} and rows["r-2"].status == ApiUsageLog.Status.PENDING
+        row = insert_row(ApiUsageLog, request_id="r-1", user=user, conversation_id=conversation.pk,
+                         provider="p", model_name="m", metadata={"held": 12, "note": "é"},
+                         cost_estimate=Decimal("0.5"))
+        assert row.user is user  # given as an instance: kept, as create() keeps it (no query)
+    assert len(queries.captured_queries) == 1 and queries.captured_queries[0]["sql"].startswith("INSERT")
+    stored = ApiUsageLog.objects.get(pk=row.pk)
+    assert stored.metadata == {"held": 12, "note": "é"} and stored.cost_estimate == Decimal("0.5")
+    assert stored.conversation_id == conversation.pk and stored.message_id is None
+    assert stored.status == ApiUsageLog.Status.PENDING and stored.user_id == user.pk
 
 
-def test_insert_rows_refuses_a_name_that_is_not_a_field(chat):
+@pytest.mark.parametrize("name", ["colour", "pk"])
+def test_insert_row_refuses_a_name_that_is_not_a_field(chat, name):
     user, _, conversation = chat
     with pytest.raises(TypeError, match="no field"):
-        insert_rows(Message, dict(owner=user, conversation=conversation, role="user", colour="red"))
+        insert_row(Message, owner=user, conversation=conversation, role="user", **{name: "red"})
     assert not Message.objects.filter(owner=user).exists()

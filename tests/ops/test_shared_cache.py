@@ -183,9 +183,8 @@ def test_redis_cache_calls_share_one_client_per_pool():
     from django.conf import settings
 
     url = "redis://127.0.0.1:6379/15"  # never connected to: making a client opens no connection
-    # What settings.CACHES gives a Redis cache (without REDIS_URL the settings' cache is local).
-    shared = {"socket_connect_timeout": 5, "socket_timeout": 5, "pool_class": "chatlima.cache.SharedConnectionPool"}
-    options = {"KEY_PREFIX": "t-clients", "OPTIONS": settings.CACHES["default"].get("OPTIONS", shared)}
+    # What settings.CACHES gives a Redis cache, whether or not REDIS_URL made the settings' one Redis.
+    options = {"KEY_PREFIX": "t-clients", "OPTIONS": settings.REDIS_CACHE_OPTIONS}
     first, second = RedisCache(url, options), RedisCache(url, options)
     client = first._cache.get_client(write=True)
     assert client is first._cache.get_client() is second._cache.get_client(write=True)
