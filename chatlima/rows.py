@@ -116,14 +116,25 @@ def select_where(model: type[M], *, order_by: tuple[str, ...] = (), limit: int |
     with db.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
-    found = []
-    for row in rows:
-        values = list(row)
-        for i, converters, col in converting:
-            for convert in converters:
-                values[i] = convert(values[i], col, db)
-        found.append(model.from_db(db.alias, names, values))
-    return found
+    return [from_row(model, row, db) for row in rows]
+
+
+def select_list(model: type[models.Model], alias: str) -> str:
+    """Every column of `model` as `alias.column`, in `from_row`'s order: for a literal join."""
+    quote = connection.ops.quote_name
+    return ", ".join(f"{alias}.{quote(f.column)}" for f in model._meta.concrete_fields)
+
+
+def from_row(model: type[M], row, db=None) -> M:
+    """An instance of `model` from its columns in concrete-field order (`select_list`), with the
+    vendor's converters applied as a queryset would."""
+    db = db or _db()
+    _, names, converting = _select(model, db.vendor)
+    values = list(row)
+    for i, converters, col in converting:
+        for convert in converters:
+            values[i] = convert(values[i], col, db)
+    return model.from_db(db.alias, names, values)
 
 
 def first_where(model: type[M], **where: Any) -> M | None:

@@ -36,8 +36,14 @@ def test_a_good_token_and_its_name_take_one_query(owner):
     with CaptureQueriesContext(connection) as queries:
         user, auth_token = _check(secret)
         found = named_token(auth_token)
+        # The one literal statement reads whole rows: the user and the name as a queryset loads them.
+        seen = (user.username, user.timezone, user.is_active, user.date_joined, found.created_at,
+                found.auth_token.digest, auth_token.expiry)
     assert (user.pk, found.pk, found.name) == (owner.pk, named.pk, "my laptop")
     assert len(queries) == 1, [q["sql"] for q in queries]
+    stored = AuthToken.objects.get(pk=auth_token.pk)
+    assert seen == (owner.username, owner.timezone, True, owner.date_joined, named.created_at, stored.digest,
+                    stored.expiry)
 
 
 @pytest.mark.parametrize("mangle", [lambda s: s[:-4] + ("aaaa" if s[-4:] != "aaaa" else "bbbb"), lambda s: s + "\x00",
