@@ -204,10 +204,15 @@ CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TIMEZONE = "UTC"
 CELERY_TASK_IGNORE_RESULT = True
+# With a broker, the rollups of users whose exchanges settled are refreshed once per this many seconds
+# (beat's usage.refresh_active_rollups); without one, inline after every exchange.
+CHATLIMA_ROLLUP_REFRESH_SECONDS = envint("CHATLIMA_ROLLUP_REFRESH_SECONDS", 30)
 CELERY_BEAT_SCHEDULE = {
     # Usage rollups: the day just ended shortly after midnight UTC, and today's every hour.
     "usage-rollup-after-midnight": {"task": "usage.rollup_recent", "schedule": crontab(minute=5, hour=0)},
     "usage-rollup-hourly": {"task": "usage.rollup_recent", "schedule": crontab(minute=20)},
+    # Today's and yesterday's rollups of the users whose exchanges settled in the last two windows.
+    "usage-rollup-active": {"task": "usage.refresh_active_rollups", "schedule": float(CHATLIMA_ROLLUP_REFRESH_SECONDS)},
     # Raw usage rows past CHATLIMA_USAGE_RETENTION_DAYS: rolled up, then deleted.
     "usage-retention": {"task": "usage.purge_old_usage_logs", "schedule": crontab(minute=40, hour=1)},
     # The exchange pipeline: holds past their TTL, and exchanges whose heartbeat stopped.
@@ -218,8 +223,6 @@ CELERY_BEAT_SCHEDULE = {
     # API tokens past their expiry (refused when used; a request no longer sweeps the user's others).
     "delete-expired-tokens": {"task": "accounts.delete_expired_tokens", "schedule": crontab(minute=50, hour=2)},
 }
-# With a broker, a user's rollups are refreshed at most once per this many seconds after their exchanges.
-CHATLIMA_ROLLUP_REFRESH_SECONDS = envint("CHATLIMA_ROLLUP_REFRESH_SECONDS", 30)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

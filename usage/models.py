@@ -65,6 +65,9 @@ class ApiUsageLog(models.Model):
     error_message = models.TextField(blank=True)
     metadata = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # When the settle moved the row out of `pending` (null while pending, and on rows settled before
+    # this column): the beat's rollup refresh finds the users to refresh by it (usage.rollups.refresh_active).
+    settled_at = models.DateTimeField(null=True, blank=True)
     # The API token the exchange came through (null: a browser session); its door is metadata.door.
     api_token = models.ForeignKey(
         "accounts.ApiToken", null=True, blank=True, on_delete=models.SET_NULL, related_name="usage_logs"
@@ -82,6 +85,7 @@ class ApiUsageLog(models.Model):
             models.Index(fields=["conversation"], name="idx_usage_conversation"),
             models.Index(fields=["status", "-created_at"], name="idx_usage_status"),
             models.Index(fields=["-created_at"], name="idx_usage_date"),
+            models.Index(fields=["settled_at"], name="idx_usage_settled", condition=models.Q(settled_at__isnull=False)),
         ]
 
     def __str__(self) -> str:

@@ -226,6 +226,27 @@ def refresh_user_recent(user_id: int, now: datetime | None = None) -> int:
     return sum(rollup_day(day, user_ids=[user_id]) or 0 for day in (today - timedelta(days=1), today))
 
 
+def refresh_active(now: datetime | None = None) -> int:
+    """Recompute local today and yesterday of every user with a usage row settled in the last two
+    refresh windows (`settled_at`; CHATLIMA_ROLLUP_REFRESH_SECONDS each). Beat runs it once per
+    window (usage.refresh_active_rollups), so the reports stay current between the hourly runs with
+    nothing on the exchange's path; two windows, so a settle that committed just after the previous
+    run read, or a run that came late, is still found. One `rollup_day` (its own transaction and
+    locks) per local day and time zone, for that zone's users together."""
+    now = now or timezone.now()
+    since = now - timedelta(seconds=2 * settings.CHATLIMA_ROLLUP_REFRESH_SECONDS)
+    settled = ApiUsageLog.objects.filter(settled_at__gte=since).values("user_id")
+    by_zone: dict[str, list[int]] = {}
+    for user_id, tz_name in get_user_model().objects.filter(pk__in=settled).values_list("pk", "timezone"):
+        by_zone.setdefault(tz_name, []).append(user_id)
+    written = 0
+    for tz_name, user_ids in sorted(by_zone.items()):
+        today = now.astimezone(zoneinfo.ZoneInfo(tz_name)).date()
+        for day in (today - timedelta(days=1), today):
+            written += rollup_day(day, user_ids=user_ids) or 0
+    return written
+
+
 def rebuild_user(user_id: int) -> int:
     """Recompute all of one user's rollups in their current time zone (after a time zone change).
 

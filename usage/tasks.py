@@ -5,8 +5,6 @@ from __future__ import annotations
 from datetime import date
 
 from celery import shared_task
-from django.conf import settings
-from django.core.cache import cache
 
 from usage import retention, rollups
 from usage.models import ApiUsageLog
@@ -35,21 +33,20 @@ def refresh_rollup_for(usage_log_id: str) -> int | None:
     return None if usage_log is None else rollups.refresh_for(usage_log)
 
 
-@shared_task(name="usage.refresh_user_recent_rollups")
-def refresh_user_recent_rollups(user_id: int) -> int:
-    return rollups.refresh_user_recent(user_id)
+@shared_task(name="usage.refresh_active_rollups")
+def refresh_active_rollups() -> int:
+    """Every CHATLIMA_ROLLUP_REFRESH_SECONDS (beat): the rollups of the users whose exchanges settled since."""
+    return rollups.refresh_active()
 
 
 def refresh_rollups_soon(user_id: int, usage_log_id) -> None:
-    """Keep a user's rollups current after an exchange, without a refresh per exchange.
+    """Keep a user's rollups current after an exchange, with nothing on the exchange's path.
 
     With no broker (development, tests) the exchange's day is refreshed inline, at once. With one,
-    the first exchange of a window queues one refresh for just after the window ends; exchanges
-    settled while it waits are committed before it runs, so it counts them too.
+    nothing is done here: beat's `refresh_active_rollups` refreshes, once per window, every user
+    whose rows settled meanwhile (their `settled_at`). This used to queue a refresh per user and
+    window from here: a Redis round trip on every settle, and a Celery publish (about 1 ms of the
+    server's CPU) on each user's first of a window (issue 17).
     """
     if refresh_rollup_for.app.conf.task_always_eager:
         refresh_rollup_for.delay(str(usage_log_id))
-        return
-    window = settings.CHATLIMA_ROLLUP_REFRESH_SECONDS
-    if cache.add(f"rollup-refresh-queued:{user_id}", True, timeout=window):
-        refresh_user_recent_rollups.apply_async((user_id,), countdown=window + 1)

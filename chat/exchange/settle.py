@@ -185,7 +185,7 @@ def settle_exchange(target: SettleTarget, outcome: Outcome) -> Settled | None:
         reasoning_tokens=usage.reasoning_tokens, cost_estimate=cost, actual_cost=actual,
         response_time_ms=outcome.response_time_ms, time_to_first_token_ms=outcome.time_to_first_token_ms,
         usage_source=source, error_message=outcome.error_message[:2000],
-        metadata={**target.metadata, **extra},
+        metadata={**target.metadata, **extra}, settled_at=timezone.now(),
     )
     with transaction.atomic():
         if not update_where(ApiUsageLog, figures_of_row, pk=target.usage_log_id, status=S.PENDING):

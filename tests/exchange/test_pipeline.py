@@ -10,6 +10,7 @@ import pytest
 from channels.db import database_sync_to_async
 from django.core.management import call_command
 from django.db import transaction
+from django.utils import timezone
 
 from chat import exchange as pipeline
 from chat.exchange import parse_send_body, start_exchange
@@ -368,9 +369,12 @@ def test_an_interrupted_exchange_with_nothing_saved_is_not_charged(transactional
 def test_settle_interrupted_keeps_the_partial_answer_and_releases_the_hold(transactional_db):
     user = make_user("crashy")
     prepared = _leave_pending(user, "Half an answ")
+    assert ApiUsageLog.objects.get(user=user).settled_at is None
+    before = timezone.now()
     call_command("settle_interrupted")
     row = ApiUsageLog.objects.get(user=user)
     assert row.status == "interrupted" and row.usage_source == "estimate"
+    assert before <= row.settled_at <= timezone.now()  # what beat's rollup refresh looks for
     assert row.completion_tokens > 0
     answer = Message.objects.get(pk=prepared.target.assistant_pk)
     assert (answer.status, answer.content) == ("interrupted", "Half an answ")

@@ -225,7 +225,9 @@ def test_beat_schedules_the_rollup_after_midnight_and_hourly_and_the_retention(s
     assert after_midnight["schedule"].hour == {0} and len(after_midnight["schedule"].minute) == 1
     assert len(hourly["schedule"].hour) == 24
     assert schedule["usage-retention"]["task"] == "usage.purge_old_usage_logs"
-    for name in ("usage-rollup-after-midnight", "usage-rollup-hourly", "usage-retention"):
+    active = schedule["usage-rollup-active"]
+    assert (active["task"], active["schedule"]) == ("usage.refresh_active_rollups", settings.CHATLIMA_ROLLUP_REFRESH_SECONDS)
+    for name in ("usage-rollup-after-midnight", "usage-rollup-hourly", "usage-rollup-active", "usage-retention"):
         assert schedule[name]["task"] in app.tasks
 
 
@@ -277,25 +279,39 @@ def test_a_settled_exchange_refreshes_its_users_local_day_at_once(db):
     assert_model_rollups_match_user_rollups()
 
 
-def test_with_a_broker_a_users_exchanges_queue_one_rollup_refresh_per_window(db, settings, monkeypatch):
-    from django.core.cache import cache
-
+def test_with_a_broker_a_settled_exchange_leaves_its_refresh_to_beat(db, monkeypatch):
     from chatlima.celery import app
-    from usage import tasks
+    from usage.signals import exchange_settled
+
+    app.conf.task_always_eager = False  # the autouse _tasks_run_inline fixture puts it back
+    published = []
+    monkeypatch.setattr(app, "send_task", lambda *args, **kwargs: published.append(args))
+    user = user_in("busy_user", "UTC")
+    log = make_log(user, datetime(2026, 3, 10, 12, 0, tzinfo=UTC))
+    for _ in range(3):
+        exchange_settled.send(sender=ApiUsageLog, user_id=user.pk, usage_log_id=log.pk)
+    # Nothing on the exchange's path: no refresh inline, nothing queued.
+    assert DailyUsageRollup.objects.count() == 0 and published == []
+
+
+def test_beats_refresh_takes_the_users_whose_rows_settled_in_the_last_two_windows(db, settings):
+    from usage.rollups import refresh_active
 
     settings.CHATLIMA_ROLLUP_REFRESH_SECONDS = 30
-    app.conf.task_always_eager = False  # the autouse _tasks_run_inline fixture puts it back
-    queued = []
-    monkeypatch.setattr(tasks.refresh_user_recent_rollups, "apply_async",
-                        lambda args, countdown: queued.append((args, countdown)))
-    user, other = user_in("busy_user", "UTC"), user_in("quiet_user", "UTC")
-    cache.delete_many([f"rollup-refresh-queued:{u.pk}" for u in (user, other)])
-    for _ in range(5):
-        tasks.refresh_rollups_soon(user.pk, "log-id")
-    tasks.refresh_rollups_soon(other.pk, "log-id")
-    # Queued for just after the window, so the exchanges settled meanwhile are counted by it.
-    assert queued == [((user.pk,), 31), ((other.pk,), 31)]
-    assert DailyUsageRollup.objects.count() == 0
+    now = datetime(2026, 3, 10, 18, 0, tzinfo=UTC)
+    tokyo, utc, idle = user_in("tokyo_user", "Asia/Tokyo"), user_in("utc_user", "UTC"), user_in("idle_user", "UTC")
+    # Started yesterday in Tokyo (the 10th, 23:00 local), settled 50 s ago: still found.
+    make_log(tokyo, datetime(2026, 3, 10, 14, 0, tzinfo=UTC), settled_at=now - timedelta(seconds=50),
+             prompt_tokens=6, completion_tokens=4)
+    make_log(utc, datetime(2026, 3, 10, 17, 59, tzinfo=UTC), settled_at=now - timedelta(seconds=5))
+    make_log(utc, datetime(2026, 3, 9, 20, 0, tzinfo=UTC))  # yesterday, settled before: recomputed with the day
+    make_log(idle, datetime(2026, 3, 10, 17, 0, tzinfo=UTC), settled_at=now - timedelta(seconds=61))  # too long ago
+    make_log(idle, datetime(2026, 3, 10, 17, 58, tzinfo=UTC), status=ApiUsageLog.Status.PENDING)  # not settled
+    refresh_active(now)
+    stored = {(r.user_id, r.day, r.requests, r.total_tokens) for r in DailyUsageRollup.objects.all()}
+    assert stored == {(tokyo.pk, date(2026, 3, 10), 1, 10), (utc.pk, date(2026, 3, 10), 1, 30),
+                      (utc.pk, date(2026, 3, 9), 1, 30)}
+    assert_model_rollups_match_user_rollups()
 
 
 def test_a_queued_refresh_recomputes_the_users_local_today_and_yesterday(db):
