@@ -29,7 +29,7 @@ from django.utils import timezone
 from accounts.models import ApiToken, User
 from chatlima.errors import ClientError
 from chatlima.formats import money_display, money_str, utc_iso
-from chatlima.rows import first_where, insert_row, update_where
+from chatlima.rows import first_where, insert_row, update_returning, update_where
 from usage.models import ApiUsageLog, Budget, BudgetReservation
 
 RATE_WINDOW_DAYS = 7
@@ -315,10 +315,9 @@ def settle_reservation(user_id: int, reservation_id: int | None, tokens: int, co
         if held_tokens is None or held_cost is None:
             held_tokens, held_cost = BudgetReservation.objects.values_list("tokens", "cost").get(pk=reservation_id)
         release_tokens, release_cost = held_tokens, held_cost
-    # RETURNING * (PostgreSQL, SQLite 3.35+) is the row as this UPDATE left it, under its lock: no
-    # second statement to read it back. raw() applies each column's converters as a query would.
+    # RETURNING: the row as this UPDATE left it, under its lock; no second statement to read it back.
     params = [release_tokens, release_cost, tokens, cost or Decimal("0"), user_id]
-    return next(iter(Budget.objects.raw(COUNT_SETTLED + " RETURNING *", params)))
+    return update_returning(Budget, COUNT_SETTLED, params)
 
 
 def release_reservation(reservation_id: int, state: str = BudgetReservation.State.RELEASED) -> bool:

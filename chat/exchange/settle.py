@@ -20,7 +20,7 @@ from chat.models import USAGE_FIELDS, Conversation, Message, preview_of
 from chat.providers import base
 from chat.providers.base import ChatRequest, Usage
 from chatlima.formats import quantize_money
-from chatlima.rows import update_where
+from chatlima.rows import update_returning, update_where
 from usage import budgets
 from usage.models import ApiUsageLog, Budget, BudgetReservation
 from usage.pricing import cost_of
@@ -139,14 +139,13 @@ def add_to_conversation(conversation_pk: int, usage: Usage, cost: Decimal | None
     """Move a conversation's running totals by exactly one exchange's figures (the sums
     `Conversation.recompute_totals()` derives) and stamp it; a None `preview` keeps the last one.
     Runs in the caller's transaction and takes the conversation's row lock to its commit. Returns
-    the conversation's usage figures (USAGE_FIELDS) as the update left them (RETURNING; raw()
-    applies the columns' converters)."""
+    the conversation's usage figures (USAGE_FIELDS) as the update left them (RETURNING)."""
     params = [
         usage.prompt_tokens, usage.completion_tokens, usage.total_tokens, usage.reasoning_tokens,
         usage.cached_tokens, cost or Decimal("0"), actual, actual, version,
         connection.ops.adapt_datetimefield_value(timezone.now()), preview, conversation_pk,
     ]
-    return next(iter(Conversation.objects.raw(f"{ADD_TO_CONVERSATION} RETURNING id, {', '.join(USAGE_FIELDS)}", params)))
+    return update_returning(Conversation, ADD_TO_CONVERSATION, params, ("id", *USAGE_FIELDS))
 
 
 def _add_to_question(pk: int, usage: Usage, figures: str, version: int) -> tuple[int, str]:
