@@ -29,6 +29,7 @@ def test_serve_runs_the_asked_number_of_workers_on_one_port_and_stops_them_all(t
     port = _free_port()
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'serve.sqlite3'}", "DJANGO_DEBUG": "1"}
     env.pop("REDIS_URL", None)
+    env.pop("ASGI_THREADS", None)
     log = tmp_path / "serve.log"
     server = subprocess.Popen(
         [sys.executable, "-m", "chatlima.serve", "--workers", "2", "-b", "127.0.0.1", "-p", str(port)],
@@ -46,6 +47,9 @@ def test_serve_runs_the_asked_number_of_workers_on_one_port_and_stops_them_all(t
         assert body is not None and body["checks"]["database"] == "ok", log.read_text()
         workers = _children(server.pid)
         assert len(workers) == 2, log.read_text()
+        # Each worker's database thread pool is sized for the GIL it shares (chatlima/serve.py).
+        for pid in workers:
+            assert b"ASGI_THREADS=4" in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         for _ in range(6):  # both workers accept on the same socket; every request is answered
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as response:
                 assert response.status == 200
