@@ -13,6 +13,6 @@
                 for the usage row's metadata.
 """
 
-from chat.attachments.context import AttachmentContext, attachments_of, context_for, context_of
+from chat.attachments.context import AttachmentContext, attachments_of, context_for, context_of, live_conversation
 
-__all__ = ["AttachmentContext", "attachments_of", "context_for", "context_of"]
+__all__ = ["AttachmentContext", "attachments_of", "context_for", "context_of", "live_conversation"]

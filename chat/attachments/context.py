@@ -9,9 +9,13 @@ that bills documents its own way still reports its own figures, which are the on
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
+
+from django.db import DEFAULT_DB_ALIAS, connections
 
 from chat.attachments.models import Attachment
-from chatlima.rows import select_where
+from chat.models import Conversation
+from chatlima.rows import from_row, select_list, select_where
 from usage.tokens import count_tokens, uses_bpe
 
 PREAMBLE = "The user attached these files and web pages to the conversation; use them as context."
@@ -71,6 +75,31 @@ def context_of(attachments: list[Attachment], model: str) -> AttachmentContext:
         url_count=sum(a.kind == Attachment.Kind.URL for a in attachments),
         tokens=tokens,
     )
+
+
+@lru_cache(maxsize=4)
+def _live_conversation_sql(vendor: str) -> str:
+    quote = connections[DEFAULT_DB_ALIAS].ops.quote_name
+    field = Conversation._meta.get_field
+    return (
+        f"SELECT {select_list(Conversation, 'c')}, EXISTS (SELECT 1 FROM {quote(Attachment._meta.db_table)} a "
+        f"WHERE a.{quote(Attachment._meta.get_field('conversation').column)} = c.{quote(Conversation._meta.pk.column)}) "
+        f"FROM {quote(Conversation._meta.db_table)} c WHERE c.{quote(field('owner').column)} = %s "
+        f"AND c.{quote(field('public_id').column)} = %s AND c.{quote(field('deleted_at').column)} IS NULL LIMIT 1"
+    )
+
+
+def live_conversation(owner_id: int, public_id: str) -> tuple[Conversation | None, bool]:
+    """The owner's live conversation `public_id` (None if there is none) and whether it has
+    attachments, in one read: a send to a conversation without files (most of them) then needs no
+    `attachments_of` query. Read only."""
+    db = connections[DEFAULT_DB_ALIAS]
+    with db.cursor() as cursor:
+        cursor.execute(_live_conversation_sql(db.vendor), [owner_id, public_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None, False
+    return from_row(Conversation, row[:-1], db), bool(row[-1])
 
 
 def context_for(conversation, model: str) -> AttachmentContext:

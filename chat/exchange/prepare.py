@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from chat import providers, sync_clock
-from chat.attachments import context_for
+from chat.attachments import AttachmentContext, context_for, live_conversation
 from chat.exchange import events, versions
 from chat.exchange.body import SendBody
 from chat.exchange.replay import Replay, replay
@@ -31,7 +31,7 @@ from chat.models import Conversation, Message, answer_settings, preview_of
 from chat.providers import base
 from chat.providers.base import ChatRequest, Turn, Usage
 from chatlima.errors import ClientError
-from chatlima.rows import first_where, insert_row
+from chatlima.rows import insert_row
 from usage import budgets
 from usage.models import ApiUsageLog
 from usage.pricing import cost_of
@@ -163,9 +163,11 @@ def prepare_exchange(user: User, req: SendBody, supplied: Supplied | None = None
     token, recorded on the usage row, whose own budget is held too (chat/exchange/supplied.py).
     """
     conversation: Conversation | None = None
+    read, has_files = None, True  # whether the conversation read has attachments (True: read them)
     if req.conversation_id:
-        # Conversation.objects.for_user(user).filter(public_id=...), without compiling it each time.
-        conversation = first_where(Conversation, owner_id=user.pk, public_id=req.conversation_id, deleted_at=None)
+        # Conversation.objects.for_user(user).filter(public_id=...), and whether it has attachments.
+        conversation, has_files = live_conversation(user.pk, req.conversation_id)
+        read = conversation
         if conversation is None:
             raise ClientError("CONVERSATION_NOT_FOUND", "No such conversation.", {"conversation_id": req.conversation_id})
 
@@ -191,7 +193,9 @@ def prepare_exchange(user: User, req: SendBody, supplied: Supplied | None = None
     temperature, max_tokens = answer_settings(conversation, req.temperature, req.max_tokens)
     system_prompt = conversation.system_prompt if conversation else (req.system_prompt or "")
     # The conversation's files and URLs ride in the system prompt, as text for every provider.
-    attached = context_for(conversation, model)
+    # (A retry or a version may have moved to another conversation: its files are read.)
+    no_files = conversation is not None and conversation is read and not has_files
+    attached = AttachmentContext() if no_files else context_for(conversation, model)
     chat_request = ChatRequest(
         model=model, message=reuse.content if reuse else req.message, system_prompt=attached.system_prompt(system_prompt),
         history=build_context(conversation, reuse.pk if reuse else None, model),
