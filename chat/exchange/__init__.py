@@ -31,7 +31,9 @@ are costly to compile are literal SQL (`settle.ADD_TO_CONVERSATION`, `prepare.ST
 reads and single-row updates go through `chatlima.rows` (`first_where`, `select_where`,
 `update_where`: the field names and values a queryset would take, the SQL built once per shape).
 The INSERTs go through `chatlima.rows.insert_row` (what `create()` stores, without building an
-instance first or compiling the INSERT). Client CPU per statement on PostgreSQL (2,000 calls each;
+instance first or compiling the INSERT). The two UPDATEs that return their row use
+`chatlima.rows.update_returning`, and the conversation is read with whether it has attachments
+(`chat.attachments.live_conversation`, one statement). Client CPU per statement on PostgreSQL (2,000 calls each;
 "by hand" is a statement built without the ORM):
 
     statement                                ORM      by hand
