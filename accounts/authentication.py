@@ -40,20 +40,20 @@ def _candidates(token_key: str) -> list:
     on it, as select_related leaves them."""
     token_model = get_token_model()
     db = connections[DEFAULT_DB_ALIAS]
-    widths = [len(m._meta.concrete_fields) for m in (token_model, User)]
-    found = []
+    user_at = len(token_model._meta.concrete_fields)
+    named_at = user_at + len(User._meta.concrete_fields)
+    to_user, to_token = token_model._meta.get_field("user"), ApiToken._meta.get_field("auth_token")
     with db.cursor() as cursor:
         cursor.execute(_candidates_sql(db.vendor), [token_key])
         rows = cursor.fetchall()
+    found = []
     for row in rows:
-        auth_token = from_row(token_model, row[:widths[0]], db)
-        user = from_row(User, row[widths[0]:widths[0] + widths[1]], db)
-        rest = row[widths[0] + widths[1]:]
-        named = from_row(ApiToken, rest, db) if rest[0] is not None else None
-        token_model._meta.get_field("user").set_cached_value(auth_token, user)
-        ApiToken._meta.get_field("auth_token").remote_field.set_cached_value(auth_token, named)
+        auth_token = from_row(token_model, row[:user_at], db)
+        named = from_row(ApiToken, row[named_at:], db) if row[named_at] is not None else None
+        to_user.set_cached_value(auth_token, from_row(User, row[user_at:named_at], db))
+        to_token.remote_field.set_cached_value(auth_token, named)
         if named is not None:
-            ApiToken._meta.get_field("auth_token").set_cached_value(named, auth_token)
+            to_token.set_cached_value(named, auth_token)
         found.append(auth_token)
     return found
 
@@ -66,7 +66,8 @@ class BearerTokenAuthentication(TokenAuthentication):
     reads per request. This one reads the tokens with the key together with their user and name
     in one literal statement (`_candidates`; `named`, which `accounts.tokens.named_token` then finds
     without a query); an expired token is still deleted and refused when it is used, and the user's
-    other expired tokens are deleted once a day (`accounts.tokens.delete_expired_tokens`, a Celery beat task) instead of per request.
+    other expired tokens are deleted once a day (`accounts.tokens.delete_expired_tokens`, a Celery
+    beat task) instead of per request.
     """
 
     def authenticate_header(self, request) -> str:

@@ -79,12 +79,13 @@ def update_where(model: type[models.Model], values: dict[str, Any], **where: Any
 
 
 @lru_cache(maxsize=64)
-def _columns(model: type[models.Model], names: tuple[str, ...] | None, vendor: str
+def _columns(model: type[models.Model], names: tuple[str, ...] | None, vendor: str, alias: str = ""
              ) -> tuple[str, list[str], list[tuple[int, list, Any]]]:
-    """The columns of the fields `names` (None: every concrete field), their attribute names, and
-    the columns whose values need converting (SQLite's decimals, datetimes and booleans; on
-    PostgreSQL psycopg already did)."""
+    """The columns of the fields `names` (None: every concrete field; each as `alias.column` with
+    an alias), their attribute names, and the columns whose values need converting (SQLite's
+    decimals, datetimes and booleans; on PostgreSQL psycopg already did)."""
     quote = connection.ops.quote_name
+    prefix = f"{alias}." if alias else ""
     fields = model._meta.concrete_fields if names is None else [_field(model, n) for n in names]
     converting = []
     for i, field in enumerate(fields):
@@ -92,7 +93,7 @@ def _columns(model: type[models.Model], names: tuple[str, ...] | None, vendor: s
         found = connection.ops.get_db_converters(col) + field.get_db_converters(connection)
         if found:
             converting.append((i, found, col))
-    return ", ".join(quote(f.column) for f in fields), [f.attname for f in fields], converting
+    return ", ".join(prefix + quote(f.column) for f in fields), [f.attname for f in fields], converting
 
 
 def _select(model: type[models.Model], vendor: str) -> tuple[str, list[str], list[tuple[int, list, Any]]]:
@@ -128,8 +129,7 @@ def select_where(model: type[M], *, order_by: tuple[str, ...] = (), limit: int |
 
 def select_list(model: type[models.Model], alias: str) -> str:
     """Every column of `model` as `alias.column`, in `from_row`'s order: for a literal join."""
-    quote = connection.ops.quote_name
-    return ", ".join(f"{alias}.{quote(f.column)}" for f in model._meta.concrete_fields)
+    return _columns(model, None, _db().vendor, alias)[0]
 
 
 def from_row(model: type[M], row, db=None, fields: tuple[str, ...] | None = None) -> M:

@@ -217,17 +217,9 @@ def refresh_for(usage_log: ApiUsageLog) -> int | None:
     return rollup_day(day, user_ids=[usage_log.user_id])
 
 
-def refresh_user_recent(user_id: int, now: datetime | None = None) -> int:
-    """Recompute one user's local today and yesterday (an exchange settled now may have started yesterday)."""
-    user = get_user_model().objects.filter(pk=user_id).only("timezone").first()
-    if user is None:
-        return 0
-    today = (now or timezone.now()).astimezone(zoneinfo.ZoneInfo(user.timezone)).date()
-    return sum(rollup_day(day, user_ids=[user_id]) or 0 for day in (today - timedelta(days=1), today))
-
-
 def refresh_active(now: datetime | None = None) -> int:
-    """Recompute local today and yesterday of every user with a usage row settled in the last two
+    """Recompute local today and yesterday (an exchange settled now may have started yesterday) of
+    every user with a usage row settled in the last two
     refresh windows (`settled_at`; CHATLIMA_ROLLUP_REFRESH_SECONDS each). Beat runs it once per
     window (usage.refresh_active_rollups), so the reports stay current between the hourly runs with
     nothing on the exchange's path; two windows, so a settle that committed just after the previous

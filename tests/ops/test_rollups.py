@@ -314,13 +314,15 @@ def test_beats_refresh_takes_the_users_whose_rows_settled_in_the_last_two_window
     assert_model_rollups_match_user_rollups()
 
 
-def test_a_queued_refresh_recomputes_the_users_local_today_and_yesterday(db):
-    from usage.rollups import refresh_user_recent
+def test_beats_refresh_recomputes_the_users_local_today_and_yesterday_only(db):
+    from usage.rollups import refresh_active
 
+    now = datetime(2026, 3, 10, 18, 0, tzinfo=UTC)
     user = user_in("late_user", "America/New_York")
     make_log(user, datetime(2026, 3, 10, 3, 0, tzinfo=UTC), prompt_tokens=5, completion_tokens=5)  # the 9th in New York
-    make_log(user, datetime(2026, 3, 10, 16, 0, tzinfo=UTC), prompt_tokens=7, completion_tokens=3)  # the 10th
+    make_log(user, datetime(2026, 3, 10, 16, 0, tzinfo=UTC), prompt_tokens=7, completion_tokens=3,
+             settled_at=now - timedelta(seconds=1))  # the 10th, just settled
     make_log(user, datetime(2026, 3, 8, 16, 0, tzinfo=UTC))  # two days back: left to the hourly run
-    refresh_user_recent(user.pk, now=datetime(2026, 3, 10, 18, 0, tzinfo=UTC))
+    refresh_active(now)
     stored = {(r.day, r.requests, r.total_tokens) for r in DailyUsageRollup.objects.filter(user=user)}
     assert stored == {(date(2026, 3, 9), 1, 10), (date(2026, 3, 10), 1, 10)}
