@@ -3,7 +3,7 @@
     python -m chatlima.serve --workers 2 -b 127.0.0.1 -p 8000
 
 One daphne process runs one event loop, so it uses one core. This opens the socket once and starts
-`--workers` daphne processes that all accept on it (daphne's `--fd`); the kernel hands each new
+`--workers` daphne processes (each on uvloop: chatlima/worker.py) that all accept on it (daphne's `--fd`); the kernel hands each new
 connection to one of them. A WebSocket stays with the process that accepted it, and the consumer
 keeps no state shared between processes, so nothing else is needed. Stopping this process (or any
 worker dying) stops them all.
@@ -18,9 +18,9 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-DAPHNE = str(Path(sys.executable).with_name("daphne"))
+# Each worker is daphne on uvloop (chatlima/worker.py).
+WORKER = [sys.executable, "-m", "chatlima.worker"]
 # Each process's thread pool for the database work (daphne reads ASGI_THREADS; Python's default is
 # cores + 4 = 6 here). The threads contend for one GIL with the event loop, and each handoff costs:
 # under a burst of 100 streams a prepare took 7.5 ms of CPU in a thread against 3.2 ms alone. With
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     args, daphne_args = parser.parse_known_args(argv)
 
     sock = listening_socket(args.bind, args.port)
-    command = [DAPHNE, "--fd", str(sock.fileno()), *daphne_args, args.app]
+    command = [*WORKER, "--fd", str(sock.fileno()), *daphne_args, args.app]
     env = {"ASGI_THREADS": str(DB_THREADS), **os.environ}  # an ASGI_THREADS given wins
     workers = [subprocess.Popen(command, pass_fds=(sock.fileno(),), env=env) for _ in range(max(1, args.workers))]
     sock.close()  # the workers hold it now

@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-DAPHNE = str(Path(sys.executable).with_name("daphne"))
+DAPHNE = [sys.executable, "-m", "chatlima.worker"]  # daphne as production runs it: on uvloop
 LOG_TAIL = 3000  # characters of the log a failed start shows
 
 
@@ -95,7 +95,7 @@ class Daphne:
         where = ["-b", "127.0.0.1", "-p", str(self._port)]
         if self.workers:
             return [sys.executable, "-m", "chatlima.serve", "--workers", str(self.workers), *where]
-        return [DAPHNE, *where, "chatlima.asgi:application"]
+        return [*DAPHNE, *where, "chatlima.asgi:application"]
 
     def start(self, timeout: float = 30) -> Daphne:
         """Start the server (a new log file) and wait until GET `ready_path` answers 200."""

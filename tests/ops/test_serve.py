@@ -50,6 +50,8 @@ def test_serve_runs_the_asked_number_of_workers_on_one_port_and_stops_them_all(t
         # Each worker's database thread pool is sized for the GIL it shares (chatlima/serve.py).
         for pid in workers:
             assert b"ASGI_THREADS=4" in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            # ... and runs daphne on uvloop (chatlima/worker.py): its compiled loop is loaded.
+            assert "uvloop/loop." in Path(f"/proc/{pid}/maps").read_text(), pid
         for _ in range(6):  # both workers accept on the same socket; every request is answered
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as response:
                 assert response.status == 200
@@ -58,3 +60,23 @@ def test_serve_runs_the_asked_number_of_workers_on_one_port_and_stops_them_all(t
         server.wait(timeout=15)
     assert server.returncode == 0, log.read_text()
     assert all(not Path(f"/proc/{pid}").exists() for pid in workers)
+
+
+def _loop_of_a_worker(env: dict[str, str]) -> str:
+    """The class of the loop daphne's server module makes, in a process set up as chatlima.worker does."""
+    code = ("import asyncio, chatlima.worker as w; w.use_uvloop(); import daphne.server as s; "
+            "print(type(s.twisted_loop).__module__)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=settings.BASE_DIR, env={**os.environ, **env},
+                         capture_output=True, text=True, check=True)
+    return out.stdout.strip().splitlines()[-1]
+
+
+def test_the_worker_runs_daphne_on_uvloop_unless_told_otherwise():
+    assert _loop_of_a_worker({}) == "uvloop"
+    assert _loop_of_a_worker({"CHATLIMA_EVENT_LOOP": "asyncio"}).startswith("asyncio")
+
+
+def test_the_worker_refuses_to_choose_once_daphne_has_made_its_loop():
+    code = "import daphne.server, chatlima.worker as w; w.main()"
+    out = subprocess.run([sys.executable, "-c", code], cwd=settings.BASE_DIR, capture_output=True, text=True)
+    assert out.returncode != 0 and "before daphne is imported" in out.stderr
