@@ -267,7 +267,21 @@ class AsyncioTransport(httpx2.AsyncHTTPTransport):
 
 
 def async_http_client() -> httpx2.AsyncClient:
-    """The httpx client the openai SDK would make (its limits, timeout and redirects), on asyncio."""
-    from openai import DEFAULT_CONNECTION_LIMITS, DefaultAsyncHttpxClient
+    """The httpx client the openai SDK would make (its timeout, redirects and connection limit), on
+    asyncio, keeping every connection it has open for reuse (`keep_alive_limits`)."""
+    from openai import DefaultAsyncHttpxClient
 
-    return DefaultAsyncHttpxClient(transport=AsyncioTransport(limits=DEFAULT_CONNECTION_LIMITS))
+    return DefaultAsyncHttpxClient(transport=AsyncioTransport(limits=keep_alive_limits()))
+
+
+def keep_alive_limits() -> httpx2.Limits:
+    """The SDK's limits (`openai.DEFAULT_CONNECTION_LIMITS`: 1,000 connections, 5 s keep-alive) with
+    every one of them kept alive between requests, not only 100. A process streams for up to
+    hundreds of users at once, each answer on a connection of its own: past 100 live answers, each
+    that ended closed its connection and the next exchange opened a new one (its TCP handshake, the
+    provider's TLS handshake). An idle connection still closes after `keepalive_expiry`."""
+    from openai import DEFAULT_CONNECTION_LIMITS
+
+    most = DEFAULT_CONNECTION_LIMITS.max_connections
+    return httpx2.Limits(max_connections=most, max_keepalive_connections=most,
+                         keepalive_expiry=DEFAULT_CONNECTION_LIMITS.keepalive_expiry)

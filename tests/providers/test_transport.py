@@ -199,3 +199,41 @@ async def test_the_read_timeout_is_per_wait_not_per_response():
     finally:
         steady.stop()
         stalling.stop()
+
+
+async def test_every_connection_of_a_busy_moment_is_kept_for_the_next_exchanges():
+    """150 answers at once, then 150 more: the second round reuses the first round's 150 connections
+    (the SDK's own limits keep only 100 alive, and the other 50 exchanges each opened a new one)."""
+    connections = waiting = 0
+    release = asyncio.Event()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections, waiting
+        connections += 1
+        try:
+            while await reader.readuntil(b"\r\n\r\n"):
+                waiting += 1
+                await release.wait()  # every request of a round is in flight at once
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1"
+    client = openai_client("k", url, 5)._client  # the SDK's httpx client, as the adapter makes it
+    try:
+        for _ in range(2):
+            release.clear()
+            waiting = 0
+            requests = [asyncio.ensure_future(client.get(f"{url}/models")) for _ in range(150)]
+            while waiting < 150:
+                await asyncio.sleep(0.01)
+            release.set()
+            assert [r.status_code for r in await asyncio.gather(*requests)] == [200] * 150
+        assert connections == 150
+    finally:
+        await client.aclose()
+        server.close()
