@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/frame_floor.py [--sockets 50] [--frames 400]
 
-Starts daphne (one process) on this file's own ASGI app and, on `--sockets` sockets at once, asks
+Starts daphne (one process, as production starts it: `python -m chatlima.worker`, on uvloop and
+then on Python's own loop) on this file's own ASGI app and, on `--sockets` sockets at once, asks
 each for `--frames` frames of a `stream_chunk`'s size; prints daphne's CPU per frame (from /proc)
 two ways:
 
@@ -103,18 +104,15 @@ async def measure(port: int, pid: int, path: str, sockets: int, frames: int, pau
         await asyncio.gather(*(ws.close() for ws in connections), return_exceptions=True)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sockets", type=int, default=50)
-    parser.add_argument("--frames", type=int, default=400)
-    parser.add_argument("--paced-ms", type=float, default=20.0, help="the paced run's time between frames")
-    args = parser.parse_args()
+def floor(loop: str, args: argparse.Namespace) -> None:
+    """Daphne started as production starts each worker (`python -m chatlima.worker`) on `loop`."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    daphne = str(Path(sys.executable).with_name("daphne"))
-    server = subprocess.Popen([daphne, "-b", "127.0.0.1", "-p", str(port), "--verbosity", "0", "frame_floor:application"],
-                              cwd=HERE, env={**os.environ, "PYTHONPATH": str(HERE)},
+    command = [sys.executable, "-m", "chatlima.worker", "-b", "127.0.0.1", "-p", str(port), "--verbosity", "0",
+               "frame_floor:application"]
+    server = subprocess.Popen(command, cwd=HERE, env={**os.environ, "PYTHONPATH": f"{HERE}{os.pathsep}{HERE.parent}",
+                                                      "CHATLIMA_EVENT_LOOP": loop},
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 30
@@ -122,15 +120,27 @@ def main() -> int:
             if time.monotonic() > deadline or server.poll() is not None:
                 raise SystemExit("daphne did not start")
             time.sleep(0.1)
-        print(f"{args.sockets} sockets x {args.frames} frames each, one daphne process:")
         runs = (("raw ASGI send", "/raw", 0.0), ("channels send_json", "/channels", 0.0),
                 (f"channels, {args.paced_ms:g} ms apart", "/channels", args.paced_ms / 1000))
         for label, path, pause in runs:
             per_frame = asyncio.run(measure(port, server.pid, path, args.sockets, args.frames, pause))
-            print(f"  {label:26s} {per_frame * 1e6:6.1f} us of daphne's CPU per frame")
+            print(f"  {loop + ':':9s} {label:26s} {per_frame * 1e6:6.1f} us of daphne's CPU per frame")
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sockets", type=int, default=50)
+    parser.add_argument("--frames", type=int, default=400)
+    parser.add_argument("--paced-ms", type=float, default=20.0, help="the paced run's time between frames")
+    parser.add_argument("--loops", nargs="+", choices=("uvloop", "asyncio"), default=["uvloop", "asyncio"],
+                        help="the event loops to measure daphne on (production's is uvloop)")
+    args = parser.parse_args()
+    print(f"{args.sockets} sockets x {args.frames} frames each, one daphne process:")
+    for loop in args.loops:
+        floor(loop, args)
     return 0
 
 
