@@ -6,6 +6,8 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 WORKERS ?= 1
+# Test processes (pytest-xdist; each test file stays in one process, with its own test database).
+TEST_WORKERS ?= 2
 
 .PHONY: install run test e2e-deps migrations-check lint bench-estimator clean
 
@@ -39,7 +41,7 @@ e2e-deps:
 test: install e2e-deps
 	$(PY) manage.py makemigrations --check --dry-run >/dev/null
 	$(VENV)/bin/lint-imports --no-cache
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 migrations-check: install
 	$(PY) manage.py makemigrations --check --dry-run

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 from urllib.parse import urlparse
@@ -40,6 +41,18 @@ def pytest_configure(config: pytest.Config) -> None:
         problems.append(f"Redis at {redis_url} is unreachable")
     if problems:
         raise pytest.UsageError("CI needs its services: " + "; ".join(problems))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Schemathesis names each API operation's test `test_x[GET /path]` but gives them all the node id
+    `file::test_x`; pytest-xdist tells tests apart by node id and runs only one of a repeated id.
+    Each such test gets its own name as its node id (`file::test_x[GET /path]`); pytest has no public
+    way to set one, so this sets its structured id (`Node._id`, a `NodeId`, as pytest 9 keeps it)."""
+    for item in items:
+        base, _, last = item.nodeid.rpartition("::")
+        if base and last != item.name and item.name.startswith(last + "["):
+            item._id = type(item._id).parse(f"{base}::{item.name}")
 
 
 def make_user(username: str, password: str = "correct-horse-battery") -> User:
@@ -121,6 +134,23 @@ def _tasks_run_inline(request):
     app.conf.task_always_eager = True
     yield
     app.conf.task_always_eager = previous
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cache_keys_of_the_test_database(django_db_setup):
+    """The shared cache's keys are prefixed per database (settings.CACHE_KEY_PREFIX), but the settings
+    name it before pytest-django makes the test database: prefix them by the test database's name,
+    so that runs sharing one Redis (xdist's workers, each on a database of its own, and a `make run`
+    beside them) never clear or count each other's keys."""
+    from django.conf import settings
+    from django.db import connection
+    from django.test import override_settings
+
+    name = str(connection.settings_dict["NAME"])
+    prefix = f"{settings.CACHE_KEY_PREFIX}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+    caches = {alias: {**conf, "KEY_PREFIX": prefix} for alias, conf in settings.CACHES.items()}
+    with override_settings(CACHES=caches):
+        yield
 
 
 @pytest.fixture(scope="session", autouse=True)

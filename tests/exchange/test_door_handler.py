@@ -207,7 +207,10 @@ async def test_a_websocket_frame_takes_no_hop_to_tidy_connections(owner, sensiti
     while (await ws.receive_json_from(timeout=20))["type"] != "message_complete":
         pass
     await ws.disconnect()
-    # Left: the one channels' websocket_disconnect makes as the socket ends (once per socket).
-    assert sensitive_hops.count("close_old_connections") == 1, sensitive_hops
+    # Left: the one channels' websocket_disconnect makes as the socket ends (once per socket). It is
+    # `no_op` when the disconnect runs while the communicator waits: channels' testing patches
+    # `close_old_connections` with it then (channels/testing/application.py).
+    tidies = [name for name in sensitive_hops if name in ("close_old_connections", "no_op")]
+    assert len(tidies) == 1, sensitive_hops
     [row] = await rows(owner)
     assert row.status == "success"
