@@ -4,9 +4,9 @@
 
 One daphne process runs one event loop, so it uses one core. This opens the socket once and starts
 `--workers` daphne processes (each on uvloop: chatlima/worker.py) that all accept on it (daphne's
-`--fd`); the kernel hands each new connection to one of them. A WebSocket stays with the process that accepted it, and the consumer
-keeps no state shared between processes, so nothing else is needed. Stopping this process (or any
-worker dying) stops them all.
+`--fd`); the kernel hands each new connection to one of them. A WebSocket stays with the process
+that accepted it, and the consumer keeps no state shared between processes, so nothing else is
+needed. Stopping this process (or any worker dying) stops them all.
 """
 
 from __future__ import annotations
