@@ -51,7 +51,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     way to set one, so this sets its structured id (`Node._id`, a `NodeId`, as pytest 9 keeps it)."""
     for item in items:
         base, _, last = item.nodeid.rpartition("::")
-        if base and last != item.name and item.name.startswith(last + "["):
+        if base and item.name.startswith(last + "["):
             item._id = type(item._id).parse(f"{base}::{item.name}")
 
 
