@@ -1,8 +1,10 @@
-"""The provider's silence limit (chat.exchange.relay.QuietTimer): one timer per stream, not one per delta."""
+"""The provider's silence limit (chat.exchange.relay.QuietTimer): one timer per stream, not one per delta;
+how long frames wait (chat.exchange.stream: longer when busy, on one grid for the process)."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 import pytest
@@ -95,3 +97,26 @@ async def test_frames_grow_when_the_event_loop_runs_late():
     assert max(factors) <= stream.MAX_INTERVAL_FACTOR
     await asyncio.sleep(1.3)  # caught up: the average falls back
     assert stream._busy_factor(0.05) < factors[-1]
+
+
+def test_every_streams_frames_fall_on_one_grid():
+    from chat.exchange.stream import next_frame_at
+
+    interval = 0.05
+    # Three streams whose first frames went at unrelated times, each then sending its next frame as
+    # soon as it may (a loop running up to 10 ms late): from their second frame on they are all due
+    # on the ticks of one grid, one interval apart, so while they overlap they are due together.
+    schedules = []
+    for start, late in ((100.003, 0.004), (100.021, 0.0), (100.047, 0.01)):
+        times = [start]
+        for _ in range(6):
+            times.append(next_frame_at(times[-1], interval) + late)
+        schedules.append([round(t - late, 6) for t in times[1:]])
+    for due in schedules:
+        assert all(abs(t / interval - round(t / interval)) < 1e-6 for t in due), due
+        assert all(round(b - a, 6) == interval for a, b in itertools.pairwise(due)), due
+    assert set(schedules[0][1:]) < set(schedules[1]) | set(schedules[2])
+    # Never sooner than half an interval after a frame; a busy process's longer frames keep the grid.
+    assert next_frame_at(100.0, interval) - 100.0 >= interval / 2
+    assert next_frame_at(100.0, interval, 3.0) == pytest.approx(100.15)
+    assert next_frame_at(100.01, 0.0) == 100.01  # no batching: at once
