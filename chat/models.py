@@ -29,7 +29,9 @@ class ConversationQuerySet(models.QuerySet):
 
 
 class Conversation(models.Model):
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations")
+    # No index of its own: the indexes below and `conversation_id_unique_per_user` lead with the owner.
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations",
+                              db_index=False)
     public_id = models.CharField(max_length=64, default=new_conversation_id, validators=[validate_public_id])
     title = models.CharField(max_length=255, blank=True)
     model = models.CharField(max_length=128, blank=True)
@@ -207,8 +209,11 @@ class Message(models.Model):
         CLIENT = "client"
         NONE = "none"  # a failed call the provider did not bill
 
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="messages")
-    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    # No index of their own: the indexes below and `message_id_unique_per_user` lead with them, and
+    # every index is written again by each non-HOT update (a settle's).
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="messages",
+                              db_index=False)
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages", db_index=False)
     public_id = models.CharField(max_length=64, default=new_message_id, validators=[validate_public_id])
     role = models.CharField(max_length=16, choices=Role.choices)
     content = models.TextField(blank=True)

@@ -42,9 +42,13 @@ class ApiUsageLog(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     # The user message's id; like every client id it is unique per user.
     request_id = models.CharField(max_length=64)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="usage_logs")
+    # No index of their own: `usage_request_unique_per_user` and `idx_usage_user` lead with the user,
+    # `idx_usage_conversation` is the conversation's; each index is written on every insert and settle.
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="usage_logs",
+                             db_index=False)
     conversation = models.ForeignKey(
-        "chat.Conversation", null=True, blank=True, on_delete=models.SET_NULL, related_name="usage_logs"
+        "chat.Conversation", null=True, blank=True, on_delete=models.SET_NULL, related_name="usage_logs",
+        db_index=False,
     )
     message = models.ForeignKey(
         "chat.Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="usage_logs"
@@ -369,7 +373,9 @@ class BudgetReservation(models.Model):
         RELEASED = "released"
         EXPIRED = "expired"
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="reservations")
+    # No index of its own: `reservation_request_unique_per_user` leads with the user.
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="reservations",
+                             db_index=False)
     request_id = models.CharField(max_length=64)
     tokens = models.BigIntegerField()
     cost = models.DecimalField(max_digits=16, decimal_places=8, default=Decimal("0"))
