@@ -11,7 +11,10 @@ two ways:
   * channels: an `AsyncJsonWebsocketConsumer` sends each with `send_json` (channels' JSON and
     send on top), as chat/consumers.py does;
   * channels, paced: the same with `--paced-ms` between one socket's frames, so each frame has its
-    own wake-up (a timer, the task's step, its own write), as a streamed answer's frames do.
+    own wake-up (a timer, the task's step, its own write), as a streamed answer's frames did;
+  * channels, paced on one grid: each socket's next frame is due at the next tick of one
+    `--paced-ms` grid for the process, as an exchange's frames are (`chat.exchange.stream.next_frame_at`),
+    so the sockets' wake-ups and writes share loop turns.
 
 The first two send back to back, so several frames share a loop turn. ChatLima's `ws_load` CPU
 split counts everything an answer's length adds, on top of the paced figure: the provider's reads
@@ -70,9 +73,13 @@ async def application(scope, receive, send) -> None:
 
         class Frames(AsyncJsonWebsocketConsumer):
             async def receive_json(self, content, **kwargs) -> None:
-                frames, pause = content
+                frames, pause, grid = content
+                loop = asyncio.get_running_loop()
                 for i in range(frames):
-                    if pause:
+                    if grid:
+                        now = loop.time()
+                        await asyncio.sleep(round((now + pause) / pause) * pause - now)
+                    elif pause:
                         await asyncio.sleep(pause)
                     await self.send_json({**CHUNK, "estimated_completion_tokens": i})
 
@@ -85,13 +92,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def measure(port: int, pid: int, path: str, sockets: int, frames: int, pause: float = 0.0) -> float:
+async def measure(port: int, pid: int, path: str, sockets: int, frames: int, pause: float = 0.0,
+                  grid: bool = False) -> float:
     import websockets
 
     connections = [await websockets.connect(f"ws://127.0.0.1:{port}{path}", max_queue=None) for _ in range(sockets)]
 
     async def one(ws) -> None:
-        await ws.send(str(frames) if path == "/raw" else json.dumps([frames, pause]))
+        await ws.send(str(frames) if path == "/raw" else json.dumps([frames, pause, grid]))
         for _ in range(frames):
             await ws.recv()
 
@@ -120,10 +128,12 @@ def floor(loop: str, args: argparse.Namespace) -> None:
             if time.monotonic() > deadline or server.poll() is not None:
                 raise SystemExit("daphne did not start")
             time.sleep(0.1)
-        runs = (("raw ASGI send", "/raw", 0.0), ("channels send_json", "/channels", 0.0),
-                (f"channels, {args.paced_ms:g} ms apart", "/channels", args.paced_ms / 1000))
-        for label, path, pause in runs:
-            per_frame = asyncio.run(measure(port, server.pid, path, args.sockets, args.frames, pause))
+        pace = args.paced_ms / 1000
+        runs = (("raw ASGI send", "/raw", 0.0, False), ("channels send_json", "/channels", 0.0, False),
+                (f"channels, {args.paced_ms:g} ms apart", "/channels", pace, False),
+                (f"channels, on a {args.paced_ms:g} ms grid", "/channels", pace, True))
+        for label, path, pause, grid in runs:
+            per_frame = asyncio.run(measure(port, server.pid, path, args.sockets, args.frames, pause, grid))
             print(f"  {loop + ':':9s} {label:26s} {per_frame * 1e6:6.1f} us of daphne's CPU per frame")
     finally:
         server.terminate()
