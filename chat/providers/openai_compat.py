@@ -131,6 +131,23 @@ async def sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
         yield "\n".join(data)
 
 
+END_OF_BODY_SECONDS = 1.0
+
+
+async def _read_to_the_end(lines: AsyncIterator[str]) -> None:
+    """What follows `[DONE]` (a chunked body's empty last chunk, in the same read or the next), so
+    that closing the response hands its connection back to the pool: closed unread, the connection
+    is dropped, and the next exchange connects again (a TCP and TLS handshake, for every answer).
+    Within END_OF_BODY_SECONDS: a provider that keeps the body open after `[DONE]` loses its
+    connection, never the answer."""
+    try:
+        async with asyncio.timeout(END_OF_BODY_SECONDS):
+            async for _ in lines:
+                pass
+    except Exception:  # noqa: BLE001 - a timeout or a cut after [DONE]: the answer is whole, the connection goes
+        pass
+
+
 def _chunk_error(error: Any) -> ProviderError:
     code = to_int(pick(error, "code"))
     message = pick(error, "message")
@@ -233,8 +250,9 @@ class OpenAICompatProvider:
         thoughts: list[str] = []
         response = await client.post("/chat/completions", body=self._create_kwargs(request), cast_to=httpx.Response,
                                      stream=True)
+        lines = response.aiter_lines()
         try:
-            async for data in sse_data(response.aiter_lines()):
+            async for data in sse_data(lines):
                 try:
                     chunk = json.loads(data)
                 except ValueError:
@@ -261,6 +279,8 @@ class OpenAICompatProvider:
                         yield content
                 if error is not None:
                     break
+            else:
+                await _read_to_the_end(lines)
         finally:
             await response.aclose()
         text, reasoning_text = "".join(parts), "".join(thoughts)

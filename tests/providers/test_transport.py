@@ -9,7 +9,9 @@
 * the read timeout counts each wait, not the whole response: a reply that trickles in for longer
   than the timeout arrives whole, one that stops mid-way is a ReadTimeout after what it sent;
 * a server that never answers is a ReadTimeout, a closed port a ConnectError, a connection cut
-  mid-body a ReadError/RemoteProtocolError: the errors httpx maps and the SDK classifies as before.
+  mid-body a ReadError/RemoteProtocolError: the errors httpx maps and the SDK classifies as before;
+* a streamed answer is read to the body's end after `[DONE]`, so its kept-alive connection serves
+  the next answer; a body held open after `[DONE]` costs its connection, never the answer.
 """
 
 from __future__ import annotations
@@ -237,3 +239,81 @@ async def test_every_connection_of_a_busy_moment_is_kept_for_the_next_exchanges(
     finally:
         await client.aclose()
         server.close()
+
+
+def _sse(*events: str) -> bytes:
+    """A streamed completion as OpenAI sends it: SSE events, chunked, kept alive."""
+    body = b"".join(b"%x\r\n%s\r\n" % (len(e.encode()) + 2, e.encode() + b"\n\n") for e in events)
+    return (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n" + body)
+
+
+ANSWER = _sse(
+    'data: {"id":"c1","choices":[{"index":0,"delta":{"content":"Hello "},"finish_reason":null}]}',
+    'data: {"id":"c1","choices":[{"index":0,"delta":{"content":"there."},"finish_reason":"stop"}]}',
+    'data: {"id":"c1","choices":[],"usage":{"prompt_tokens":7,"completion_tokens":2,"total_tokens":9}}',
+    "data: [DONE]",
+)
+
+
+async def _sse_server(end_body: bool):
+    """A keep-alive OpenAI-compatible server answering every request with ANSWER; `end_body` False:
+    it never sends the body's last chunk (a provider holding its body open after [DONE])."""
+    seen = {"connections": 0}
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen["connections"] += 1
+        try:
+            while head := await reader.readuntil(b"\r\n\r\n"):
+                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length:")), 0)
+                await reader.readexactly(length)
+                writer.write(ANSWER + (b"0\r\n\r\n" if end_body else b""))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1", seen
+
+
+async def _answers(settings, base_url: str, times: int) -> list[list]:
+    from chat.providers import get_provider
+    from chat.providers.base import ChatRequest
+    from tests.fakes.fixtures import _point
+
+    _point(settings, "openai", base_url)
+    return [[item async for item in get_provider("openai").stream(ChatRequest(model="gpt-4o", message="hi"))]
+            for _ in range(times)]
+
+
+async def test_a_streamed_answer_hands_its_connection_back_for_the_next(settings):
+    """A streamed answer is read to its body's end after [DONE], so its connection goes back to the
+    pool: three answers in a row, one connection (closed unread, each answer connected anew)."""
+    server, base_url, seen = await _sse_server(end_body=True)
+    try:
+        answers = await _answers(settings, base_url, 3)
+    finally:
+        server.close()
+    for items in answers:
+        assert items[:2] == ["Hello ", "there."] and items[2].completion_tokens == 2
+    assert seen["connections"] == 1
+
+
+async def test_a_body_left_open_after_done_costs_its_connection_not_the_answer(settings, monkeypatch):
+    from chat.providers import openai_compat
+
+    monkeypatch.setattr(openai_compat, "END_OF_BODY_SECONDS", 0.2)
+    server, base_url, seen = await _sse_server(end_body=False)
+    try:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        answers = await _answers(settings, base_url, 2)
+        took = loop.time() - started
+    finally:
+        server.close()
+    for items in answers:
+        assert items[:2] == ["Hello ", "there."] and items[2].completion_tokens == 2
+    assert took < 2 * 0.2 + 1.0
+    assert seen["connections"] == 2  # each unfinished body's connection was dropped
