@@ -6,8 +6,14 @@
 `max_completion_tokens` asks for fewer: one token per chunk) `--delay-ms` apart in OpenAI's SSE format (the
 usage chunk last when `stream_options.include_usage` is asked, `data: [DONE]` to end), or answers
 the whole completion at once when `stream` is false (after the same total delay). `GET /v1/models`
-lists one model, `bench-model`. Plain asyncio streams, no framework: one process serves thousands
-of concurrent streams with little CPU, so the upstream is never what a bench measures.
+lists one model, `bench-model`.
+
+A streamed answer goes as OpenAI's API sends it: `Transfer-Encoding: chunked` on a connection kept
+alive for the client's next request (unless it asks `Connection: close`), so a client that pools
+its connections, as ChatLima and Open WebUI do, connects once, not once per answer. Plain asyncio
+streams on uvloop, no framework, each stream's chunks built once: one process serves thousands of
+concurrent streams with little CPU, and takes as little as it can of the cores it shares with what
+a bench measures.
 """
 
 from __future__ import annotations
@@ -17,16 +23,24 @@ import asyncio
 import json
 import time
 
+import uvloop  # production's loop (chatlima/worker.py), in requirements.txt
+
 MODEL = "bench-model"
 WORD = "word "
 
 
+def _chunked(data: bytes) -> bytes:
+    """`data` as one chunk of HTTP/1.1's chunked transfer encoding."""
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
 def _chunk(completion_id: str, created: int, delta: dict, finish: str | None = None, usage: dict | None = None) -> bytes:
+    """One SSE event of the stream, chunk-encoded."""
     body = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": MODEL,
             "choices": [] if usage else [{"index": 0, "delta": delta, "finish_reason": finish}]}
     if usage:
         body["usage"] = usage
-    return b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\n\n"
+    return _chunked(b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\n\n")
 
 
 class Upstream:
@@ -59,8 +73,8 @@ class Upstream:
                     request = json.loads(body or b"{}")
                     if request.get("stream"):
                         await self._stream(writer, request, len(body))
-                        return  # a streamed answer closes the connection
-                    await self._complete(writer, len(body))
+                    else:
+                        await self._complete(writer, len(body))
                 else:
                     await self._json(writer, {"error": {"message": "not found"}}, status="404 Not Found")
                 if headers.get("connection", "").lower() == "close":
@@ -90,21 +104,22 @@ class Upstream:
         self.count += 1
         completion_id, created = f"cmpl-{self.count}", int(time.time())
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
-                     b"Connection: close\r\n\r\n")
+                     b"Transfer-Encoding: chunked\r\n\r\n")
         writer.write(_chunk(completion_id, created, {"role": "assistant", "content": ""}))
         start = time.monotonic()
         chunks = self.chunks_for(request)
+        word = _chunk(completion_id, created, {"content": WORD})
         for n in range(chunks):
             # Paced from the start, so the total stays chunks x delay however busy the loop is.
             wait = start + n * self.delay - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
             last = n == chunks - 1
-            writer.write(_chunk(completion_id, created, {"content": WORD}, "stop" if last else None))
+            writer.write(_chunk(completion_id, created, {"content": WORD}, "stop") if last else word)
             await writer.drain()
         if (request.get("stream_options") or {}).get("include_usage"):
             writer.write(_chunk(completion_id, created, {}, usage=self.usage(prompt_chars, chunks)))
-        writer.write(b"data: [DONE]\n\n")
+        writer.write(_chunked(b"data: [DONE]\n\n") + b"0\r\n\r\n")
         await writer.drain()
 
 
@@ -122,7 +137,7 @@ def main() -> None:
     parser.add_argument("--delay-ms", type=float, default=20)
     args = parser.parse_args()
     try:
-        asyncio.run(serve(args.port, args.chunks, args.delay_ms))
+        uvloop.run(serve(args.port, args.chunks, args.delay_ms))
     except KeyboardInterrupt:
         pass
 
