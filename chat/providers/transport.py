@@ -222,8 +222,15 @@ class AsyncioStream(httpcore2.AsyncNetworkStream):
         if info == "socket":
             return sock
         if info == "is_readable":
-            # A pooled connection the server has closed (or sent to unasked) must not be reused.
-            return bool(self.buffer.data) or self.buffer.ended or (sock is not None and is_socket_readable(sock))
+            # A pooled connection the server has closed (or sent to unasked) must not be reused. While
+            # the transport reads, the loop hands both to the buffer (data_received, eof_received), so
+            # the socket itself is probed only when it does not: httpcore asks of every idle
+            # connection in the pool for each request it assigns, and a probe is a system call.
+            if self.buffer.data or self.buffer.ended:
+                return True
+            if self.transport.is_reading():
+                return False
+            return sock is not None and is_socket_readable(sock)
         return None
 
 

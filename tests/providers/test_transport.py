@@ -317,3 +317,33 @@ async def test_a_body_left_open_after_done_costs_its_connection_not_the_answer(s
         assert items[:2] == ["Hello ", "there."] and items[2].completion_tokens == 2
     assert took < 2 * 0.2 + 1.0
     assert seen["connections"] == 2  # each unfinished body's connection was dropped
+
+
+async def test_idle_pooled_connections_are_not_probed_for_each_request(monkeypatch):
+    """httpcore asks every idle pooled connection whether it is readable, for each request it assigns.
+    A connection whose transport reads learns of a server's close or stray bytes from the loop (its
+    buffer), so the socket is probed (a system call) only for one whose reading is paused."""
+    from chat.providers import transport
+
+    probes = []
+    real_probe = transport.is_socket_readable
+    monkeypatch.setattr(transport, "is_socket_readable", lambda sock: probes.append(sock) or real_probe(sock))
+    server = Server(ok())
+    server.start()
+    try:
+        async with httpx2.AsyncClient(transport=AsyncioTransport()) as client:
+            url = f"http://127.0.0.1:{server.port}/"
+            streams = []
+            for _ in range(3):
+                response = await client.get(url)
+                assert response.status_code == 200
+                streams.append(response.extensions["network_stream"])
+            assert probes == []
+            stream = streams[-1]
+            assert stream.get_extra_info("is_readable") is False
+            stream.transport.pause_reading()  # as a held exchange's connection is (ReadPace)
+            assert stream.get_extra_info("is_readable") is False
+            assert len(probes) == 1
+            stream.transport.resume_reading()
+    finally:
+        server.stop()
