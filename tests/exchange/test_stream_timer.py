@@ -115,7 +115,7 @@ def test_every_streams_frames_fall_on_one_grid():
     for due in schedules:
         assert all(abs(t / interval - round(t / interval)) < 1e-6 for t in due), due
         assert all(round(b - a, 6) == interval for a, b in itertools.pairwise(due)), due
-    assert set(schedules[0][1:]) < set(schedules[1]) | set(schedules[2])
+    assert len(set(schedules[0]) & set(schedules[1]) & set(schedules[2])) == 5  # due together while they overlap
     # Never sooner than half an interval after a frame; a busy process's longer frames keep the grid.
     assert next_frame_at(100.0, interval) - 100.0 >= interval / 2
     assert next_frame_at(100.0, interval, 3.0) == pytest.approx(100.15)
